@@ -1,0 +1,3 @@
+from alize.cli import main
+
+main()

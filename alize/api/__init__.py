@@ -1,0 +1,1 @@
+"""The HTTP adapter: thin routes over the services; errors translated once, here."""

@@ -1,0 +1,31 @@
+"""create_app(settings): the FastAPI application, with the platform started in its lifespan."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from alize import __version__
+from alize.api import errors
+from alize.api.limits import BodySizeLimit
+from alize.api.routes import chat, embeddings, models
+from alize.config import Settings
+from alize.services.platform import Platform
+
+
+def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.platform = platform or Platform.start(settings)
+        try:
+            yield
+        finally:
+            app.state.platform.close()
+
+    app = FastAPI(title="Alizé", version=__version__, lifespan=lifespan,
+                  docs_url="/docs", redoc_url=None)
+    errors.install(app)
+    for module in (chat, embeddings, models):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,25 @@
+"""Settings: flags override environment (ALIZE_*), which overrides an optional .env file."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALIZE_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    config_file: Path | None = None
+    database_url: str | None = None
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    threads: int | None = Field(default=None, ge=1)
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'alize.db').resolve()}"

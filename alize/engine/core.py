@@ -1,0 +1,128 @@
+"""EngineCore: one thread per loaded model owns the llama.cpp context and runs
+schedule() -> runner.run() -> postprocess() until stopped."""
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from alize.engine.params import BatchItem, FinishReason, GenerationRequest, TokenEvent
+from alize.engine.runner import LlamaRunner
+from alize.engine.scheduler import Scheduler
+from alize.engine.sequence import Sequence
+from alize.engine.text import TextAssembler
+from alize.errors import AlizeError
+
+log = logging.getLogger(__name__)
+
+
+class EngineCore:
+    def __init__(self, runner: LlamaRunner, scheduler: Scheduler, name: str = "engine"):
+        self.runner = runner
+        self.scheduler = scheduler
+        self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=f"alize-{name}", daemon=True)
+        self._is_stopping = False
+
+    # -- called from any thread ---------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._inbox.put(("stop", None))
+        self._thread.join(timeout=30)
+
+    def submit(self, request: GenerationRequest, sink: Callable[[TokenEvent], None]) -> None:
+        stop = request.params.stop
+        self._inbox.put(("add", Sequence(request, sink, TextAssembler(stop))))
+
+    def abort(self, request_id: str) -> None:
+        self._inbox.put(("abort", request_id))
+
+    # -- the engine thread --------------------------------------------------
+    def _loop(self) -> None:
+        while not self._is_stopping:
+            self._drain_inbox(block=not self.scheduler.has_work)
+            if self.scheduler.has_work:
+                self.step()
+        for seq in (*self.scheduler.running, *self.scheduler.waiting):
+            self._finish(seq, FinishReason.ABORT)
+
+    def _drain_inbox(self, block: bool) -> None:
+        try:
+            command, arg = self._inbox.get(block=block)
+            while True:
+                self._handle(command, arg)
+                command, arg = self._inbox.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _handle(self, command: str, arg: object) -> None:
+        if command == "add":
+            assert isinstance(arg, Sequence)
+            self.scheduler.add(arg)
+        elif command == "abort":
+            seq = self.scheduler.find(str(arg))
+            if seq is not None:
+                self._finish(seq, FinishReason.ABORT)
+        elif command == "stop":
+            self._is_stopping = True
+
+    def step(self) -> None:
+        seqs, items = self.scheduler.schedule()
+        for seq in seqs:
+            if seq.sampler is None:
+                params = seq.request.params
+                seq.sampler = self.runner.create_sampler(params, ban_eog=params.min_tokens > 0)
+                if params.max_tokens == 0:
+                    self._finish(seq, FinishReason.LENGTH)
+        live = [(s, i) for s, i in zip(seqs, items) if s.sampler is not None]
+        if not live:
+            return
+        try:
+            tokens = self.runner.run([i for _, i in live], [s.sampler for s, _ in live])
+        except AlizeError as exc:
+            log.error("decode failed: %s", exc.message)
+            for seq, _ in live:
+                self._finish(seq, FinishReason.ERROR, error=exc.message)
+            return
+        self._postprocess(live, tokens)
+
+    def _postprocess(self, live: list[tuple[Sequence, BatchItem]], tokens: list[int]) -> None:
+        sampled = iter(tokens)
+        for seq, item in live:
+            if seq.is_prefilling:
+                seq.num_prefilled += len(item.tokens)
+            if not item.wants_logits:
+                continue
+            token = next(sampled)
+            if self.runner.is_end_of_generation(token):
+                self._finish(seq, FinishReason.STOP)
+                continue
+            seq.output_tokens.append(token)
+            if seq.num_completion_tokens == seq.request.params.min_tokens:
+                self.runner.free_sampler(seq.sampler)  # min_tokens reached: allow EOS again
+                seq.sampler = self.runner.create_sampler(seq.request.params)
+            text = seq.assembler.feed(self.runner.token_bytes(token))
+            if seq.assembler.is_stopped:
+                self._finish(seq, FinishReason.STOP, text=text)
+            elif seq.num_completion_tokens >= seq.request.params.max_tokens:
+                params = seq.request.params
+                reason = FinishReason.MODEL_LENGTH if params.is_limit_from_context else FinishReason.LENGTH
+                self._finish(seq, reason, text=text)
+            elif text:
+                seq.sink(self._event(seq, text))
+
+    def _finish(self, seq: Sequence, reason: FinishReason, text: str = "", error: str | None = None) -> None:
+        text += seq.assembler.finish()
+        self.scheduler.deallocate(seq)
+        if seq.slot >= 0:
+            self.runner.clear_sequence(seq.slot)
+        if seq.sampler is not None:
+            self.runner.free_sampler(seq.sampler)
+            seq.sampler = None
+        seq.sink(self._event(seq, text, reason, error))
+
+    @staticmethod
+    def _event(seq: Sequence, text: str, reason: FinishReason | None = None, error: str | None = None) -> TokenEvent:
+        return TokenEvent(text, seq.num_prompt_tokens, seq.num_completion_tokens, reason, error)

@@ -1,0 +1,75 @@
+"""What a generation request asks of the engine, and what the engine reports back."""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"  # an end-of-generation token or a stop string
+    LENGTH = "length"  # max_tokens reached
+    MODEL_LENGTH = "model_length"  # the context window is full
+    ABORT = "abort"  # the client went away
+    ERROR = "error"  # the engine failed
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 0.7
+    top_p: float = 1.0
+    seed: int | None = None
+    top_k: int = 0  # 0: off
+    repetition_penalty: float = 1.0  # 1.0: off
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    # End-of-generation tokens are banned until this many tokens are generated.
+    min_tokens: int = 0
+    # True when max_tokens was derived from the context size rather than asked for.
+    is_limit_from_context: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 0:
+            raise ValueError("max_tokens must be >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be > 0")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    request_id: str
+    prompt_tokens: list[int]
+    params: SamplingParams
+    # The key that scopes any state (such as a prefix cache) this request may reuse.
+    cache_scope: str = ""
+
+
+@dataclass(slots=True)
+class TokenEvent:
+    """A piece of output text for one request. The last event carries finish_reason."""
+
+    text: str
+    num_prompt_tokens: int
+    num_completion_tokens: int
+    finish_reason: FinishReason | None = None
+    error: str | None = None
+    token_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """Tokens of one sequence to decode this step; logits wanted for the last one or not."""
+
+    seq_id: int
+    tokens: list[int]
+    start_pos: int
+    wants_logits: bool

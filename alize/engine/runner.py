@@ -1,0 +1,199 @@
+"""The only module that talks to llama.cpp: load a GGUF model, tokenize, decode batches, sample.
+
+Built on llama.cpp's low-level C API (through llama-cpp-python's ctypes bindings):
+one llama_batch is filled per step, llama_decode runs it (releasing the GIL), and
+each sequence samples with its own sampler chain, which runs in C."""
+
+import ctypes
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp as lc
+
+from alize.engine.params import BatchItem, SamplingParams
+from alize.errors import ConfigError, EngineFailure
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    pass  # llama.cpp logs loudly on stderr; Alizé keeps its own logs.
+
+
+# Keep a reference: llama.cpp holds the pointer for the life of the process.
+_LOG_CALLBACK = lc.llama_log_callback(_log_callback)
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            lc.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+            lc.llama_backend_init()
+            _backend_ready = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    context_per_sequence: int
+    max_sequences: int = 1
+    batch_size: int = 512
+    threads: int = 2
+
+
+class LlamaRunner:
+    def __init__(self, model_path: Path, config: RunnerConfig):
+        _init_backend()
+        self.config = config
+        mparams = lc.llama_model_default_params()
+        self._model = lc.llama_model_load_from_file(str(model_path).encode(), mparams)
+        if not self._model:
+            raise ConfigError(f"llama.cpp could not load the model file {model_path}")
+        self._vocab = lc.llama_model_get_vocab(self._model)
+        self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
+        self.n_ctx_train = lc.llama_model_n_ctx_train(self._model)
+        cparams = lc.llama_context_default_params()
+        cparams.n_seq_max = config.max_sequences
+        cparams.n_ctx = config.context_per_sequence * config.max_sequences
+        cparams.n_batch = config.batch_size
+        cparams.n_ubatch = config.batch_size
+        cparams.n_threads = config.threads
+        cparams.n_threads_batch = config.threads
+        cparams.kv_unified = False
+        self._ctx = lc.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            raise ConfigError(f"llama.cpp could not create a context for {model_path}")
+        self._memory = lc.llama_get_memory(self._ctx)
+        self._batch = lc.llama_batch_init(config.batch_size, 0, 1)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self.eog_tokens = [t for t in range(self.n_vocab) if lc.llama_vocab_is_eog(self._vocab, t)]
+
+    # -- vocabulary ---------------------------------------------------------
+    def metadata(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        n_max = len(data) + 8
+        arr = (lc.llama_token * n_max)()
+        n = lc.llama_tokenize(self._vocab, data, len(data), arr, n_max, add_special, parse_special)
+        if n < 0:
+            arr = (lc.llama_token * -n)()
+            n = lc.llama_tokenize(self._vocab, data, len(data), arr, -n, add_special, parse_special)
+        return list(arr[:n])
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        n = lc.llama_token_to_piece(self._vocab, token, self._piece_buf, 256, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = lc.llama_token_to_piece(self._vocab, token, buf, -n, 0, special)
+            return buf.raw[:n]
+        return self._piece_buf.raw[:n]
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(lc.llama_vocab_is_eog(self._vocab, token))
+
+    @property
+    def adds_bos(self) -> bool:
+        return bool(lc.llama_vocab_get_add_bos(self._vocab))
+
+    def special_token(self, name: str) -> int:
+        """bos, eos, fim_pre, fim_suf, fim_mid: the token id, or -1 when the model has none."""
+        fn = {
+            "bos": lc.llama_vocab_bos,
+            "eos": lc.llama_vocab_eos,
+            "fim_pre": lc.llama_vocab_fim_pre,
+            "fim_suf": lc.llama_vocab_fim_suf,
+            "fim_mid": lc.llama_vocab_fim_mid,
+        }[name]
+        return int(fn(self._vocab))
+
+    # -- sampling -----------------------------------------------------------
+    def create_sampler(self, params: SamplingParams, ban_eog: bool = False) -> ctypes.c_void_p:
+        """A sampler chain in C: logit bias, penalties, then greedy or top-p + temperature."""
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        bias = list(params.logit_bias)
+        if ban_eog:
+            bias += [(t, float("-inf")) for t in self.eog_tokens]
+        if bias:
+            arr = (lc.llama_logit_bias * len(bias))()
+            for i, (token, value) in enumerate(bias):
+                arr[i].token = token
+                arr[i].bias = value
+            lc.llama_sampler_chain_add(
+                chain, lc.llama_sampler_init_logit_bias(self.n_vocab, len(arr), arr)
+            )
+        if params.presence_penalty or params.frequency_penalty or params.repetition_penalty != 1.0:
+            lc.llama_sampler_chain_add(
+                chain,
+                lc.llama_sampler_init_penalties(
+                    # last_n: the whole context (-1 would mean "disabled" here)
+                    self.n_vocab, self.config.context_per_sequence, params.repetition_penalty,
+                    params.frequency_penalty,
+                    params.presence_penalty,
+                ),
+            )
+        if params.is_greedy:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+            return chain
+        if params.top_k > 0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(params.top_k))
+        if params.top_p < 1.0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(params.top_p, 1))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(params.temperature))
+        seed = lc.LLAMA_DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
+        if seed == lc.LLAMA_DEFAULT_SEED and params.seed is not None:
+            seed = 0xFFFFFFFE  # LLAMA_DEFAULT_SEED means "random"; keep a given seed fixed
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed))
+        return chain
+
+    def free_sampler(self, sampler: ctypes.c_void_p) -> None:
+        lc.llama_sampler_free(sampler)
+
+    # -- decoding -----------------------------------------------------------
+    def run(self, items: list[BatchItem], samplers: list[ctypes.c_void_p | None]) -> list[int]:
+        """Decodes one batch; returns a sampled token for each item that wants logits."""
+        batch = self._batch
+        n = 0
+        logit_rows: list[int] = []
+        for item in items:
+            for i, token in enumerate(item.tokens):
+                batch.token[n] = token
+                batch.pos[n] = item.start_pos + i
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = item.seq_id
+                batch.logits[n] = item.wants_logits and i == len(item.tokens) - 1
+                n += 1
+            if item.wants_logits:
+                logit_rows.append(n - 1)
+        if n > self.config.batch_size:
+            raise EngineFailure(f"batch of {n} tokens exceeds the batch size")
+        batch.n_tokens = n
+        rc = lc.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise EngineFailure(f"llama_decode failed with code {rc}")
+        sampled = []
+        wanting = [s for item, s in zip(items, samplers) if item.wants_logits]
+        for row, sampler in zip(logit_rows, wanting):
+            # llama_sampler_sample also accepts the token into the chain (penalties).
+            sampled.append(int(lc.llama_sampler_sample(sampler, self._ctx, row)))
+        return sampled
+
+    def clear_sequence(self, seq_id: int) -> None:
+        lc.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+
+    def close(self) -> None:
+        if self._ctx:
+            lc.llama_batch_free(self._batch)
+            lc.llama_free(self._ctx)
+            lc.llama_model_free(self._model)
+            self._ctx = None

@@ -1,0 +1,69 @@
+"""Decides what runs each step: admits waiting sequences into free KV slots and builds
+one batch of at most `token_budget` tokens: one decode token per running sequence,
+then prompt chunks (chunked prefill) with what budget is left. Pure Python."""
+
+from collections import deque
+
+from alize.engine.params import BatchItem
+from alize.engine.sequence import Sequence, SequenceStatus
+
+
+class Scheduler:
+    def __init__(self, max_sequences: int, token_budget: int):
+        self.token_budget = token_budget
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self._free_slots = list(range(max_sequences - 1, -1, -1))
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def add(self, seq: Sequence) -> None:
+        self.waiting.append(seq)
+
+    def can_allocate(self) -> bool:
+        return bool(self._free_slots)
+
+    def allocate(self, seq: Sequence) -> None:
+        seq.slot = self._free_slots.pop()
+        seq.status = SequenceStatus.RUNNING
+        self.running.append(seq)
+
+    def deallocate(self, seq: Sequence) -> None:
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+            self._free_slots.append(seq.slot)
+        elif seq.status is SequenceStatus.WAITING:
+            self.waiting.remove(seq)
+        seq.status = SequenceStatus.FINISHED
+
+    def find(self, request_id: str) -> Sequence | None:
+        for seq in (*self.running, *self.waiting):
+            if seq.request_id == request_id:
+                return seq
+        return None
+
+    def schedule(self) -> tuple[list[Sequence], list[BatchItem]]:
+        while self.waiting and self.can_allocate():
+            self.allocate(self.waiting.popleft())
+        seqs: list[Sequence] = []
+        items: list[BatchItem] = []
+        budget = self.token_budget
+        # decode: one token for every sequence past its prompt
+        for seq in self.running:
+            if not seq.is_prefilling and budget > 0:
+                pos = seq.num_context_tokens - 1
+                items.append(BatchItem(seq.slot, [seq.output_tokens[-1]], pos, True))
+                seqs.append(seq)
+                budget -= 1
+        # prefill: prompt chunks with the budget that is left
+        for seq in self.running:
+            if seq.is_prefilling and budget > 0:
+                start = seq.num_prefilled
+                chunk = seq.request.prompt_tokens[start : start + budget]
+                is_last = start + len(chunk) == seq.num_prompt_tokens
+                items.append(BatchItem(seq.slot, chunk, start, is_last))
+                seqs.append(seq)
+                budget -= len(chunk)
+        return seqs, items

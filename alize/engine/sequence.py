@@ -1,0 +1,48 @@
+"""One generation in flight: its tokens, its KV slot, its sampler, where its output goes."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from typing import Any
+
+from alize.engine.params import GenerationRequest, TokenEvent
+from alize.engine.text import TextAssembler
+
+
+class SequenceStatus(Enum):
+    WAITING = auto()
+    RUNNING = auto()
+    FINISHED = auto()
+
+
+@dataclass(eq=False)
+class Sequence:
+    request: GenerationRequest
+    sink: Callable[[TokenEvent], None]
+    assembler: TextAssembler
+    status: SequenceStatus = SequenceStatus.WAITING
+    slot: int = -1
+    sampler: Any = None
+    num_prefilled: int = 0
+    output_tokens: list[int] = field(default_factory=list)
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return len(self.request.prompt_tokens)
+
+    @property
+    def num_completion_tokens(self) -> int:
+        return len(self.output_tokens)
+
+    @property
+    def is_prefilling(self) -> bool:
+        return self.num_prefilled < self.num_prompt_tokens
+
+    @property
+    def num_context_tokens(self) -> int:
+        """Tokens in the KV cache once the pending token is decoded."""
+        return self.num_prompt_tokens + self.num_completion_tokens

@@ -1,0 +1,69 @@
+"""The error tree of Alizé. Lower layers raise these; the HTTP edge (api/errors.py)
+translates each into a status code and a Mistral-shaped JSON body, once."""
+
+
+class AlizeError(Exception):
+    status_code = 500
+    type = "internal_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(AlizeError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class ContextOverflow(InvalidRequest):
+    """The prompt plus the requested completion does not fit in the model's context."""
+
+    type = "context_length_exceeded"
+
+
+class MessageOrderError(InvalidRequest):
+    type = "invalid_request_message_order"
+    code = "3230"
+
+
+class Unsupported(InvalidRequest):
+    type = "unsupported_feature"
+
+
+class Unauthorized(AlizeError):
+    status_code = 401
+    type = "unauthorized"
+
+
+class NotFound(AlizeError):
+    status_code = 404
+    type = "not_found"
+
+
+class ModelNotFound(NotFound):
+    type = "invalid_model"
+    code = "1500"
+
+
+class PayloadTooLarge(AlizeError):
+    status_code = 413
+    type = "payload_too_large"
+
+
+class Overloaded(AlizeError):
+    status_code = 503
+    type = "overloaded"
+
+
+class EngineFailure(AlizeError):
+    status_code = 500
+    type = "engine_error"
+
+
+class ConfigError(AlizeError):
+    """A configuration file or setting is wrong; raised at start-up, never per request."""

@@ -1,0 +1,1 @@
+"""Wire schemas of the Mistral API (and the OpenAI spellings it tolerates). No behaviour."""

@@ -1,0 +1,1 @@
+"""Use cases: framework-free; they raise AlizeError and know nothing of HTTP."""

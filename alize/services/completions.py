@@ -1,0 +1,81 @@
+"""POST /v1/completions: OpenAI's plain text completion, on the same engine."""
+
+from collections.abc import AsyncIterator
+
+from alize.errors import InvalidRequest
+from alize.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
+from alize.services.chat import usage
+from alize.services.fim import fim_prompt_tokens
+from alize.services.generation import Prepared, collect, new_id, now, stream_events, stream_finish_reason
+from alize.services.models import ModelHub
+from alize.services.sampling import SamplingFields, build_params, pick_seed
+
+MAX_PROMPTS = 16
+
+
+
+
+class CompletionService:
+    def __init__(self, hub: ModelHub):
+        self.hub = hub
+
+    def prepare(self, request: CompletionRequest, cache_scope: str = "") -> list[Prepared]:
+        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        if not prompts:
+            raise InvalidRequest("prompt must not be an empty list", param="prompt")
+        if len(prompts) > MAX_PROMPTS:
+            raise InvalidRequest(f"At most {MAX_PROMPTS} prompts per request", param="prompt")
+        entry, model = self.hub.chat_model(request.model)
+        fields = SamplingFields(
+            temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_tokens,
+            stop=request.stop, seed=pick_seed(request.random_seed, request.seed),
+            presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
+            logit_bias=request.logit_bias,
+        )
+        preps, request_id, created = [], new_id(), now()
+        for prompt in prompts:
+            tokens = fim_prompt_tokens(model, prompt, request.suffix or "")
+            params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
+            preps.append(Prepared(entry, model, tokens, params, n=request.n or 1,
+                                  cache_scope=cache_scope, id=request_id, created=created))
+        return preps
+
+    async def complete(self, request: CompletionRequest, cache_scope: str = "") -> CompletionResponse:
+        preps = self.prepare(request, cache_scope)
+        choices, num_prompt, num_completion = [], 0, 0
+        for p, prep in enumerate(preps):
+            result = await collect(prep)
+            echo = request.prompt if isinstance(request.prompt, str) else request.prompt[p]
+            num_prompt += result.num_prompt_tokens
+            num_completion += result.num_completion_tokens
+            for c in result.choices:
+                text = (echo if request.echo else "") + c.text
+                choices.append(CompletionChoice(index=p * prep.n + c.index, text=text,
+                                                finish_reason=stream_finish_reason(c.finish_reason)))
+        first = preps[0]
+        return CompletionResponse(id=first.id, created=first.created, model=first.model_id,
+                                  choices=choices, usage=usage(num_prompt, num_completion))
+
+    async def stream(self, request: CompletionRequest, preps: list[Prepared],
+                     include_usage: bool) -> AsyncIterator[CompletionResponse]:
+        first = preps[0]
+
+        def chunk(choices: list[CompletionChoice], usage_info=None) -> CompletionResponse:
+            return CompletionResponse(id=first.id, created=first.created, model=first.model_id,
+                                      choices=choices, usage=usage_info)
+
+        num_prompt = num_completion = 0
+        for p, prep in enumerate(preps):
+            num_prompt += len(prep.prompt_tokens)
+            if request.echo:
+                echo = request.prompt if isinstance(request.prompt, str) else request.prompt[p]
+                for i in range(prep.n):
+                    yield chunk([CompletionChoice(index=p * prep.n + i, text=echo, finish_reason=None)])
+            async for index, event in stream_events(prep):
+                reason = stream_finish_reason(event.finish_reason) if event.finish_reason else None
+                if reason:
+                    num_completion += event.num_completion_tokens
+                yield chunk([CompletionChoice(index=p * prep.n + index, text=event.text,
+                                              finish_reason=reason)])
+        if include_usage:
+            yield chunk([], usage(num_prompt, num_completion))

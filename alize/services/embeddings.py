@@ -1,0 +1,53 @@
+"""POST /v1/embeddings: strings in, unit vectors out (float lists or base64 float32)."""
+
+import asyncio
+import base64
+
+import numpy as np
+
+from alize.errors import ContextOverflow, InvalidRequest, Unsupported
+from alize.protocol.common import UsageInfo
+from alize.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse
+from alize.services.generation import new_id
+from alize.services.models import ModelHub
+
+MAX_INPUTS = 512
+
+
+class EmbeddingService:
+    def __init__(self, hub: ModelHub):
+        self.hub = hub
+
+    async def create(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        entry, embedder = self.hub.embedder(request.model)
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        if not texts:
+            raise InvalidRequest("input must not be empty", param="input")
+        if len(texts) > MAX_INPUTS:
+            raise InvalidRequest(f"At most {MAX_INPUTS} inputs per request", param="input")
+        if request.output_dtype != "float":
+            raise Unsupported(f"output_dtype {request.output_dtype!r} is not supported; use 'float'",
+                              param="output_dtype")
+        dimension = request.output_dimension or request.dimensions
+        if dimension is not None and dimension > embedder.dimension:
+            raise InvalidRequest(f"output_dimension must be at most {embedder.dimension} for {entry.id}",
+                                 param="output_dimension")
+        counts = await asyncio.to_thread(embedder.count_tokens, texts)
+        for i, count in enumerate(counts):
+            if count > embedder.max_tokens:
+                raise ContextOverflow(f"Input {i} has {count} tokens, more than the {embedder.max_tokens} "
+                                      f"that {entry.id} accepts", param="input")
+        vectors = await asyncio.to_thread(embedder.embed, texts)
+        if dimension is not None:
+            vectors = vectors[:, :dimension]
+        data = [EmbeddingData(embedding=_encode(v, request.encoding_format), index=i)
+                for i, v in enumerate(vectors)]
+        total = sum(counts)
+        return EmbeddingResponse(id=new_id(), model=entry.id, data=data,
+                                 usage=UsageInfo(prompt_tokens=total, completion_tokens=0, total_tokens=total))
+
+
+def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector]

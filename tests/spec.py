@@ -1,0 +1,54 @@
+"""Validates responses against the official Mistral OpenAPI spec, with ERRATA.md applied."""
+
+import copy
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC_DIR = Path(os.environ.get("ALIZE_SPEC_DIR", ROOT.parent / "shared" / "mistral-api"))
+SPEC_PATH = SPEC_DIR / "openapi-core.yaml"
+
+
+@cache
+def spec() -> dict[str, Any]:
+    if not SPEC_PATH.exists():
+        raise FileNotFoundError(f"the official spec is needed at {SPEC_PATH} (or set ALIZE_SPEC_DIR)")
+    data = yaml.safe_load(SPEC_PATH.read_text())
+    return apply_errata(data)
+
+
+def apply_errata(data: dict[str, Any]) -> dict[str, Any]:
+    data = copy.deepcopy(data)
+    schemas = data["components"]["schemas"]
+    # Erratum 1: ChatCompletionResponse requires a `data` field that does not exist.
+    for part in schemas["ChatCompletionResponse"]["allOf"]:
+        if "required" in part:
+            part["required"] = [r for r in part["required"] if r != "data"]
+    # Erratum 2: UsageInfo allows extra fields such as prompt_tokens_details.
+    schemas["UsageInfo"]["additionalProperties"] = True
+    return data
+
+
+@cache
+def _registry() -> Registry:
+    resource = Resource.from_contents(spec(), default_specification=DRAFT202012)
+    return Registry().with_resource("urn:mistral", resource)
+
+
+def errors(instance: Any, schema_name: str) -> list[str]:
+    validator = Draft202012Validator(
+        {"$ref": f"urn:mistral#/components/schemas/{schema_name}"}, registry=_registry()
+    )
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance)]
+
+
+def assert_valid(instance: Any, schema_name: str) -> None:
+    problems = errors(instance, schema_name)
+    assert not problems, f"{schema_name} violates the spec: {problems}"

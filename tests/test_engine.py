@@ -1,0 +1,78 @@
+"""The llama.cpp build and the engine, without the HTTP layer."""
+
+import asyncio
+
+import pytest
+
+from alize.engine.params import GenerationRequest, SamplingParams
+from alize.engine.text import TextAssembler
+from alize.registry import Registry
+
+
+@pytest.fixture(scope="module")
+def chat_model():
+    from alize.engine.chat_model import ChatModel
+
+    registry = Registry.load()
+    backend = registry.backends["smollm2-135m-instruct"]
+    model = ChatModel("smollm2", registry.resolve_path(backend), 2048, threads=2)
+    yield model
+    model.close()
+
+
+def test_build_decodes_tokens(chat_model):
+    # The portable build must decode on this CPU (the native build crashed on AMX here).
+    prompt = chat_model.tokenize_prompt(chat_model.template.render(
+        [{"role": "user", "content": "What is 2+2?"}]))
+    request = GenerationRequest("t1", prompt, SamplingParams(max_tokens=5, temperature=0))
+
+    async def run():
+        return [e async for e in chat_model.engine.generate(request)]
+
+    events = asyncio.run(run())
+    assert events[-1].finish_reason is not None
+    assert 1 <= events[-1].num_completion_tokens <= 5
+    assert "".join(e.text for e in events).strip()
+
+
+def test_chat_template_comes_from_the_gguf(chat_model):
+    text = chat_model.template.render([{"role": "user", "content": "Hi"}])
+    assert "<|im_start|>user\nHi<|im_end|>" in text and text.endswith("<|im_start|>assistant\n")
+
+
+def test_abort_frees_the_sequence(chat_model):
+    prompt = chat_model.tokenize_prompt("Tell me a very long story.")
+
+    async def run():
+        got = 0
+        gen = chat_model.engine.generate(GenerationRequest("t2", prompt, SamplingParams(max_tokens=500)))
+        async for _ in gen:
+            got += 1
+            if got == 3:
+                break
+        await gen.aclose()
+        # the slot is free again: a new request runs to completion
+        events = [e async for e in chat_model.engine.generate(
+            GenerationRequest("t3", prompt, SamplingParams(max_tokens=2, temperature=0, min_tokens=2)))]
+        return events
+
+    events = asyncio.run(run())
+    assert events[-1].num_completion_tokens == 2
+
+
+def test_assembler_holds_split_characters():
+    asm = TextAssembler()
+    data = "é🎉".encode()
+    out = [asm.feed(data[i:i + 1]) for i in range(len(data))]
+    assert out == ["", "é", "", "", "", "🎉"]
+
+
+def test_assembler_cuts_at_stop_strings_across_tokens():
+    asm = TextAssembler(stop=("END",))
+    assert asm.feed(b"abc E") == "abc "
+    assert asm.feed(b"N") == ""
+    assert asm.feed(b"Dxyz") == ""
+    assert asm.is_stopped and asm.released_text == "abc "
+    asm2 = TextAssembler(stop=("END",))
+    assert asm2.feed(b"EN") == "" and asm2.feed(b"o") == "ENo"
+    assert asm2.finish() == ""

@@ -1,0 +1,100 @@
+"""Property-based fuzzing of request bodies: schemathesis draws bodies from the official
+spec's request schemas (and hypothesis draws arbitrary JSON); the server must never answer
+5xx, and every answer must conform to the spec or be a Mistral-shaped error."""
+
+import json
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.spec import assert_valid, spec
+from tests.sse import read_events
+
+MAX_TOKENS = 3  # keeps every generation short; bigger values are tested elsewhere
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+                    suppress_health_check=list(HealthCheck))
+OPERATIONS = {
+    "/v1/chat/completions": "ChatCompletionResponse",
+    "/v1/fim/completions": "FIMCompletionResponse",
+    "/v1/embeddings": "EmbeddingResponse",
+}
+CHAT_MODELS = ["mistral-small-latest", "codestral-latest", "mistral-tiny"]
+
+
+def _schema():
+    return schemathesis.openapi.from_dict(spec())
+
+
+def _bounded(path: str, body: dict) -> dict:
+    body = dict(body)
+    if path == "/v1/embeddings":
+        body["model"] = "mistral-embed"
+    else:
+        body["model"] = CHAT_MODELS[len(json.dumps(body)) % len(CHAT_MODELS)]
+        if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] > MAX_TOKENS:
+            body["max_tokens"] = MAX_TOKENS
+        if isinstance(body.get("n"), int) and body["n"] > 2:
+            body["n"] = 2
+    return body
+
+
+def check_response(r: httpx.Response, path: str, stream: bool) -> None:
+    assert r.status_code < 500, f"{r.status_code}: {r.text[:500]}"
+    if r.status_code >= 400:
+        body = r.json()
+        assert body["object"] == "error" and body["message"], body
+        return
+    if stream:
+        chunks, is_done = read_events(r)
+        assert is_done
+        for chunk in chunks:
+            assert_valid(chunk, "CompletionChunk")
+    else:
+        assert_valid(r.json(), OPERATIONS[path])
+
+
+@pytest.mark.parametrize("path", list(OPERATIONS))
+def test_spec_bodies_never_break_the_server(server, path):
+    strategy = _schema()[path]["POST"].as_strategy()
+    client = server.client()
+
+    @SETTINGS
+    @given(case=strategy)
+    def run(case):
+        body = _bounded(path, case.body if isinstance(case.body, dict) else {})
+        stream = body.get("stream") is True
+        with client.stream("POST", path, json=body) as r:
+            if not stream or r.status_code != 200:
+                r.read()
+            check_response(r, path, stream)
+
+    run()
+    client.close()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+FIELDS = st.sampled_from(["model", "messages", "max_tokens", "temperature", "top_p", "stop", "n",
+                          "random_seed", "stream", "prompt", "suffix", "input", "encoding_format",
+                          "presence_penalty", "logit_bias", "response_format", "tools", "safe_prompt"])
+
+
+@SETTINGS
+@given(path=st.sampled_from(list(OPERATIONS)), body=st.dictionaries(FIELDS, JSON, max_size=6) | JSON)
+def test_arbitrary_json_never_breaks_the_server(server, path, body):
+    if isinstance(body, dict) and isinstance(body.get("max_tokens"), int):
+        body["max_tokens"] = min(max(body["max_tokens"], -5), MAX_TOKENS)
+    if isinstance(body, dict):
+        body.setdefault("max_tokens", MAX_TOKENS)
+        body["stream"] = False
+    with server.client() as client:
+        r = client.post(path, json=body)
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["object"] == "error"
