@@ -60,6 +60,20 @@ def test_abort_frees_the_sequence(chat_model):
     assert events[-1].num_completion_tokens == 2
 
 
+def test_empty_prompt_fails_cleanly_and_the_engine_goes_on(chat_model):
+    async def run():
+        bad = [e async for e in chat_model.engine.generate(
+            GenerationRequest("t4", [], SamplingParams(max_tokens=3)))]
+        good = [e async for e in chat_model.engine.generate(
+            GenerationRequest("t5", chat_model.tokenize_prompt("Hi"),
+                              SamplingParams(max_tokens=2, min_tokens=2)))]
+        return bad, good
+
+    bad, good = asyncio.run(run())
+    assert bad[-1].finish_reason == "error" and bad[-1].error
+    assert good[-1].num_completion_tokens == 2
+
+
 def test_assembler_holds_split_characters():
     asm = TextAssembler()
     data = "é🎉".encode()

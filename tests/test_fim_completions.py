@@ -36,3 +36,10 @@ def test_text_completion_shape(http):
     assert body["choices"][0]["text"].startswith("Hello")
     assert body["choices"][2]["text"].startswith("Bonjour")
     assert body["usage"]["completion_tokens"] <= 16
+
+
+def test_empty_prompts_are_answered(http):
+    for path, body in (("/v1/fim/completions", {"model": "codestral-latest", "prompt": "", "suffix": ""}),
+                       ("/v1/completions", {"model": "mistral-tiny", "prompt": ""})):
+        r = http.post(path, json={**body, "max_tokens": 2})
+        assert r.status_code == 200, r.text

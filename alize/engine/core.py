@@ -44,7 +44,12 @@ class EngineCore:
         while not self._is_stopping:
             self._drain_inbox(block=not self.scheduler.has_work)
             if self.scheduler.has_work:
-                self.step()
+                try:
+                    self.step()
+                except Exception as exc:  # never let one bad step kill the engine thread
+                    log.exception("engine step failed")
+                    for seq in list(self.scheduler.running):
+                        self._finish(seq, FinishReason.ERROR, error=f"engine step failed: {exc}")
         for seq in (*self.scheduler.running, *self.scheduler.waiting):
             self._finish(seq, FinishReason.ABORT)
 
@@ -60,7 +65,10 @@ class EngineCore:
     def _handle(self, command: str, arg: object) -> None:
         if command == "add":
             assert isinstance(arg, Sequence)
-            self.scheduler.add(arg)
+            if arg.num_prompt_tokens == 0:
+                self._finish(arg, FinishReason.ERROR, error="the prompt has no tokens")
+            else:
+                self.scheduler.add(arg)
         elif command == "abort":
             seq = self.scheduler.find(str(arg))
             if seq is not None:

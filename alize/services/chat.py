@@ -43,9 +43,11 @@ def content_text(content: str | list[dict[str, Any]] | None, where: str) -> str:
         return content or ""
     parts = []
     for chunk in content:
-        kind = chunk.get("type")
+        kind = chunk.get("type", "text" if "text" in chunk else None)  # "type" defaults to text
         if kind == "text" and isinstance(chunk.get("text"), str):
             parts.append(chunk["text"])
+        elif kind == "thinking" and isinstance(chunk.get("thinking"), list):
+            parts.append(content_text(chunk["thinking"], where))
         elif kind == "text":
             raise InvalidRequest(f"{where}: a text chunk needs a string 'text'", param="messages")
         else:

@@ -8,6 +8,7 @@ shows both sides and asks for the missing middle (FIM_INSTRUCTION)."""
 from collections.abc import AsyncIterator
 
 from alize.engine.chat_model import ChatModel
+from alize.errors import InvalidRequest
 from alize.protocol.chat import ChatCompletionChunk, ChatCompletionResponse
 from alize.protocol.fim import FIMCompletionRequest
 from alize.services.chat import ChatService
@@ -22,6 +23,16 @@ FIM_INSTRUCTION = (
 
 
 def fim_prompt_tokens(model: ChatModel, prompt: str, suffix: str) -> list[int]:
+    tokens = _fim_prompt_tokens(model, prompt, suffix)
+    if not tokens:  # an empty prompt: start from BOS when the model has one
+        bos = model.runner.special_token("bos")
+        if bos < 0:
+            raise InvalidRequest("The prompt is empty", param="prompt")
+        tokens = [bos]
+    return tokens
+
+
+def _fim_prompt_tokens(model: ChatModel, prompt: str, suffix: str) -> list[int]:
     if model.has_fim_tokens:
         pre, suf, mid = model.fim_tokens
         bos = [model.runner.special_token("bos")] if model.runner.adds_bos else []
