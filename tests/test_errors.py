@@ -3,6 +3,8 @@
 import httpx
 import pytest
 
+from tests.spec import assert_valid
+
 MODEL = "mistral-small-latest"
 USER = [{"role": "user", "content": "Hi"}]
 
@@ -56,13 +58,14 @@ def test_wrong_kind_of_model(http):
 def test_validation_errors_are_422_with_detail(http):
     r = http.post("/v1/chat/completions", json={"model": MODEL})
     body = assert_error(r, 422)
+    assert_valid(body, "HTTPValidationError")
     assert body["detail"][0]["loc"][-1] == "messages"
     for bad in ({"temperature": -1}, {"temperature": 5}, {"max_tokens": -3}, {"top_p": 2},
                 {"n": 0}, {"n": 1000}, {"presence_penalty": 9}, {"messages": []},
                 {"messages": [{"role": "wizard", "content": "x"}]}, {"stop": 42},
                 {"random_seed": -1}, {"max_tokens": "many"}, {"top_k": 10**12}):
         r = http.post("/v1/chat/completions", json={"model": MODEL, "messages": USER, **bad})
-        assert_error(r, 422)
+        assert_valid(assert_error(r, 422), "HTTPValidationError")
 
 
 def test_context_overflow_is_400_not_truncation(http):

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from alize import __version__
-from alize.api import errors
+from alize.api import errors, metrics
 from alize.api.limits import BodySizeLimit
 from alize.api.routes import chat, embeddings, models
 from alize.config import Settings
@@ -25,7 +25,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app = FastAPI(title="Alizé", version=__version__, lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
     errors.install(app)
-    for module in (chat, embeddings, models):
+    for module in (chat, embeddings, models, metrics):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

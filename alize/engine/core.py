@@ -5,6 +5,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from alize.engine.params import BatchItem, FinishReason, GenerationRequest, TokenEvent
 from alize.engine.runner import LlamaRunner
@@ -16,6 +17,17 @@ from alize.errors import AlizeError
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class EngineStats:
+    """Counters the engine thread updates and anyone may read (for /metrics)."""
+
+    num_running: int = 0
+    num_waiting: int = 0
+    num_prompt_tokens: int = 0  # prefilled
+    num_generated_tokens: int = 0
+    num_finished: dict[str, int] = field(default_factory=dict)
+
+
 class EngineCore:
     def __init__(self, runner: LlamaRunner, scheduler: Scheduler, name: str = "engine"):
         self.runner = runner
@@ -23,6 +35,7 @@ class EngineCore:
         self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=f"alize-{name}", daemon=True)
         self._is_stopping = False
+        self.stats = EngineStats()
 
     # -- called from any thread ---------------------------------------------
     def start(self) -> None:
@@ -46,6 +59,8 @@ class EngineCore:
             if self.scheduler.has_work:
                 try:
                     self.step()
+                    self.stats.num_running = len(self.scheduler.running)
+                    self.stats.num_waiting = len(self.scheduler.waiting)
                 except Exception as exc:  # never let one bad step kill the engine thread
                     log.exception("engine step failed")
                     for seq in list(self.scheduler.running):
@@ -84,7 +99,7 @@ class EngineCore:
                 seq.sampler = self.runner.create_sampler(params, ban_eog=params.min_tokens > 0)
                 if params.max_tokens == 0:
                     self._finish(seq, FinishReason.LENGTH)
-        live = [(s, i) for s, i in zip(seqs, items) if s.sampler is not None]
+        live = [(s, i) for s, i in zip(seqs, items, strict=True) if s.sampler is not None]
         if not live:
             return
         try:
@@ -101,6 +116,7 @@ class EngineCore:
         for seq, item in live:
             if seq.is_prefilling:
                 seq.num_prefilled += len(item.tokens)
+                self.stats.num_prompt_tokens += len(item.tokens)
             if not item.wants_logits:
                 continue
             token = next(sampled)
@@ -108,6 +124,7 @@ class EngineCore:
                 self._finish(seq, FinishReason.STOP)
                 continue
             seq.output_tokens.append(token)
+            self.stats.num_generated_tokens += 1
             if seq.num_completion_tokens == seq.request.params.min_tokens:
                 self.runner.free_sampler(seq.sampler)  # min_tokens reached: allow EOS again
                 seq.sampler = self.runner.create_sampler(seq.request.params)
@@ -124,6 +141,9 @@ class EngineCore:
     def _finish(self, seq: Sequence, reason: FinishReason, text: str = "", error: str | None = None) -> None:
         text += seq.assembler.finish()
         self.scheduler.deallocate(seq)
+        self.stats.num_finished[reason.value] = self.stats.num_finished.get(reason.value, 0) + 1
+        self.stats.num_running = len(self.scheduler.running)
+        self.stats.num_waiting = len(self.scheduler.waiting)
         if seq.slot >= 0:
             self.runner.clear_sequence(seq.slot)
         if seq.sampler is not None:

@@ -7,8 +7,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the weights are local
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-from sentence_transformers import SentenceTransformer  # noqa: E402
+import numpy as np
+from sentence_transformers import SentenceTransformer
 
 
 class Embedder:

@@ -182,8 +182,8 @@ class LlamaRunner:
         if rc != 0:
             raise EngineFailure(f"llama_decode failed with code {rc}")
         sampled = []
-        wanting = [s for item, s in zip(items, samplers) if item.wants_logits]
-        for row, sampler in zip(logit_rows, wanting):
+        wanting = [s for item, s in zip(items, samplers, strict=True) if item.wants_logits]
+        for row, sampler in zip(logit_rows, wanting, strict=True):
             # llama_sampler_sample also accepts the token into the chain (penalties).
             sampled.append(int(lc.llama_sampler_sample(sampler, self._ctx, row)))
         return sampled

@@ -4,6 +4,7 @@ import logging
 import time
 
 from alize.engine.chat_model import ChatModel
+from alize.engine.core import EngineStats
 from alize.engine.embedder import Embedder
 from alize.errors import InvalidRequest
 from alize.protocol.models import CAPABILITY_FLAGS, ModelCapabilities, ModelCard
@@ -40,6 +41,9 @@ class ModelHub:
     def close(self) -> None:
         for model in self._chat.values():
             model.close()
+
+    def engine_stats(self) -> dict[str, EngineStats]:
+        return {name: model.core.stats for name, model in self._chat.items()}
 
     def chat_model(self, model_id: str, capability: str = "completion_chat") -> tuple[ModelEntry, ChatModel]:
         entry = self.registry.get(model_id)
