@@ -16,6 +16,11 @@ class Settings(BaseSettings):
     database_url: str | None = None
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     threads: int | None = Field(default=None, ge=1)
+    # Engine sizing, per chat model (README: Tuning)
+    parallel: int = Field(default=8, ge=1, le=256)
+    batch_tokens: int = Field(default=512, ge=16, le=8192)
+    queue_size: int = Field(default=64, ge=0)
+    queue_timeout: float = Field(default=120.0, gt=0)
     log_level: str = "info"
 
     @property

@@ -6,6 +6,7 @@ class AlizeError(Exception):
     status_code = 500
     type = "internal_error"
     code: str | None = None
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -58,6 +59,17 @@ class PayloadTooLarge(AlizeError):
 class Overloaded(AlizeError):
     status_code = 503
     type = "overloaded"
+
+
+class QueueFull(AlizeError):
+    """The model's admission queue is full: come back later (Retry-After)."""
+
+    status_code = 429
+    type = "queue_full"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, retry_after_s))}
 
 
 class EngineFailure(AlizeError):

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from alize.engine.params import GenerationRequest, SamplingParams
+from alize.engine.params import EngineConfig, GenerationRequest, SamplingParams
 from alize.engine.text import TextAssembler
 from alize.registry import Registry
 
@@ -15,7 +15,8 @@ def chat_model():
 
     registry = Registry.load()
     backend = registry.backends["smollm2-135m-instruct"]
-    model = ChatModel("smollm2", registry.resolve_path(backend), 2048, threads=2)
+    config = EngineConfig(context_per_sequence=2048, max_sequences=4, threads=2)
+    model = ChatModel("smollm2", registry.resolve_path(backend), config)
     yield model
     model.close()
 

@@ -1,24 +1,21 @@
 """A loaded chat model: its tokenizer, its chat template and its engine."""
 
-import os
 from pathlib import Path
 
 from alize.engine.chat_template import ChatTemplate
 from alize.engine.client import AsyncEngine
 from alize.engine.core import EngineCore
-from alize.engine.runner import LlamaRunner, RunnerConfig
+from alize.engine.params import EngineConfig
+from alize.engine.runner import LlamaRunner
 from alize.engine.scheduler import Scheduler
 
 
 class ChatModel:
-    def __init__(self, name: str, path: Path, context_length: int, threads: int | None = None,
-                 max_sequences: int = 1, batch_size: int = 512):
-        threads = threads or max(1, os.cpu_count() or 1)
+    def __init__(self, name: str, path: Path, config: EngineConfig):
         self.name = name
-        self.runner = LlamaRunner(
-            path, RunnerConfig(context_length, max_sequences, batch_size, threads)
-        )
-        self.context_length = context_length
+        self.config = config
+        self.runner = LlamaRunner(path, config)
+        self.context_length = config.context_per_sequence
         bos = self.runner.special_token("bos")
         eos = self.runner.special_token("eos")
         self.bos_text = self._text(bos)
@@ -26,8 +23,9 @@ class ChatModel:
             self.runner.metadata("tokenizer.chat_template"), self.bos_text, self._text(eos)
         )
         self.fim_tokens = tuple(self.runner.special_token(n) for n in ("fim_pre", "fim_suf", "fim_mid"))
-        self.core = EngineCore(self.runner, Scheduler(max_sequences, batch_size), name)
-        self.engine = AsyncEngine(self.core)
+        scheduler = Scheduler(config.max_sequences, config.batch_tokens, config.queue_timeout_s)
+        self.core = EngineCore(self.runner, scheduler, name)
+        self.engine = AsyncEngine(self.core, capacity=config.max_sequences + config.queue_size)
         self.core.start()
 
     def _text(self, token: int) -> str:

@@ -4,6 +4,7 @@ schedule() -> runner.run() -> postprocess() until stopped."""
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,6 +37,11 @@ class EngineCore:
         self._thread = threading.Thread(target=self._loop, name=f"alize-{name}", daemon=True)
         self._is_stopping = False
         self.stats = EngineStats()
+
+    @property
+    def scheduler_size(self) -> int:
+        """How many sequences run at once."""
+        return self.scheduler.max_sequences
 
     # -- called from any thread ---------------------------------------------
     def start(self) -> None:
@@ -92,6 +98,8 @@ class EngineCore:
             self._is_stopping = True
 
     def step(self) -> None:
+        for seq in self.scheduler.expired(time.monotonic()):
+            self._finish(seq, FinishReason.TIMEOUT, error="waited too long for a free sequence")
         seqs, items = self.scheduler.schedule()
         for seq in seqs:
             if seq.sampler is None:

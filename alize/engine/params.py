@@ -9,6 +9,7 @@ class FinishReason(StrEnum):
     LENGTH = "length"  # max_tokens reached
     MODEL_LENGTH = "model_length"  # the context window is full
     ABORT = "abort"  # the client went away
+    TIMEOUT = "timeout"  # waited in the queue longer than allowed
     ERROR = "error"  # the engine failed
 
 
@@ -42,6 +43,24 @@ class SamplingParams:
     @property
     def is_greedy(self) -> bool:
         return self.temperature == 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How one model's engine is sized (see README: Tuning)."""
+
+    context_per_sequence: int
+    max_sequences: int = 8  # sequences decoded together in one batch
+    batch_tokens: int = 512  # tokens per llama_decode step (decode + prefill chunks)
+    queue_size: int = 64  # requests that may wait for a free sequence
+    queue_timeout_s: float = 120.0  # a request waiting longer gets a 503
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if min(self.context_per_sequence, self.max_sequences, self.batch_tokens, self.threads) < 1:
+            raise ValueError("engine sizes must be >= 1")
+        if self.queue_size < 0 or self.queue_timeout_s <= 0:
+            raise ValueError("queue_size must be >= 0 and queue_timeout_s > 0")
 
 
 @dataclass(slots=True)

@@ -6,12 +6,11 @@ each sequence samples with its own sampler chain, which runs in C."""
 
 import ctypes
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp as lc
 
-from alize.engine.params import BatchItem, SamplingParams
+from alize.engine.params import BatchItem, EngineConfig, SamplingParams
 from alize.errors import ConfigError, EngineFailure
 
 _backend_lock = threading.Lock()
@@ -35,16 +34,8 @@ def _init_backend() -> None:
             _backend_ready = True
 
 
-@dataclass(frozen=True, slots=True)
-class RunnerConfig:
-    context_per_sequence: int
-    max_sequences: int = 1
-    batch_size: int = 512
-    threads: int = 2
-
-
 class LlamaRunner:
-    def __init__(self, model_path: Path, config: RunnerConfig):
+    def __init__(self, model_path: Path, config: EngineConfig):
         _init_backend()
         self.config = config
         mparams = lc.llama_model_default_params()
@@ -57,8 +48,8 @@ class LlamaRunner:
         cparams = lc.llama_context_default_params()
         cparams.n_seq_max = config.max_sequences
         cparams.n_ctx = config.context_per_sequence * config.max_sequences
-        cparams.n_batch = config.batch_size
-        cparams.n_ubatch = config.batch_size
+        cparams.n_batch = config.batch_tokens
+        cparams.n_ubatch = config.batch_tokens
         cparams.n_threads = config.threads
         cparams.n_threads_batch = config.threads
         cparams.kv_unified = False
@@ -66,7 +57,7 @@ class LlamaRunner:
         if not self._ctx:
             raise ConfigError(f"llama.cpp could not create a context for {model_path}")
         self._memory = lc.llama_get_memory(self._ctx)
-        self._batch = lc.llama_batch_init(config.batch_size, 0, 1)
+        self._batch = lc.llama_batch_init(config.batch_tokens, 0, 1)
         self._piece_buf = ctypes.create_string_buffer(256)
         self.eog_tokens = [t for t in range(self.n_vocab) if lc.llama_vocab_is_eog(self._vocab, t)]
 
@@ -175,7 +166,7 @@ class LlamaRunner:
                 n += 1
             if item.wants_logits:
                 logit_rows.append(n - 1)
-        if n > self.config.batch_size:
+        if n > self.config.batch_tokens:
             raise EngineFailure(f"batch of {n} tokens exceeds the batch size")
         batch.n_tokens = n
         rc = lc.llama_decode(self._ctx, batch)

@@ -9,8 +9,10 @@ from alize.engine.sequence import Sequence, SequenceStatus
 
 
 class Scheduler:
-    def __init__(self, max_sequences: int, token_budget: int):
+    def __init__(self, max_sequences: int, token_budget: int, queue_timeout_s: float = float("inf")):
         self.token_budget = token_budget
+        self.max_sequences = max_sequences
+        self.queue_timeout_s = queue_timeout_s
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self._free_slots = list(range(max_sequences - 1, -1, -1))
@@ -43,6 +45,10 @@ class Scheduler:
             if seq.request_id == request_id:
                 return seq
         return None
+
+    def expired(self, now: float) -> list[Sequence]:
+        """Waiting sequences that have waited longer than the queue timeout."""
+        return [s for s in self.waiting if now - s.arrived_at > self.queue_timeout_s]
 
     def schedule(self) -> tuple[list[Sequence], list[BatchItem]]:
         while self.waiting and self.can_allocate():

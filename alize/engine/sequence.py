@@ -1,5 +1,6 @@
 """One generation in flight: its tokens, its KV slot, its sampler, where its output goes."""
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, auto
@@ -25,6 +26,7 @@ class Sequence:
     sampler: Any = None
     num_prefilled: int = 0
     output_tokens: list[int] = field(default_factory=list)
+    arrived_at: float = field(default_factory=time.monotonic)
 
     @property
     def request_id(self) -> str:

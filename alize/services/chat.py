@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from alize.errors import InvalidRequest, MessageOrderError, Unsupported
 from alize.protocol.chat import (
@@ -22,12 +22,15 @@ from alize.protocol.common import UsageInfo
 from alize.services.generation import (
     Prepared,
     collect,
+    raise_for_failure,
     stream_events,
     stream_finish_reason,
     wire_finish_reason,
 )
 from alize.services.models import ModelHub
 from alize.services.sampling import SamplingFields, build_params, pick_seed
+
+T = TypeVar("T")
 
 # The system prompt Mistral's API prepends when safe_prompt is true.
 SAFE_PROMPT = (
@@ -151,13 +154,19 @@ class ChatService:
             return ChatCompletionChunk(id=prep.id, created=prep.created, model=prep.model_id,
                                        choices=choices, usage=usage_info)
 
+        events = stream_events(prep)
+        # Wait for the first event before sending anything, so that a request refused
+        # by the engine (queue timeout, failure) still gets a JSON error status.
+        first = await anext(events)
+        if first[1].num_completion_tokens == 0 and first[1].finish_reason is not None:
+            raise_for_failure(first[1])
         for i in range(prep.n):
             yield chunk([ChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
             if prefix:
                 yield chunk([ChunkChoice(index=i, delta=DeltaMessage(content=prefix))])
         completion_tokens = [0] * prep.n
         remaining = prep.n
-        async for index, event in stream_events(prep):
+        async for index, event in _chain(first, events):
             completion_tokens[index] = event.num_completion_tokens
             if event.finish_reason is None:
                 yield chunk([ChunkChoice(index=index, delta=DeltaMessage(content=event.text))])
@@ -171,6 +180,12 @@ class ChatService:
                         final_usage)
             if final_usage is not None and include_usage:
                 yield chunk([], final_usage)
+
+
+async def _chain(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    yield first
+    async for item in rest:
+        yield item
 
 
 def usage(num_prompt: int, num_completion: int) -> UsageInfo:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from alize.engine.chat_model import ChatModel
 from alize.engine.params import FinishReason, GenerationRequest, SamplingParams, TokenEvent
-from alize.errors import EngineFailure
+from alize.errors import EngineFailure, Overloaded
 from alize.registry import ModelEntry
 
 
@@ -56,8 +56,18 @@ class Result:
         return sum(c.num_completion_tokens for c in self.choices)
 
 
+def raise_for_failure(event: TokenEvent) -> None:
+    """Turns an engine failure into the error the client should get."""
+    if event.finish_reason is FinishReason.TIMEOUT:
+        raise Overloaded(f"The model is overloaded: the request {event.error}; retry later")
+    if event.finish_reason is FinishReason.ERROR:
+        raise EngineFailure(f"Generation failed: {event.error}")
+
+
 def wire_finish_reason(reason: FinishReason) -> str:
-    return "error" if reason is FinishReason.ABORT else reason.value
+    if reason in (FinishReason.ABORT, FinishReason.TIMEOUT):
+        return "error"
+    return reason.value
 
 
 def stream_finish_reason(reason: FinishReason) -> str:
@@ -80,6 +90,7 @@ async def stream_events(prep: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]
     """Yields (choice index, event) for every choice as the engine produces them."""
     requests = _requests(prep)
     engine = prep.model.engine
+    engine.check_capacity(len(requests))
     if len(requests) == 1:
         async for event in engine.generate(requests[0]):
             yield 0, event
@@ -110,7 +121,6 @@ async def collect(prep: Prepared) -> Result:
         choice.text += event.text
         choice.num_completion_tokens = event.num_completion_tokens
         if event.finish_reason is not None:
-            if event.finish_reason is FinishReason.ERROR:
-                raise EngineFailure(f"Generation failed: {event.error}")
+            raise_for_failure(event)
             choice.finish_reason = event.finish_reason
     return Result(choices, len(prep.prompt_tokens))

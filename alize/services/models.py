@@ -1,11 +1,14 @@
 """Which models are loaded, and what GET /v1/models says about them."""
 
 import logging
+import os
 import time
 
+from alize.config import Settings
 from alize.engine.chat_model import ChatModel
 from alize.engine.core import EngineStats
 from alize.engine.embedder import Embedder
+from alize.engine.params import EngineConfig
 from alize.errors import InvalidRequest
 from alize.protocol.models import CAPABILITY_FLAGS, ModelCapabilities, ModelCard
 from alize.registry import Backend, ModelEntry, Registry
@@ -16,9 +19,10 @@ log = logging.getLogger(__name__)
 class ModelHub:
     """Loads every backend named by the registry once, at start-up."""
 
-    def __init__(self, registry: Registry, threads: int | None = None):
+    def __init__(self, registry: Registry, settings: Settings):
         self.registry = registry
-        self._threads = threads
+        self.settings = settings
+        self._threads = settings.threads or max(1, os.cpu_count() or 1)
         self._chat: dict[str, ChatModel] = {}
         self._embedders: dict[str, Embedder] = {}
         self.created = int(time.time())
@@ -31,9 +35,13 @@ class ModelHub:
         path = self.registry.resolve_path(backend)
         started = time.monotonic()
         if backend.kind == "chat":
-            self._chat[backend.name] = ChatModel(
-                backend.name, path, backend.context_length, self._threads
+            s = self.settings
+            config = EngineConfig(
+                context_per_sequence=backend.context_length, max_sequences=s.parallel,
+                batch_tokens=s.batch_tokens, queue_size=s.queue_size, queue_timeout_s=s.queue_timeout,
+                threads=self._threads,
             )
+            self._chat[backend.name] = ChatModel(backend.name, path, config)
         else:
             self._embedders[backend.name] = Embedder(backend.name, path, self._threads)
         log.info("loaded %s from %s in %.1f s", backend.name, path, time.monotonic() - started)

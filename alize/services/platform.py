@@ -32,7 +32,7 @@ class Platform:
         registry = Registry.load(settings.config_file)
         db = Database(settings.resolved_database_url)
         db.migrate()
-        hub = ModelHub(registry, settings.threads)
+        hub = ModelHub(registry, settings)
         hub.load_all()
         chat = ChatService(hub)
         return cls(settings, db, hub, AuthService(db), chat, FIMService(hub, chat),

@@ -18,7 +18,7 @@ def _include_usage(body: ChatCompletionRequest | FIMCompletionRequest | Completi
 async def chat_completion(body: ChatCompletionRequest, key: KeyDep, platform: PlatformDep) -> Response:
     if body.stream:
         prep, prefix = platform.chat.prepare(body, cache_scope=key.id)
-        return sse_response(platform.chat.stream(prep, prefix, _include_usage(body)))
+        return await sse_response(platform.chat.stream(prep, prefix, _include_usage(body)))
     result = await platform.chat.complete(body, cache_scope=key.id)
     return JSONResponse(result.model_dump(mode="json"))
 
@@ -27,7 +27,7 @@ async def chat_completion(body: ChatCompletionRequest, key: KeyDep, platform: Pl
 async def fim_completion(body: FIMCompletionRequest, key: KeyDep, platform: PlatformDep) -> Response:
     if body.stream:
         prep = platform.fim.prepare(body, cache_scope=key.id)
-        return sse_response(platform.fim.stream(prep, _include_usage(body)))
+        return await sse_response(platform.fim.stream(prep, _include_usage(body)))
     result = await platform.fim.complete(body, cache_scope=key.id)
     return JSONResponse(result.model_dump(mode="json"))
 
@@ -36,6 +36,6 @@ async def fim_completion(body: FIMCompletionRequest, key: KeyDep, platform: Plat
 async def completion(body: CompletionRequest, key: KeyDep, platform: PlatformDep) -> Response:
     if body.stream:
         preps = platform.completions.prepare(body, cache_scope=key.id)
-        return sse_response(platform.completions.stream(body, preps, _include_usage(body)))
+        return await sse_response(platform.completions.stream(body, preps, _include_usage(body)))
     result = await platform.completions.complete(body, cache_scope=key.id)
     return JSONResponse(result.model_dump(mode="json"))
