@@ -1,6 +1,7 @@
 """Settings: flags override environment (ALIZE_*), which overrides an optional .env file."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,8 @@ class Settings(BaseSettings):
     batch_tokens: int = Field(default=512, ge=16, le=8192)
     queue_size: int = Field(default=64, ge=0)
     queue_timeout: float = Field(default=120.0, gt=0)
+    # Who may reuse a prompt's cached KV: the same API key (default), everyone, or nobody.
+    prefix_cache: Literal["key", "global", "off"] = "key"
     log_level: str = "info"
 
     @property

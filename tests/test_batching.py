@@ -64,6 +64,7 @@ def test_32_concurrent_streams_complete_without_leaks(batch_server):
     # every slot is free again, and a request can still use (nearly) the whole context
     long_prompt = "one two three four five six seven eight nine ten " * 600  # ~6,000 tokens
     with batch_server.client() as client:
+        client.timeout = httpx.Timeout(600)
         r = client.post("/v1/chat/completions", json={
             "model": "mistral-small-latest", "max_tokens": 4,
             "messages": [{"role": "user", "content": long_prompt}]})

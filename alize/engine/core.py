@@ -25,6 +25,7 @@ class EngineStats:
     num_running: int = 0
     num_waiting: int = 0
     num_prompt_tokens: int = 0  # prefilled
+    num_cached_tokens: int = 0  # reused from the prefix cache
     num_generated_tokens: int = 0
     num_finished: dict[str, int] = field(default_factory=dict)
 
@@ -102,7 +103,9 @@ class EngineCore:
             self._finish(seq, FinishReason.TIMEOUT, error="waited too long for a free sequence")
         seqs, items = self.scheduler.schedule()
         for seq in seqs:
-            if seq.sampler is None:
+            if seq.sampler is None:  # first step: drop whatever KV the slot holds past the reused prefix
+                self.runner.trim_sequence(seq.slot, seq.num_cached)
+                self.stats.num_cached_tokens += seq.num_cached
                 params = seq.request.params
                 seq.sampler = self.runner.create_sampler(params, ban_eog=params.min_tokens > 0)
                 if params.max_tokens == 0:
@@ -122,6 +125,7 @@ class EngineCore:
     def _postprocess(self, live: list[tuple[Sequence, BatchItem]], tokens: list[int]) -> None:
         sampled = iter(tokens)
         for seq, item in live:
+            seq.num_kv_tokens += len(item.tokens)
             if seq.is_prefilling:
                 seq.num_prefilled += len(item.tokens)
                 self.stats.num_prompt_tokens += len(item.tokens)
@@ -148,12 +152,10 @@ class EngineCore:
 
     def _finish(self, seq: Sequence, reason: FinishReason, text: str = "", error: str | None = None) -> None:
         text += seq.assembler.finish()
-        self.scheduler.deallocate(seq)
+        self.scheduler.deallocate(seq, is_kv_valid=reason is not FinishReason.ERROR)
         self.stats.num_finished[reason.value] = self.stats.num_finished.get(reason.value, 0) + 1
         self.stats.num_running = len(self.scheduler.running)
         self.stats.num_waiting = len(self.scheduler.waiting)
-        if seq.slot >= 0:
-            self.runner.clear_sequence(seq.slot)
         if seq.sampler is not None:
             self.runner.free_sampler(seq.sampler)
             seq.sampler = None
@@ -161,4 +163,5 @@ class EngineCore:
 
     @staticmethod
     def _event(seq: Sequence, text: str, reason: FinishReason | None = None, error: str | None = None) -> TokenEvent:
-        return TokenEvent(text, seq.num_prompt_tokens, seq.num_completion_tokens, reason, error)
+        return TokenEvent(text, seq.num_prompt_tokens, seq.num_completion_tokens, reason, error,
+                          num_cached_tokens=seq.num_cached)

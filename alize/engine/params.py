@@ -1,6 +1,6 @@
 """What a generation request asks of the engine, and what the engine reports back."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -68,8 +68,9 @@ class GenerationRequest:
     request_id: str
     prompt_tokens: list[int]
     params: SamplingParams
-    # The key that scopes any state (such as a prefix cache) this request may reuse.
-    cache_scope: str = ""
+    # Who may reuse this request's KV (the prefix cache): by default its API key id.
+    # None: nobody, and it reuses nothing.
+    cache_scope: str | None = None
 
 
 @dataclass(slots=True)
@@ -81,7 +82,7 @@ class TokenEvent:
     num_completion_tokens: int
     finish_reason: FinishReason | None = None
     error: str | None = None
-    token_ids: list[int] = field(default_factory=list)
+    num_cached_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

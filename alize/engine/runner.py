@@ -179,8 +179,9 @@ class LlamaRunner:
             sampled.append(int(lc.llama_sampler_sample(sampler, self._ctx, row)))
         return sampled
 
-    def clear_sequence(self, seq_id: int) -> None:
-        lc.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+    def trim_sequence(self, seq_id: int, keep: int) -> None:
+        """Drops the sequence's KV from position `keep` on (keep=0: all of it)."""
+        lc.llama_memory_seq_rm(self._memory, seq_id, keep, -1)
 
     def close(self) -> None:
         if self._ctx:

@@ -4,6 +4,7 @@ then prompt chunks (chunked prefill) with what budget is left. Pure Python."""
 
 from collections import deque
 
+from alize.engine.kv_cache import SlotCache
 from alize.engine.params import BatchItem
 from alize.engine.sequence import Sequence, SequenceStatus
 
@@ -15,7 +16,7 @@ class Scheduler:
         self.queue_timeout_s = queue_timeout_s
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
-        self._free_slots = list(range(max_sequences - 1, -1, -1))
+        self.slots = SlotCache(max_sequences)
 
     @property
     def has_work(self) -> bool:
@@ -25,17 +26,18 @@ class Scheduler:
         self.waiting.append(seq)
 
     def can_allocate(self) -> bool:
-        return bool(self._free_slots)
+        return self.slots.can_allocate()
 
     def allocate(self, seq: Sequence) -> None:
-        seq.slot = self._free_slots.pop()
+        seq.slot, seq.num_cached = self.slots.allocate(seq.request.cache_scope, seq.request.prompt_tokens)
+        seq.num_prefilled = seq.num_kv_tokens = seq.num_cached
         seq.status = SequenceStatus.RUNNING
         self.running.append(seq)
 
-    def deallocate(self, seq: Sequence) -> None:
+    def deallocate(self, seq: Sequence, is_kv_valid: bool = True) -> None:
         if seq.status is SequenceStatus.RUNNING:
             self.running.remove(seq)
-            self._free_slots.append(seq.slot)
+            self.slots.release(seq.slot, seq.request.cache_scope, seq.tokens_in_kv if is_kv_valid else None)
         elif seq.status is SequenceStatus.WAITING and seq in self.waiting:
             self.waiting.remove(seq)
         seq.status = SequenceStatus.FINISHED

@@ -25,6 +25,8 @@ class Sequence:
     slot: int = -1
     sampler: Any = None
     num_prefilled: int = 0
+    num_cached: int = 0  # prompt tokens whose KV was reused from the prefix cache
+    num_kv_tokens: int = 0  # tokens whose KV the slot holds
     output_tokens: list[int] = field(default_factory=list)
     arrived_at: float = field(default_factory=time.monotonic)
 
@@ -43,6 +45,11 @@ class Sequence:
     @property
     def is_prefilling(self) -> bool:
         return self.num_prefilled < self.num_prompt_tokens
+
+    @property
+    def tokens_in_kv(self) -> list[int]:
+        """The tokens whose KV this sequence's slot holds."""
+        return [*self.request.prompt_tokens, *self.output_tokens][: self.num_kv_tokens]
 
     @property
     def num_context_tokens(self) -> int:

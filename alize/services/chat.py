@@ -18,7 +18,7 @@ from alize.protocol.chat import (
     ToolMessage,
     UserMessage,
 )
-from alize.protocol.common import UsageInfo
+from alize.protocol.common import PromptTokensDetails, UsageInfo
 from alize.services.generation import (
     Prepared,
     collect,
@@ -104,7 +104,7 @@ class ChatService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
-    def prepare(self, request: ChatCompletionRequest, cache_scope: str = "") -> tuple[Prepared, str]:
+    def prepare(self, request: ChatCompletionRequest, cache_scope: str | None = None) -> tuple[Prepared, str]:
         if request.tools:
             raise Unsupported("Function calling (tools) is not supported yet", param="tools")
         if request.response_format and request.response_format.type != "text":
@@ -131,7 +131,7 @@ class ChatService:
         params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
         return Prepared(entry, model, tokens, params, n=request.n or 1, cache_scope=cache_scope), prefix
 
-    async def complete(self, request: ChatCompletionRequest, cache_scope: str = "") -> ChatCompletionResponse:
+    async def complete(self, request: ChatCompletionRequest, cache_scope: str | None = None) -> ChatCompletionResponse:
         prep, prefix = self.prepare(request, cache_scope)
         return await self.respond(prep, prefix)
 
@@ -146,7 +146,7 @@ class ChatService:
                            finish_reason=wire_finish_reason(c.finish_reason))
                 for c in result.choices
             ],
-            usage=usage(result.num_prompt_tokens, result.num_completion_tokens),
+            usage=usage(result.num_prompt_tokens, result.num_completion_tokens, result.num_cached_tokens),
         )
 
     async def stream(self, prep: Prepared, prefix: str, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
@@ -166,6 +166,7 @@ class ChatService:
                 yield chunk([ChunkChoice(index=i, delta=DeltaMessage(content=prefix))])
         completion_tokens = [0] * prep.n
         remaining = prep.n
+        num_cached = first[1].num_cached_tokens
         async for index, event in _chain(first, events):
             completion_tokens[index] = event.num_completion_tokens
             if event.finish_reason is None:
@@ -174,7 +175,7 @@ class ChatService:
             remaining -= 1
             # Mistral puts usage on the last finishing chunk; OpenAI clients that asked
             # for include_usage get it again on an extra chunk with no choices.
-            final_usage = usage(len(prep.prompt_tokens), sum(completion_tokens)) if not remaining else None
+            final_usage = usage(len(prep.prompt_tokens), sum(completion_tokens), num_cached) if not remaining else None
             yield chunk([ChunkChoice(index=index, delta=DeltaMessage(content=event.text),
                                      finish_reason=stream_finish_reason(event.finish_reason))],
                         final_usage)
@@ -188,6 +189,8 @@ async def _chain(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
         yield item
 
 
-def usage(num_prompt: int, num_completion: int) -> UsageInfo:
+def usage(num_prompt: int, num_completion: int, num_cached: int = 0) -> UsageInfo:
+    """Cached prompt tokens still count as prompt tokens; prompt_tokens_details says how many."""
     return UsageInfo(prompt_tokens=num_prompt, completion_tokens=num_completion,
-                     total_tokens=num_prompt + num_completion)
+                     total_tokens=num_prompt + num_completion,
+                     prompt_tokens_details=PromptTokensDetails(cached_tokens=num_cached))

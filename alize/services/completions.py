@@ -19,7 +19,7 @@ class CompletionService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
-    def prepare(self, request: CompletionRequest, cache_scope: str = "") -> list[Prepared]:
+    def prepare(self, request: CompletionRequest, cache_scope: str | None = None) -> list[Prepared]:
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         if not prompts:
             raise InvalidRequest("prompt must not be an empty list", param="prompt")
@@ -40,21 +40,22 @@ class CompletionService:
                                   cache_scope=cache_scope, id=request_id, created=created))
         return preps
 
-    async def complete(self, request: CompletionRequest, cache_scope: str = "") -> CompletionResponse:
+    async def complete(self, request: CompletionRequest, cache_scope: str | None = None) -> CompletionResponse:
         preps = self.prepare(request, cache_scope)
-        choices, num_prompt, num_completion = [], 0, 0
+        choices, num_prompt, num_completion, num_cached = [], 0, 0, 0
         for p, prep in enumerate(preps):
             result = await collect(prep)
             echo = request.prompt if isinstance(request.prompt, str) else request.prompt[p]
             num_prompt += result.num_prompt_tokens
             num_completion += result.num_completion_tokens
+            num_cached += result.num_cached_tokens
             for c in result.choices:
                 text = (echo if request.echo else "") + c.text
                 choices.append(CompletionChoice(index=p * prep.n + c.index, text=text,
                                                 finish_reason=stream_finish_reason(c.finish_reason)))
         first = preps[0]
         return CompletionResponse(id=first.id, created=first.created, model=first.model_id,
-                                  choices=choices, usage=usage(num_prompt, num_completion))
+                                  choices=choices, usage=usage(num_prompt, num_completion, num_cached))
 
     async def stream(self, request: CompletionRequest, preps: list[Prepared],
                      include_usage: bool) -> AsyncIterator[CompletionResponse]:

@@ -53,7 +53,7 @@ class FIMService:
         self.hub = hub
         self.chat = chat
 
-    def prepare(self, request: FIMCompletionRequest, cache_scope: str = "") -> Prepared:
+    def prepare(self, request: FIMCompletionRequest, cache_scope: str | None = None) -> Prepared:
         entry, model = self.hub.chat_model(request.model, capability="completion_fim")
         tokens = fim_prompt_tokens(model, request.prompt, request.suffix or "")
         fields = SamplingFields(
@@ -64,7 +64,7 @@ class FIMService:
         params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
         return Prepared(entry, model, tokens, params, cache_scope=cache_scope)
 
-    async def complete(self, request: FIMCompletionRequest, cache_scope: str = "") -> ChatCompletionResponse:
+    async def complete(self, request: FIMCompletionRequest, cache_scope: str | None = None) -> ChatCompletionResponse:
         return await self.chat.respond(self.prepare(request, cache_scope))
 
     def stream(self, prep: Prepared, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:

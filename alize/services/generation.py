@@ -29,7 +29,7 @@ class Prepared:
     prompt_tokens: list[int]
     params: SamplingParams
     n: int = 1
-    cache_scope: str = ""
+    cache_scope: str | None = None  # None: no prefix-cache reuse
     id: str = field(default_factory=new_id)
     created: int = field(default_factory=now)
 
@@ -50,6 +50,7 @@ class Choice:
 class Result:
     choices: list[Choice]
     num_prompt_tokens: int
+    num_cached_tokens: int = 0
 
     @property
     def num_completion_tokens(self) -> int:
@@ -116,6 +117,7 @@ async def stream_events(prep: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]
 
 async def collect(prep: Prepared) -> Result:
     choices = [Choice(i) for i in range(prep.n)]
+    num_cached = 0
     async for index, event in stream_events(prep):
         choice = choices[index]
         choice.text += event.text
@@ -123,4 +125,6 @@ async def collect(prep: Prepared) -> Result:
         if event.finish_reason is not None:
             raise_for_failure(event)
             choice.finish_reason = event.finish_reason
-    return Result(choices, len(prep.prompt_tokens))
+            if index == 0:
+                num_cached = event.num_cached_tokens
+    return Result(choices, len(prep.prompt_tokens), num_cached)

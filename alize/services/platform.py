@@ -38,6 +38,10 @@ class Platform:
         return cls(settings, db, hub, AuthService(db), chat, FIMService(hub, chat),
                    CompletionService(hub), EmbeddingService(hub))
 
+    def cache_scope(self, key_id: str) -> str | None:
+        """The prefix-cache scope of a caller: its key unless configured otherwise."""
+        return {"key": key_id, "global": "*", "off": None}[self.settings.prefix_cache]
+
     def close(self) -> None:
         self.hub.close()
         self.db.close()
