@@ -87,19 +87,24 @@ async def one_request(client: httpx.AsyncClient, body: dict) -> tuple[float, flo
     """(TTFT, latency, completion tokens) of one streamed chat completion."""
     started = time.perf_counter()
     ttft, tokens, usage_tokens = None, 0, None
-    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                usage_tokens = chunk["usage"].get("completion_tokens")
-            for choice in chunk.get("choices") or []:
-                if (choice.get("delta") or {}).get("content"):
-                    tokens += 1
-                    if ttft is None:
-                        ttft = time.perf_counter() - started
+    try:
+        async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+            r.raise_for_status()
+            async for line in r.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("usage"):
+                    usage_tokens = chunk["usage"].get("completion_tokens")
+                for choice in chunk.get("choices") or []:
+                    if (choice.get("delta") or {}).get("content"):
+                        tokens += 1
+                        if ttft is None:
+                            ttft = time.perf_counter() - started
+    except httpx.HTTPError:
+        # llama-cpp-python's server cuts running streams short under concurrency (its
+        # default interrupt_requests): count only the tokens that arrived.
+        usage_tokens = None
     return ttft or 0.0, time.perf_counter() - started, usage_tokens or tokens
 
 
