@@ -123,6 +123,9 @@ async def load(base: str, key: str, concurrency: int, num_tokens: int, tag: str)
                 i = queue.get_nowait()
                 body = {"model": "mistral-small-latest", "stream": True, "max_tokens": num_tokens,
                         "temperature": 0, "logit_bias": BANNED, "stream_options": {"include_usage": True},
+                        # the same sampler chain everywhere: no repetition penalty (Alizé's
+                        # field, and the llama.cpp servers' name for it)
+                        "repetition_penalty": 1.0, "repeat_penalty": 1.0,
                         "messages": [{"role": "user", "content": f"[{tag} {i}] Tell me about the number {i}."}]}
                 results.append(await one_request(client, body))
 
