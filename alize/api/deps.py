@@ -17,3 +17,11 @@ async def require_key(request: Request, authorization: Annotated[str | None, Hea
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 KeyDep = Annotated[KeyInfo, Depends(require_key)]
+
+
+async def cache_scope(request: Request, key: Annotated[KeyInfo, Depends(require_key)]) -> str | None:
+    """The prefix-cache scope of the authenticated caller (its key, unless configured)."""
+    return get_platform(request).cache_scope(key.id)
+
+
+ScopeDep = Annotated[str | None, Depends(cache_scope)]

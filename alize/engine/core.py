@@ -66,8 +66,7 @@ class EngineCore:
             if self.scheduler.has_work:
                 try:
                     self.step()
-                    self.stats.num_running = len(self.scheduler.running)
-                    self.stats.num_waiting = len(self.scheduler.waiting)
+                    self._update_gauges()
                 except Exception as exc:  # never let one bad step kill the engine thread
                     log.exception("engine step failed")
                     for seq in list(self.scheduler.running):
@@ -154,12 +153,15 @@ class EngineCore:
         text += seq.assembler.finish()
         self.scheduler.deallocate(seq, is_kv_valid=reason is not FinishReason.ERROR)
         self.stats.num_finished[reason.value] = self.stats.num_finished.get(reason.value, 0) + 1
-        self.stats.num_running = len(self.scheduler.running)
-        self.stats.num_waiting = len(self.scheduler.waiting)
+        self._update_gauges()
         if seq.sampler is not None:
             self.runner.free_sampler(seq.sampler)
             seq.sampler = None
         seq.sink(self._event(seq, text, reason, error))
+
+    def _update_gauges(self) -> None:
+        self.stats.num_running = len(self.scheduler.running)
+        self.stats.num_waiting = len(self.scheduler.waiting)
 
     @staticmethod
     def _event(seq: Sequence, text: str, reason: FinishReason | None = None, error: str | None = None) -> TokenEvent:

@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from alize.api.deps import KeyDep, PlatformDep
+from alize.api.deps import PlatformDep, ScopeDep
 from alize.api.sse import sse_response
 from alize.protocol.chat import ChatCompletionRequest
 from alize.protocol.completions import CompletionRequest
@@ -15,27 +15,27 @@ def _include_usage(body: ChatCompletionRequest | FIMCompletionRequest | Completi
 
 
 @router.post("/v1/chat/completions")
-async def chat_completion(body: ChatCompletionRequest, key: KeyDep, platform: PlatformDep) -> Response:
+async def chat_completion(body: ChatCompletionRequest, scope: ScopeDep, platform: PlatformDep) -> Response:
     if body.stream:
-        prep, prefix = platform.chat.prepare(body, cache_scope=platform.cache_scope(key.id))
+        prep, prefix = platform.chat.prepare(body, cache_scope=scope)
         return await sse_response(platform.chat.stream(prep, prefix, _include_usage(body)))
-    result = await platform.chat.complete(body, cache_scope=platform.cache_scope(key.id))
+    result = await platform.chat.complete(body, cache_scope=scope)
     return JSONResponse(result.model_dump(mode="json"))
 
 
 @router.post("/v1/fim/completions")
-async def fim_completion(body: FIMCompletionRequest, key: KeyDep, platform: PlatformDep) -> Response:
+async def fim_completion(body: FIMCompletionRequest, scope: ScopeDep, platform: PlatformDep) -> Response:
     if body.stream:
-        prep = platform.fim.prepare(body, cache_scope=platform.cache_scope(key.id))
+        prep = platform.fim.prepare(body, cache_scope=scope)
         return await sse_response(platform.fim.stream(prep, _include_usage(body)))
-    result = await platform.fim.complete(body, cache_scope=platform.cache_scope(key.id))
+    result = await platform.fim.complete(body, cache_scope=scope)
     return JSONResponse(result.model_dump(mode="json"))
 
 
 @router.post("/v1/completions")
-async def completion(body: CompletionRequest, key: KeyDep, platform: PlatformDep) -> Response:
+async def completion(body: CompletionRequest, scope: ScopeDep, platform: PlatformDep) -> Response:
     if body.stream:
-        preps = platform.completions.prepare(body, cache_scope=platform.cache_scope(key.id))
+        preps = platform.completions.prepare(body, cache_scope=scope)
         return await sse_response(platform.completions.stream(body, preps, _include_usage(body)))
-    result = await platform.completions.complete(body, cache_scope=platform.cache_scope(key.id))
+    result = await platform.completions.complete(body, cache_scope=scope)
     return JSONResponse(result.model_dump(mode="json"))
