@@ -94,6 +94,11 @@ def test_malformed_json_and_bad_utf8(http):
                            headers={"content-type": "application/json"}), 400)
     r = http.post("/v1/chat/completions", content=b"not json", headers={"content-type": "text/plain"})
     assert 400 <= r.status_code < 500
+    # NaN and Infinity are not JSON (Python's json writes them): refused, never a 500
+    for body in (b'{"model": NaN}', b'{"model": "%s", "temperature": Infinity, "messages": '
+                 b'[{"role": "user", "content": "x"}]}' % MODEL.encode(), b"-Infinity"):
+        for path in ("/v1/chat/completions", "/v1/embeddings"):
+            assert_error(http.post(path, content=body, headers={"content-type": "application/json"}), 400)
 
 
 def test_body_over_limit_is_413(http):

@@ -123,7 +123,7 @@ def test_spec_bodies_never_break_the_server(server, path):
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,
 )
@@ -140,8 +140,9 @@ def test_arbitrary_json_never_breaks_the_server(server, path, body):
     if isinstance(body, dict):
         body.setdefault("max_tokens", MAX_TOKENS)
         body["stream"] = False
+    # Python's json writes NaN and Infinity, as some clients do: the server must refuse them cleanly.
     with server.client() as client:
-        r = client.post(path, json=body)
+        r = client.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
     assert r.status_code < 500, r.text
     if r.status_code >= 400:
         assert r.json()["object"] == "error"

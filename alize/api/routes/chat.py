@@ -1,13 +1,14 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from alize.api.deps import PlatformDep, ScopeDep
+from alize.api.deps import CallDep, PlatformDep
 from alize.api.sse import sse_response
+from alize.api.strict_json import StrictJSONRoute
 from alize.protocol.chat import ChatCompletionRequest
 from alize.protocol.completions import CompletionRequest
 from alize.protocol.fim import FIMCompletionRequest
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 def _include_usage(body: ChatCompletionRequest | FIMCompletionRequest | CompletionRequest) -> bool:
@@ -15,27 +16,27 @@ def _include_usage(body: ChatCompletionRequest | FIMCompletionRequest | Completi
 
 
 @router.post("/v1/chat/completions")
-async def chat_completion(body: ChatCompletionRequest, scope: ScopeDep, platform: PlatformDep) -> Response:
+async def chat_completion(body: ChatCompletionRequest, call: CallDep, platform: PlatformDep) -> Response:
     if body.stream:
-        prep, prefix = platform.chat.prepare(body, cache_scope=scope)
+        prep, prefix = platform.chat.prepare(body, call)
         return await sse_response(platform.chat.stream(prep, prefix, _include_usage(body)))
-    result = await platform.chat.complete(body, cache_scope=scope)
+    result = await platform.chat.complete(body, call)
     return JSONResponse(result.model_dump(mode="json"))
 
 
 @router.post("/v1/fim/completions")
-async def fim_completion(body: FIMCompletionRequest, scope: ScopeDep, platform: PlatformDep) -> Response:
+async def fim_completion(body: FIMCompletionRequest, call: CallDep, platform: PlatformDep) -> Response:
     if body.stream:
-        prep = platform.fim.prepare(body, cache_scope=scope)
+        prep = platform.fim.prepare(body, call)
         return await sse_response(platform.fim.stream(prep, _include_usage(body)))
-    result = await platform.fim.complete(body, cache_scope=scope)
+    result = await platform.fim.complete(body, call)
     return JSONResponse(result.model_dump(mode="json"))
 
 
 @router.post("/v1/completions")
-async def completion(body: CompletionRequest, scope: ScopeDep, platform: PlatformDep) -> Response:
+async def completion(body: CompletionRequest, call: CallDep, platform: PlatformDep) -> Response:
     if body.stream:
-        preps = platform.completions.prepare(body, cache_scope=scope)
+        preps = platform.completions.prepare(body, call)
         return await sse_response(platform.completions.stream(body, preps, _include_usage(body)))
-    result = await platform.completions.complete(body, cache_scope=scope)
+    result = await platform.completions.complete(body, call)
     return JSONResponse(result.model_dump(mode="json"))

@@ -2,9 +2,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from alize.api.deps import KeyDep, PlatformDep
+from alize.api.strict_json import StrictJSONRoute
 from alize.protocol.models import ModelList
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 @router.get("/v1/models")
