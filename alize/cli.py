@@ -1,31 +1,67 @@
-"""The `alize` command: serve the API, manage keys."""
+"""The `alize` command: serve the API; manage workspaces, keys and usage (with or without
+a running server: they work on the database directly)."""
 
 import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
+from rich.table import Table
 
 from alize.config import Settings
-from alize.errors import ConfigError
+from alize.errors import AlizeError, ConfigError
 
 app = typer.Typer(help="Alizé: the Mistral API on your own machine.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+workspaces_app = typer.Typer(help="Manage workspaces (they own keys, limits and usage).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(workspaces_app, name="workspaces")
 console = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 250)  # piped: no truncated columns
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where Alizé keeps its database.")]
+DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="A database URL instead of the data dir.")]
+Rpm = Annotated[int | None, typer.Option("--rpm", min=0, help="Requests per minute.")]
+Tpm = Annotated[int | None, typer.Option("--tpm", min=0, help="Tokens per minute.")]
+MonthlyTokens = Annotated[int | None, typer.Option("--monthly-tokens", min=0, help="Tokens per month.")]
+Budget = Annotated[float | None, typer.Option("--budget-eur", min=0, help="Euros per month.")]
 
 
 def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+@contextmanager
+def _database(data_dir: Path | None, database_url: str | None) -> Iterator[Any]:
+    from alize.store.db import Database
+
+    db = Database(_settings(data_dir=data_dir, database_url=database_url).resolved_database_url)
+    try:
+        db.migrate()
+        yield db
+    except AlizeError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    finally:
+        db.close()
+
+
 def _show_key(secret: str, title: str) -> None:
     console.print(Panel(f"[bold]{secret}[/bold]\n\nShown once: Alizé keeps only a hash of it.\n"
                         f"export MISTRAL_API_KEY={secret}", title=title, expand=False))
+
+
+def _limits_text(limits: Any) -> str:
+    parts = [f"{name} {value}" for name, value in (("rpm", limits.rpm), ("tpm", limits.tpm),
+                                                   ("tokens/month", limits.monthly_tokens)) if value is not None]
+    if limits.monthly_budget_nano is not None:
+        parts.append(f"{limits.monthly_budget_nano / 1e9:g} EUR/month")
+    return ", ".join(parts) or "-"
 
 
 @app.command()
@@ -39,17 +75,18 @@ def serve(
     import uvicorn
 
     from alize.api.app import create_app
-    from alize.store.db import Database
-    from alize.store.keys import count_keys, create_key
+    from alize.services.accounts import AccountService
+    from alize.store.accounts import count_keys
 
     settings = _settings(host=host, port=port, data_dir=data_dir, config_file=config)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    db = Database(settings.resolved_database_url)
-    db.migrate()
-    if count_keys(db) == 0:
-        _, secret = create_key(db, "default")
-        _show_key(secret, "First start: your API key")
-    db.close()
+    with _database(data_dir, None) as db:
+        if count_keys(db) == 0:
+            accounts = AccountService(db)
+            _, secret = accounts.create_key("default")
+            _, admin_secret = accounts.create_key("admin", admin=True)
+            _show_key(secret, "First start: your API key")
+            console.print(f"Admin key (for /admin/v1 and the console): [bold]{admin_secret}[/bold] (shown once)")
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                     log_level=settings.log_level, timeout_graceful_shutdown=5)
@@ -61,18 +98,132 @@ def serve(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="A name to recognise the key by.")],
-    data_dir: DataDir = None,
+    workspace: Annotated[str, typer.Option("--workspace", help="The workspace that owns it.")] = "default",
+    models: Annotated[str | None, typer.Option("--models", help="Comma-separated models it may use.")] = None,
+    expires_in: Annotated[float | None, typer.Option("--expires-in", help="Days until it expires.")] = None,
+    rpm: Rpm = None, tpm: Tpm = None, monthly_tokens: MonthlyTokens = None, budget_eur: Budget = None,
+    admin: Annotated[bool, typer.Option("--admin", help="May use the admin API.")] = False,
+    data_dir: DataDir = None, database_url: DatabaseUrl = None,
 ) -> None:
-    """Create an API key and print its secret once."""
-    from alize.store.db import Database
-    from alize.store.keys import create_key
+    """Create an API key and print its secret once (on stdout; its id on stderr)."""
+    from alize.services.accounts import AccountService, LimitsSpec
 
-    db = Database(_settings(data_dir=data_dir).resolved_database_url)
-    db.migrate()
-    info, secret = create_key(db, name)
-    db.close()
-    console.print(f"key id {info.id} ({info.name}, {info.prefix}…)")
+    with _database(data_dir, database_url) as db:
+        info, secret = AccountService(db).create_key(
+            name, workspace, models.split(",") if models else None, expires_in,
+            LimitsSpec(rpm, tpm, monthly_tokens, budget_eur), admin)
+    console.print(f"key id {info.id} ({info.name}, {info.prefix}…, workspace {info.workspace.name})")
     print(secret)
+
+
+@keys_app.command("list")
+def keys_list(workspace: Annotated[str | None, typer.Option("--workspace")] = None,
+              data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """List keys (by prefix; secrets are never shown again)."""
+    from alize.services.accounts import AccountService
+
+    with _database(data_dir, database_url) as db:
+        keys = AccountService(db).list_keys(workspace)
+    table = Table("id", "name", "prefix", "workspace", "state", "models", "limits", "expires")
+    for k in keys:
+        state = "revoked" if k.revoked_at else ("admin" if k.is_admin else "active")
+        table.add_row(k.id, k.name, k.prefix + "…", k.workspace.name, state, ",".join(k.models) or "all",
+                      _limits_text(k.limits), k.expires_at.isoformat(timespec="seconds") if k.expires_at else "-")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Revoke a key: refused from its very next request on."""
+    from alize.services.accounts import AccountService
+
+    with _database(data_dir, database_url) as db:
+        info = AccountService(db).revoke_key(key_id)
+    console.print(f"revoked {info.id} ({info.name})")
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_id: str,
+                grace: Annotated[float, typer.Option("--grace", min=0, help="Seconds the old secret still works.")] = 3600,
+                data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Give a key a new secret (printed once); the old one works for --grace seconds."""
+    from alize.services.accounts import AccountService
+
+    with _database(data_dir, database_url) as db:
+        info, secret = AccountService(db).rotate_key(key_id, grace)
+    console.print(f"rotated {info.id} ({info.name}); the old secret works for {grace:g} s more")
+    print(secret)
+
+
+@workspaces_app.command("create")
+def workspaces_create(name: str, rpm: Rpm = None, tpm: Tpm = None, monthly_tokens: MonthlyTokens = None,
+                      budget_eur: Budget = None, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Create a workspace, with optional limits."""
+    from alize.services.accounts import AccountService, LimitsSpec
+
+    with _database(data_dir, database_url) as db:
+        ws = AccountService(db).create_workspace(name, LimitsSpec(rpm, tpm, monthly_tokens, budget_eur))
+    console.print(f"workspace {ws.name} ({ws.id}): {_limits_text(ws.limits)}")
+
+
+@workspaces_app.command("list")
+def workspaces_list(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """List workspaces and their limits."""
+    from alize.services.accounts import AccountService
+
+    with _database(data_dir, database_url) as db:
+        workspaces = AccountService(db).list_workspaces()
+    table = Table("id", "name", "limits", "created")
+    for ws in workspaces:
+        table.add_row(ws.id, ws.name, _limits_text(ws.limits), ws.created_at.isoformat(timespec="seconds"))
+    out.print(table)
+
+
+@workspaces_app.command("limits")
+def workspaces_limits(
+    name: str, rpm: Rpm = None, tpm: Tpm = None, monthly_tokens: MonthlyTokens = None, budget_eur: Budget = None,
+    unset: Annotated[list[str] | None, typer.Option("--unset", help="Remove a limit: rpm, tpm, monthly_tokens, "
+                                                    "budget_eur (repeatable).")] = None,
+    data_dir: DataDir = None, database_url: DatabaseUrl = None,
+) -> None:
+    """Show a workspace's limits, or change those given."""
+    from alize.services.accounts import AccountService
+
+    changes: dict[str, object] = {k: v for k, v in (("rpm", rpm), ("tpm", tpm), ("monthly_tokens", monthly_tokens),
+                                                     ("budget_eur", budget_eur)) if v is not None}
+    for field in unset or []:
+        if field not in ("rpm", "tpm", "monthly_tokens", "budget_eur"):
+            raise typer.BadParameter(f"unknown limit {field!r}", param_hint="--unset")
+        changes[field] = None
+    with _database(data_dir, database_url) as db:
+        accounts = AccountService(db)
+        ws = accounts.set_workspace_limits(name, changes) if changes else accounts.get_workspace(name)
+    out.print(f"workspace {ws.name}: {_limits_text(ws.limits)}")
+
+
+@app.command()
+def usage(
+    start: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD); default 30 days ago.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD); default today.")] = None,
+    group_by: Annotated[str, typer.Option("--group-by", help="day, model, key or workspace.")] = "day",
+    workspace: Annotated[str | None, typer.Option("--workspace")] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    data_dir: DataDir = None, database_url: DatabaseUrl = None,
+) -> None:
+    """Usage and cost over a date range (UTC days)."""
+    from alize.services.accounts import AccountService
+    from alize.services.reports import COLUMNS, ReportService
+
+    with _database(data_dir, database_url) as db:
+        workspace_id = AccountService(db).get_workspace(workspace).id if workspace else None
+        report = ReportService(db).usage(start, end, group_by, workspace_id)
+    if as_csv:
+        print(report.csv(), end="")
+        return
+    table = Table(group_by, *COLUMNS[1:], title=f"Usage {report.start} .. {report.end}")
+    for row in [*report.rows, report.totals()]:
+        table.add_row(*(str(row[c]) for c in COLUMNS))
+    out.print(table)
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     config_file: Path | None = None
     database_url: str | None = None
+    # Redis for limit counters shared by several replicas; unset: counters in process.
+    redis_url: str | None = None
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     threads: int | None = Field(default=None, ge=1)
     # Engine sizing, per chat model (README: Tuning)

@@ -41,6 +41,22 @@ class Unauthorized(AlizeError):
     type = "unauthorized"
 
 
+class Forbidden(AlizeError):
+    status_code = 403
+    type = "forbidden"
+
+
+class RateLimited(AlizeError):
+    """A rate limit, quota or budget has no room for this request."""
+
+    status_code = 429
+    type = "rate_limited"
+
+    def __init__(self, message: str, headers: dict[str, str]):
+        super().__init__(message)
+        self.headers = headers
+
+
 class NotFound(AlizeError):
     status_code = 404
     type = "not_found"

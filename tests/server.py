@@ -31,6 +31,7 @@ class Server:
     key: str
     data_dir: Path
     log_path: Path
+    admin_key: str = ""
 
     @property
     def v1(self) -> str:
@@ -52,18 +53,24 @@ class Server:
             self.process.wait()
 
 
-def start_server(data_dir: Path, env: dict[str, str] | None = None, timeout: float = 180) -> Server:
+def start_server(data_dir: Path, env: dict[str, str] | None = None, timeout: float = 180,
+                 create_keys: bool = True) -> Server:
+    """Starts `alize serve` on a free port; env may name ALIZE_DATABASE_URL, ALIZE_REDIS_URL..."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    key = alize("keys", "create", "--name", "tests", "--data-dir", str(data_dir)).stdout.strip()
+    env = {**os.environ, "ALIZE_THREADS": os.environ.get("ALIZE_THREADS", "2"), **(env or {})}
+    key = admin_key = ""
+    if create_keys:
+        key = alize("keys", "create", "--name", "tests", "--data-dir", str(data_dir), env=env).stdout.strip()
+        admin_key = alize("keys", "create", "--name", "tests-admin", "--admin", "--data-dir", str(data_dir),
+                          env=env).stdout.strip()
     port = free_port()
     log_path = data_dir / "server.log"
-    env = {**os.environ, "ALIZE_THREADS": os.environ.get("ALIZE_THREADS", "2"), **(env or {})}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "alize", "serve", "--port", str(port), "--data-dir", str(data_dir)],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
         )
-    server = Server(process, f"http://127.0.0.1:{port}", key, data_dir, log_path)
+    server = Server(process, f"http://127.0.0.1:{port}", key, data_dir, log_path, admin_key)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

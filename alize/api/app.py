@@ -8,7 +8,8 @@ from fastapi import FastAPI
 from alize import __version__
 from alize.api import errors, metrics
 from alize.api.limits import BodySizeLimit
-from alize.api.routes import chat, embeddings, models
+from alize.api.metering import Metering
+from alize.api.routes import admin, chat, embeddings, models
 from alize.config import Settings
 from alize.services.platform import Platform
 
@@ -20,12 +21,13 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.platform.close()
+            await app.state.platform.aclose()
 
     app = FastAPI(title="Alizé", version=__version__, lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
     errors.install(app)
-    for module in (chat, embeddings, models, metrics):
+    for module in (chat, embeddings, models, metrics, admin):
         app.include_router(module.router)
+    app.add_middleware(Metering)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -2,8 +2,10 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from alize.api.metering import call_of
+from alize.services.metering import Call
 from alize.services.platform import Platform
-from alize.store.keys import KeyInfo
+from alize.store.accounts import KeyInfo
 
 
 def get_platform(request: Request) -> Platform:
@@ -15,13 +17,21 @@ async def require_key(request: Request, authorization: Annotated[str | None, Hea
     return await get_platform(request).auth.authenticate(authorization)
 
 
+async def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> KeyInfo:
+    return await get_platform(request).auth.authenticate_admin(authorization)
+
+
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 KeyDep = Annotated[KeyInfo, Depends(require_key)]
+AdminDep = Annotated[KeyInfo, Depends(require_admin)]
 
 
-async def cache_scope(request: Request, key: Annotated[KeyInfo, Depends(require_key)]) -> str | None:
-    """The prefix-cache scope of the authenticated caller (its key, unless configured)."""
-    return get_platform(request).cache_scope(key.id)
+async def metered_call(request: Request, key: KeyDep) -> Call:
+    """The request's metered call, now knowing who asks (and whose prefix cache it may use)."""
+    call = call_of(request.scope) or Call.detached()
+    call.key = key
+    call.cache_scope = get_platform(request).cache_scope(key.id)
+    return call
 
 
-ScopeDep = Annotated[str | None, Depends(cache_scope)]
+CallDep = Annotated[Call, Depends(metered_call)]

@@ -21,12 +21,14 @@ from alize.protocol.chat import (
 from alize.protocol.common import PromptTokensDetails, UsageInfo
 from alize.services.generation import (
     Prepared,
+    admit,
     collect,
     raise_for_failure,
     stream_events,
     stream_finish_reason,
     wire_finish_reason,
 )
+from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.sampling import SamplingFields, build_params, pick_seed
 
@@ -104,7 +106,7 @@ class ChatService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
-    def prepare(self, request: ChatCompletionRequest, cache_scope: str | None = None) -> tuple[Prepared, str]:
+    def prepare(self, request: ChatCompletionRequest, call: Call | None = None) -> tuple[Prepared, str]:
         if request.tools:
             raise Unsupported("Function calling (tools) is not supported yet", param="tools")
         if request.response_format and request.response_format.type != "text":
@@ -129,14 +131,16 @@ class ChatService:
             min_tokens=request.min_tokens,
         )
         params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
-        return Prepared(entry, model, tokens, params, n=request.n or 1, cache_scope=cache_scope), prefix
+        return Prepared(entry, model, tokens, params, n=request.n or 1, call=call or Call.detached()), prefix
 
-    async def complete(self, request: ChatCompletionRequest, cache_scope: str | None = None) -> ChatCompletionResponse:
-        prep, prefix = self.prepare(request, cache_scope)
+    async def complete(self, request: ChatCompletionRequest, call: Call | None = None) -> ChatCompletionResponse:
+        prep, prefix = self.prepare(request, call)
         return await self.respond(prep, prefix)
 
     async def respond(self, prep: Prepared, prefix: str = "") -> ChatCompletionResponse:
+        await admit([prep])
         result = await collect(prep)
+        await prep.call.succeed()  # recorded before the client can see the answer
         return ChatCompletionResponse(
             id=prep.id,
             created=prep.created,
@@ -154,6 +158,7 @@ class ChatService:
             return ChatCompletionChunk(id=prep.id, created=prep.created, model=prep.model_id,
                                        choices=choices, usage=usage_info)
 
+        await admit([prep])
         events = stream_events(prep)
         # Wait for the first event before sending anything, so that a request refused
         # by the engine (queue timeout, failure) still gets a JSON error status.
@@ -176,6 +181,8 @@ class ChatService:
             # Mistral puts usage on the last finishing chunk; OpenAI clients that asked
             # for include_usage get it again on an extra chunk with no choices.
             final_usage = usage(len(prep.prompt_tokens), sum(completion_tokens), num_cached) if not remaining else None
+            if final_usage is not None:
+                await prep.call.succeed()  # recorded before the client sees the last chunk
             yield chunk([ChunkChoice(index=index, delta=DeltaMessage(content=event.text),
                                      finish_reason=stream_finish_reason(event.finish_reason))],
                         final_usage)

@@ -6,7 +6,8 @@ from alize.errors import InvalidRequest
 from alize.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
 from alize.services.chat import usage
 from alize.services.fim import fim_prompt_tokens
-from alize.services.generation import Prepared, collect, new_id, now, stream_events, stream_finish_reason
+from alize.services.generation import Prepared, admit, collect, now, stream_events, stream_finish_reason
+from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.sampling import SamplingFields, build_params, pick_seed
 
@@ -19,7 +20,7 @@ class CompletionService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
-    def prepare(self, request: CompletionRequest, cache_scope: str | None = None) -> list[Prepared]:
+    def prepare(self, request: CompletionRequest, call: Call | None = None) -> list[Prepared]:
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         if not prompts:
             raise InvalidRequest("prompt must not be an empty list", param="prompt")
@@ -32,16 +33,16 @@ class CompletionService:
             presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
             logit_bias=request.logit_bias,
         )
-        preps, request_id, created = [], new_id(), now()
+        preps, call, created = [], call or Call.detached(), now()
         for prompt in prompts:
             tokens = fim_prompt_tokens(model, prompt, request.suffix or "")
             params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
-            preps.append(Prepared(entry, model, tokens, params, n=request.n or 1,
-                                  cache_scope=cache_scope, id=request_id, created=created))
+            preps.append(Prepared(entry, model, tokens, params, n=request.n or 1, call=call, created=created))
         return preps
 
-    async def complete(self, request: CompletionRequest, cache_scope: str | None = None) -> CompletionResponse:
-        preps = self.prepare(request, cache_scope)
+    async def complete(self, request: CompletionRequest, call: Call | None = None) -> CompletionResponse:
+        preps = self.prepare(request, call)
+        await admit(preps)
         choices, num_prompt, num_completion, num_cached = [], 0, 0, 0
         for p, prep in enumerate(preps):
             result = await collect(prep)
@@ -54,6 +55,7 @@ class CompletionService:
                 choices.append(CompletionChoice(index=p * prep.n + c.index, text=text,
                                                 finish_reason=stream_finish_reason(c.finish_reason)))
         first = preps[0]
+        await first.call.succeed()
         return CompletionResponse(id=first.id, created=first.created, model=first.model_id,
                                   choices=choices, usage=usage(num_prompt, num_completion, num_cached))
 
@@ -65,6 +67,7 @@ class CompletionService:
             return CompletionResponse(id=first.id, created=first.created, model=first.model_id,
                                       choices=choices, usage=usage_info)
 
+        await admit(preps)
         num_prompt = num_completion = 0
         for p, prep in enumerate(preps):
             num_prompt += len(prep.prompt_tokens)
@@ -78,5 +81,6 @@ class CompletionService:
                     num_completion += event.num_completion_tokens
                 yield chunk([CompletionChoice(index=p * prep.n + index, text=event.text,
                                               finish_reason=reason)])
+        await first.call.succeed()
         if include_usage:
             yield chunk([], usage(num_prompt, num_completion))

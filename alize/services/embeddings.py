@@ -8,7 +8,7 @@ import numpy as np
 from alize.errors import ContextOverflow, InvalidRequest, Unsupported
 from alize.protocol.common import UsageInfo
 from alize.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse
-from alize.services.generation import new_id
+from alize.services.metering import Call
 from alize.services.models import ModelHub
 
 MAX_INPUTS = 512
@@ -18,7 +18,8 @@ class EmbeddingService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
-    async def create(self, request: EmbeddingRequest) -> EmbeddingResponse:
+    async def create(self, request: EmbeddingRequest, call: Call | None = None) -> EmbeddingResponse:
+        call = call or Call.detached()
         entry, embedder = self.hub.embedder(request.model)
         texts = [request.input] if isinstance(request.input, str) else request.input
         if not texts:
@@ -37,13 +38,15 @@ class EmbeddingService:
             if count > embedder.max_tokens:
                 raise ContextOverflow(f"Input {i} has {count} tokens, more than the {embedder.max_tokens} "
                                       f"that {entry.id} accepts", param="input")
+        total = sum(counts)
+        await call.admit(entry, total, 0)
         vectors = await asyncio.to_thread(embedder.embed, texts)
         if dimension is not None:
             vectors = vectors[:, :dimension]
         data = [EmbeddingData(embedding=_encode(v, request.encoding_format), index=i)
                 for i, v in enumerate(vectors)]
-        total = sum(counts)
-        return EmbeddingResponse(id=new_id(), model=entry.id, data=data,
+        await call.succeed()
+        return EmbeddingResponse(id=call.id, model=entry.id, data=data,
                                  usage=UsageInfo(prompt_tokens=total, completion_tokens=0, total_tokens=total))
 
 

@@ -13,6 +13,7 @@ from alize.protocol.chat import ChatCompletionChunk, ChatCompletionResponse
 from alize.protocol.fim import FIMCompletionRequest
 from alize.services.chat import ChatService
 from alize.services.generation import Prepared
+from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.sampling import SamplingFields, build_params, pick_seed
 
@@ -53,7 +54,7 @@ class FIMService:
         self.hub = hub
         self.chat = chat
 
-    def prepare(self, request: FIMCompletionRequest, cache_scope: str | None = None) -> Prepared:
+    def prepare(self, request: FIMCompletionRequest, call: Call | None = None) -> Prepared:
         entry, model = self.hub.chat_model(request.model, capability="completion_fim")
         tokens = fim_prompt_tokens(model, request.prompt, request.suffix or "")
         fields = SamplingFields(
@@ -62,10 +63,10 @@ class FIMService:
             min_tokens=request.min_tokens,
         )
         params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
-        return Prepared(entry, model, tokens, params, cache_scope=cache_scope)
+        return Prepared(entry, model, tokens, params, call=call or Call.detached())
 
-    async def complete(self, request: FIMCompletionRequest, cache_scope: str | None = None) -> ChatCompletionResponse:
-        return await self.chat.respond(self.prepare(request, cache_scope))
+    async def complete(self, request: FIMCompletionRequest, call: Call | None = None) -> ChatCompletionResponse:
+        return await self.chat.respond(self.prepare(request, call))
 
     def stream(self, prep: Prepared, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
         return self.chat.stream(prep, "", include_usage)

@@ -10,6 +10,7 @@ from alize.engine.chat_model import ChatModel
 from alize.engine.params import FinishReason, GenerationRequest, SamplingParams, TokenEvent
 from alize.errors import EngineFailure, Overloaded
 from alize.registry import ModelEntry
+from alize.services.metering import Call
 
 
 def new_id() -> str:
@@ -29,13 +30,28 @@ class Prepared:
     prompt_tokens: list[int]
     params: SamplingParams
     n: int = 1
-    cache_scope: str | None = None  # None: no prefix-cache reuse
-    id: str = field(default_factory=new_id)
+    call: Call = field(default_factory=Call.detached)  # who asks, and the meter of the request
     created: int = field(default_factory=now)
+
+    @property
+    def id(self) -> str:
+        """The response id, which is also the id of the request's usage record."""
+        return self.call.id
 
     @property
     def model_id(self) -> str:
         return self.entry.id
+
+    @property
+    def cache_scope(self) -> str | None:
+        return self.call.cache_scope  # None: no prefix-cache reuse
+
+
+async def admit(preps: list["Prepared"]) -> None:
+    """Admits a request (one or more prompts) against its key's limits, worst case first."""
+    first = preps[0]
+    await first.call.admit(first.entry, sum(len(p.prompt_tokens) for p in preps),
+                           sum(p.n * p.params.max_tokens for p in preps))
 
 
 @dataclass
@@ -94,6 +110,7 @@ async def stream_events(prep: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]
     engine.check_capacity(len(requests))
     if len(requests) == 1:
         async for event in engine.generate(requests[0]):
+            prep.call.progress(requests[0].request_id, event.num_completion_tokens, event.num_cached_tokens)
             yield 0, event
         return
     events: asyncio.Queue[tuple[int, TokenEvent]] = asyncio.Queue()
@@ -107,6 +124,8 @@ async def stream_events(prep: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]
         remaining = len(tasks)
         while remaining:
             index, event = await events.get()
+            prep.call.progress(requests[index].request_id, event.num_completion_tokens,
+                               event.num_cached_tokens if index == 0 else None)
             if event.finish_reason is not None:
                 remaining -= 1
             yield index, event

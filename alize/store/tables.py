@@ -1,6 +1,8 @@
+"""The schema as SQLAlchemy models. Migrations (store/migrations/versions) create it."""
+
 from datetime import datetime
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -8,7 +10,24 @@ class Base(DeclarativeBase):
     pass
 
 
-class ApiKey(Base):
+class LimitColumns:
+    """Per-minute and per-month limits; NULL means unlimited. Money is integer nano-euros."""
+
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    monthly_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    monthly_budget_nano: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Workspace(LimitColumns, Base):
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiKey(LimitColumns, Base):
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -18,3 +37,37 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    workspace_id: Mapped[str] = mapped_column(String(36), ForeignKey("workspaces.id"), index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Comma-separated model ids this key may use; NULL: every model.
+    allowed_models: Mapped[str | None] = mapped_column(Text, nullable=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # After a rotation the previous secret keeps working until previous_valid_until.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    previous_valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class UsageRecord(Base):
+    """One metered request (or batch line). The id is the response id: a request is
+    recorded once, whatever happens after."""
+
+    __tablename__ = "usage"
+    __table_args__ = (
+        Index("ix_usage_key_time", "key_id", "created_at"),
+        Index("ix_usage_workspace_time", "workspace_id", "created_at"),
+        Index("ix_usage_day", "day"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    day: Mapped[str] = mapped_column(String(10))  # UTC date, YYYY-MM-DD
+    workspace_id: Mapped[str] = mapped_column(String(36))
+    key_id: Mapped[str] = mapped_column(String(36))
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    endpoint: Mapped[str] = mapped_column(String(100))
+    status: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,63 @@
+"""ASGI middleware: a metered Call for every model request, recorded however it ends.
+
+The use case records a success itself, before the client sees the end of the answer.
+Here, once the response is over, whatever is still unrecorded is recorded with its
+status: an error response, or 499 when a stream was cut because the client left."""
+
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from alize.services.metering import CLIENT_CLOSED, Call
+
+log = logging.getLogger(__name__)
+
+METERED_PATHS = {
+    "/v1/chat/completions": "chat.completions",
+    "/v1/fim/completions": "fim.completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
+SCOPE_KEY = "alize.call"
+
+
+def call_of(scope: Scope) -> Call | None:
+    return scope.get(SCOPE_KEY)
+
+
+class Metering:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = METERED_PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if endpoint is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        call: Call = scope["app"].state.platform.open_call(endpoint)
+        scope[SCOPE_KEY] = call
+        status: int | None = None
+
+        async def metered_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k.lower().encode(), v.encode()) for k, v in call.headers.items()
+                         if k.lower().encode() not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, metered_send)
+        except Exception:
+            status = status if status is not None and status >= 400 else 500
+            raise
+        finally:
+            final = status if status is not None else CLIENT_CLOSED
+            if final < 400 and not call.recorded:
+                final = CLIENT_CLOSED  # the answer started but never reached its end
+            try:
+                await call.finish(final)
+            except Exception:
+                log.exception("could not record the usage of request %s", call.id)

@@ -1,0 +1,120 @@
+"""Managing workspaces and keys: the operations behind `alize keys|workspaces` and /admin/v1."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+
+from alize.errors import InvalidRequest, NotFound
+from alize.store import accounts
+from alize.store.accounts import AccountError, KeyInfo, Limits, NewKey, WorkspaceInfo, utcnow
+from alize.store.db import Database
+
+
+class Conflict(InvalidRequest):
+    status_code = 409
+    type = "conflict"
+
+
+def budget_nano(eur: float | str | Decimal | None) -> int | None:
+    """Euros as exact nano-euros; None stays unlimited."""
+    if eur is None:
+        return None
+    try:
+        value = Decimal(str(eur))
+    except InvalidOperation:
+        raise InvalidRequest(f"budget {eur!r} is not a number of euros", param="budget_eur") from None
+    if value < 0:
+        raise InvalidRequest("budget must not be negative", param="budget_eur")
+    return int(value * 1_000_000_000)
+
+
+@dataclass
+class LimitsSpec:
+    """Limits as people give them: euros for the budget."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    monthly_tokens: int | None = None
+    budget_eur: float | str | None = None
+
+    def limits(self) -> Limits:
+        for name in ("rpm", "tpm", "monthly_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise InvalidRequest(f"{name} must not be negative", param=name)
+        return Limits(self.rpm, self.tpm, self.monthly_tokens, budget_nano(self.budget_eur))
+
+
+def _translate(exc: AccountError) -> Exception:
+    message = str(exc)
+    return Conflict(message) if "exists already" in message else NotFound(message)
+
+
+class AccountService:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def create_workspace(self, name: str, limits: LimitsSpec) -> WorkspaceInfo:
+        if not name.strip():
+            raise InvalidRequest("a workspace needs a name", param="name")
+        try:
+            return accounts.create_workspace(self.db, name, limits.limits())
+        except AccountError as exc:
+            raise _translate(exc) from None
+
+    def get_workspace(self, ref: str) -> WorkspaceInfo:
+        try:
+            return accounts.get_workspace(self.db, ref)
+        except AccountError as exc:
+            raise _translate(exc) from None
+
+    def list_workspaces(self) -> list[WorkspaceInfo]:
+        accounts.ensure_default_workspace(self.db)
+        return accounts.list_workspaces(self.db)
+
+    def set_workspace_limits(self, ref: str, changes: dict[str, object]) -> WorkspaceInfo:
+        """Changes only the limits named; a value of None removes that limit."""
+        spec = LimitsSpec(**changes)  # type: ignore[arg-type]
+        limits = spec.limits()
+        stored = {"budget_eur": "monthly_budget_nano"}
+        try:
+            return accounts.update_workspace_limits(
+                self.db, ref, {stored.get(k, k): getattr(limits, stored.get(k, k)) for k in changes})
+        except AccountError as exc:
+            raise _translate(exc) from None
+
+    def create_key(self, name: str, workspace: str = accounts.DEFAULT_WORKSPACE, models: list[str] | None = None,
+                   expires_in_days: float | None = None, limits: LimitsSpec | None = None,
+                   admin: bool = False) -> tuple[KeyInfo, str]:
+        if not name.strip():
+            raise InvalidRequest("a key needs a name", param="name")
+        if expires_in_days is not None and expires_in_days <= 0:
+            raise InvalidRequest("expires_in_days must be positive", param="expires_in_days")
+        expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days is not None else None
+        spec = NewKey(name, workspace, tuple(m.strip() for m in models or [] if m.strip()), expires,
+                      (limits or LimitsSpec()).limits(), admin)
+        try:
+            return accounts.create_key(self.db, spec)
+        except AccountError as exc:
+            raise _translate(exc) from None
+
+    def list_keys(self, workspace: str | None = None) -> list[KeyInfo]:
+        try:
+            return accounts.list_keys(self.db, workspace)
+        except AccountError as exc:
+            raise _translate(exc) from None
+
+    def revoke_key(self, key_id: str) -> KeyInfo:
+        try:
+            return accounts.revoke_key(self.db, key_id)
+        except AccountError as exc:
+            raise _translate(exc) from None
+
+    def rotate_key(self, key_id: str, grace_seconds: float) -> tuple[KeyInfo, str]:
+        if grace_seconds < 0:
+            raise InvalidRequest("grace must not be negative", param="grace_seconds")
+        try:
+            return accounts.rotate_key(self.db, key_id, timedelta(seconds=grace_seconds))
+        except AccountError as exc:
+            message = str(exc)
+            raise (InvalidRequest(message) if "revoked" in message else NotFound(message)) from None

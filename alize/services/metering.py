@@ -1,0 +1,125 @@
+"""Metering: every model request becomes one usage record, whatever way it ends.
+
+The HTTP edge opens a Call per request; the use case admits it (model permission and
+limits, against its worst case), reports progress as tokens arrive, and records it as a
+success before the client sees the end of the answer. Whatever has not been recorded
+when the request ends (an error, a client gone mid-stream) is recorded by the edge with
+its status and the tokens generated so far. Records are keyed by the response id, so
+nothing is counted twice."""
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from alize.errors import Forbidden
+from alize.registry import ModelEntry
+from alize.services.limits import Limiter, Reservation
+from alize.store import usage as usage_store
+from alize.store.accounts import KeyInfo
+from alize.store.db import Database
+
+log = logging.getLogger(__name__)
+
+CLIENT_CLOSED = 499  # the client went away before the answer ended (nginx's code)
+
+
+def nano_per_token(eur_per_1k_tokens: float) -> int:
+    """Euros per 1,000 tokens as exact nano-euros per token (0.15 -> 150000)."""
+    return int(Decimal(str(eur_per_1k_tokens)) * 1_000_000)
+
+
+def cost_nano(entry: ModelEntry, prompt_tokens: int, completion_tokens: int) -> int:
+    return (prompt_tokens * nano_per_token(entry.input_eur_per_1k_tokens)
+            + completion_tokens * nano_per_token(entry.output_eur_per_1k_tokens))
+
+
+@dataclass
+class Call:
+    meter: "Meter | None"
+    endpoint: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    key: KeyInfo | None = None
+    cache_scope: str | None = None  # whose prefix cache the request may reuse
+    entry: ModelEntry | None = None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    recorded: bool = False
+    _started: float = field(default_factory=time.monotonic)
+    _created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _progress: dict[str, int] = field(default_factory=dict)
+    _reservation: Reservation | None = None
+
+    @classmethod
+    def detached(cls, endpoint: str = "internal") -> "Call":
+        """A call that meters nothing (for code run outside the API)."""
+        return cls(None, endpoint)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(self._progress.values())
+
+    async def admit(self, entry: ModelEntry, prompt_tokens: int, max_completion_tokens: int) -> None:
+        """Checks that the key may use the model and books the worst case against its limits."""
+        self.entry = entry
+        if self.meter is None or self.key is None:
+            self.prompt_tokens = prompt_tokens
+            return
+        allowed = self.key.models
+        if allowed and entry.id not in allowed and entry.canonical_id not in allowed:
+            raise Forbidden(f"This API key may not use the model {entry.id!r} (allowed: {', '.join(allowed)})",
+                            param="model")
+        worst = cost_nano(entry, prompt_tokens, max_completion_tokens)
+        self._reservation = await self.meter.limiter.reserve(self.key, prompt_tokens + max_completion_tokens, worst)
+        self.headers.update(self._reservation.headers)
+        self.prompt_tokens = prompt_tokens  # admitted: from here on the prompt is billed
+
+    def progress(self, part: str, completion_tokens: int, cached_tokens: int | None = None) -> None:
+        """The tokens generated so far by one part (choice) of the request."""
+        self._progress[part] = completion_tokens
+        if cached_tokens is not None:
+            self.cached_tokens = cached_tokens
+
+    async def succeed(self) -> None:
+        await self.finish(200)
+
+    async def finish(self, status: int) -> None:
+        """Records the call once (later calls do nothing) and settles its reservation."""
+        if self.recorded or self.meter is None or self.key is None:
+            return
+        self.recorded = True
+        await self.meter.record(self, status)
+
+    def usage(self, status: int) -> usage_store.Usage:
+        assert self.key is not None
+        entry = self.entry
+        billed = status < 400 or status == CLIENT_CLOSED  # a failed request costs nothing
+        prompt = self.prompt_tokens if billed else 0
+        completion = self.completion_tokens if billed else 0
+        return usage_store.Usage(
+            id=self.id, created_at=self._created_at, workspace_id=self.key.workspace.id, key_id=self.key.id,
+            model=entry.id if entry else None, endpoint=self.endpoint, status=status,
+            prompt_tokens=prompt, completion_tokens=completion, cached_tokens=self.cached_tokens if billed else 0,
+            cost_nano=cost_nano(entry, prompt, completion) if entry else 0,
+            latency_ms=int((time.monotonic() - self._started) * 1000))
+
+
+class Meter:
+    def __init__(self, db: Database, limiter: Limiter):
+        self.db = db
+        self.limiter = limiter
+
+    def open(self, endpoint: str) -> Call:
+        return Call(self, endpoint)
+
+    async def record(self, call: Call, status: int) -> None:
+        row = call.usage(status)
+        try:
+            await asyncio.to_thread(usage_store.record, self.db, row)
+        finally:
+            if call._reservation is not None:
+                await self.limiter.settle(call._reservation, row.prompt_tokens + row.completion_tokens, row.cost_nano)

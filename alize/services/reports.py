@@ -1,0 +1,66 @@
+"""Usage reports: totals by day, model, key or workspace over a date range, as rows or CSV."""
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from alize.errors import InvalidRequest
+from alize.store import usage as usage_store
+from alize.store.db import Database
+
+COLUMNS = ("group", "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_eur")
+
+
+@dataclass(frozen=True)
+class Report:
+    start: date
+    end: date
+    group_by: str
+    rows: list[dict[str, object]]
+
+    def totals(self) -> dict[str, object]:
+        out: dict[str, object] = {"group": "total"}
+        for column in COLUMNS[1:]:
+            out[column] = sum(row[column] for row in self.rows)  # type: ignore[misc]
+        out["cost_eur"] = round(float(out["cost_eur"]), 9)  # type: ignore[arg-type]
+        return out
+
+    def csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=[self.group_by, *COLUMNS[1:]], lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({self.group_by: row["group"], **{c: row[c] for c in COLUMNS[1:]}})
+        return buffer.getvalue()
+
+
+def parse_day(value: str | date | None, default: date, param: str) -> date:
+    if value is None:
+        return default
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{param} must be a date such as 2026-11-01", param=param) from None
+
+
+class ReportService:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def usage(self, start: str | date | None = None, end: str | date | None = None, group_by: str = "day",
+              workspace_id: str | None = None, key_id: str | None = None) -> Report:
+        today = datetime.now(UTC).date()
+        first = parse_day(start, today - timedelta(days=30), "start")
+        last = parse_day(end, today, "end")
+        if first > last:
+            raise InvalidRequest("start must not be after end", param="start")
+        if group_by not in usage_store.GROUPS:
+            raise InvalidRequest(f"group_by must be one of {', '.join(usage_store.GROUPS)}", param="group_by")
+        rows = usage_store.report(self.db, first, last, group_by, workspace_id, key_id)
+        return Report(first, last, group_by, [
+            {"group": r.group, "requests": r.requests, "errors": r.errors, "prompt_tokens": r.prompt_tokens,
+             "completion_tokens": r.completion_tokens, "cached_tokens": r.cached_tokens,
+             "cost_eur": round(r.cost_nano / 1e9, 9)} for r in rows])
