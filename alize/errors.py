@@ -46,15 +46,20 @@ class Forbidden(AlizeError):
     type = "forbidden"
 
 
-class RateLimited(AlizeError):
-    """A rate limit, quota or budget has no room for this request."""
+class TooManyRequests(AlizeError):
+    """429: come back later; the headers say when (Retry-After) and why."""
 
     status_code = 429
-    type = "rate_limited"
 
     def __init__(self, message: str, headers: dict[str, str]):
         super().__init__(message)
         self.headers = headers
+
+
+class RateLimited(TooManyRequests):
+    """A rate limit, quota or budget has no room for this request."""
+
+    type = "rate_limited"
 
 
 class NotFound(AlizeError):
@@ -77,15 +82,13 @@ class Overloaded(AlizeError):
     type = "overloaded"
 
 
-class QueueFull(AlizeError):
-    """The model's admission queue is full: come back later (Retry-After)."""
+class QueueFull(TooManyRequests):
+    """The model's admission queue is full."""
 
-    status_code = 429
     type = "queue_full"
 
     def __init__(self, message: str, retry_after_s: int):
-        super().__init__(message)
-        self.headers = {"Retry-After": str(max(1, retry_after_s))}
+        super().__init__(message, {"Retry-After": str(max(1, retry_after_s))})
 
 
 class EngineFailure(AlizeError):

@@ -1,5 +1,7 @@
 """Managing workspaces and keys: the operations behind `alize keys|workspaces` and /admin/v1."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -45,9 +47,16 @@ class LimitsSpec:
         return Limits(self.rpm, self.tpm, self.monthly_tokens, budget_nano(self.budget_eur))
 
 
-def _translate(exc: AccountError) -> Exception:
-    message = str(exc)
-    return Conflict(message) if "exists already" in message else NotFound(message)
+@contextmanager
+def _translated() -> Iterator[None]:
+    """The store's AccountError as the client should see it: 409, 404 or 400."""
+    try:
+        yield
+    except AccountError as exc:
+        message = str(exc)
+        if "exists already" in message:
+            raise Conflict(message) from None
+        raise (InvalidRequest(message) if "revoked" in message else NotFound(message)) from None
 
 
 class AccountService:
@@ -57,16 +66,12 @@ class AccountService:
     def create_workspace(self, name: str, limits: LimitsSpec) -> WorkspaceInfo:
         if not name.strip():
             raise InvalidRequest("a workspace needs a name", param="name")
-        try:
+        with _translated():
             return accounts.create_workspace(self.db, name, limits.limits())
-        except AccountError as exc:
-            raise _translate(exc) from None
 
     def get_workspace(self, ref: str) -> WorkspaceInfo:
-        try:
+        with _translated():
             return accounts.get_workspace(self.db, ref)
-        except AccountError as exc:
-            raise _translate(exc) from None
 
     def list_workspaces(self) -> list[WorkspaceInfo]:
         accounts.ensure_default_workspace(self.db)
@@ -77,11 +82,9 @@ class AccountService:
         spec = LimitsSpec(**changes)  # type: ignore[arg-type]
         limits = spec.limits()
         stored = {"budget_eur": "monthly_budget_nano"}
-        try:
+        with _translated():
             return accounts.update_workspace_limits(
                 self.db, ref, {stored.get(k, k): getattr(limits, stored.get(k, k)) for k in changes})
-        except AccountError as exc:
-            raise _translate(exc) from None
 
     def create_key(self, name: str, workspace: str = accounts.DEFAULT_WORKSPACE, models: list[str] | None = None,
                    expires_in_days: float | None = None, limits: LimitsSpec | None = None,
@@ -93,28 +96,19 @@ class AccountService:
         expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days is not None else None
         spec = NewKey(name, workspace, tuple(m.strip() for m in models or [] if m.strip()), expires,
                       (limits or LimitsSpec()).limits(), admin)
-        try:
+        with _translated():
             return accounts.create_key(self.db, spec)
-        except AccountError as exc:
-            raise _translate(exc) from None
 
     def list_keys(self, workspace: str | None = None) -> list[KeyInfo]:
-        try:
+        with _translated():
             return accounts.list_keys(self.db, workspace)
-        except AccountError as exc:
-            raise _translate(exc) from None
 
     def revoke_key(self, key_id: str) -> KeyInfo:
-        try:
+        with _translated():
             return accounts.revoke_key(self.db, key_id)
-        except AccountError as exc:
-            raise _translate(exc) from None
 
     def rotate_key(self, key_id: str, grace_seconds: float) -> tuple[KeyInfo, str]:
         if grace_seconds < 0:
             raise InvalidRequest("grace must not be negative", param="grace_seconds")
-        try:
+        with _translated():
             return accounts.rotate_key(self.db, key_id, timedelta(seconds=grace_seconds))
-        except AccountError as exc:
-            message = str(exc)
-            raise (InvalidRequest(message) if "revoked" in message else NotFound(message)) from None
