@@ -51,3 +51,31 @@ def test_slot_cache_picks_the_longest_prefix_in_scope():
     assert cache.allocate("k1", [1, 2, 7, 8])[1] == 3  # a full match still leaves one token to compute
     cache.release(slot, "k1", None)  # KV not trusted (failed step): nothing kept
     assert cache.allocate("k1", [1, 2, 3, 4, 5])[1] == 0
+
+
+def test_choices_of_one_request_share_the_prompt_kv(server):
+    """n = 3: the prompt is computed once; the other choices start from a copy of its KV."""
+    from tests.test_cancellation import engine_metrics
+
+    def prefilled() -> float:
+        return engine_metrics(server)['alize_engine_prompt_tokens_total{model="smollm2-135m-instruct"}']
+
+    key = alize("keys", "create", "--name", "n-choices", "--data-dir", str(server.data_dir)).stdout.strip()
+    question = "Which rooms hold paintings from century 12?"
+    body = {"model": "mistral-small-latest", "temperature": 0, "max_tokens": 8,
+            "messages": [{"role": "system", "content": SYSTEM + " Welcome."}, {"role": "user", "content": question}]}
+    before = prefilled()
+    r = httpx.post(server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=120,
+                   json={**body, "n": 3})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    num_prompt = answer["usage"]["prompt_tokens"]
+    assert num_prompt > 500 and answer["usage"]["completion_tokens"] == 24
+    assert prefilled() - before <= num_prompt + 3 * 2  # not 3 x the prompt
+    texts = [c["message"]["content"] for c in answer["choices"]]
+    other = alize("keys", "create", "--name", "n-reference", "--data-dir", str(server.data_dir)).stdout.strip()
+    reference = httpx.post(server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {other}"},
+                           timeout=120, json=body).json()["choices"][0]["message"]["content"]
+    # greedy: every choice continues the copied prompt as a prompt computed from scratch does
+    for text in texts:
+        assert text.split()[:3] == reference.split()[:3], (texts, reference)

@@ -103,6 +103,8 @@ class EngineCore:
         seqs, items = self.scheduler.schedule()
         for seq in seqs:
             if seq.sampler is None:  # first step: drop whatever KV the slot holds past the reused prefix
+                if seq.copy_kv_from is not None:
+                    self.runner.copy_sequence(seq.copy_kv_from, seq.slot)
                 self.runner.trim_sequence(seq.slot, seq.num_cached)
                 self.stats.num_cached_tokens += seq.num_cached
                 params = seq.request.params

@@ -71,6 +71,9 @@ class GenerationRequest:
     # Who may reuse this request's KV (the prefix cache): by default its API key id.
     # None: nobody, and it reuses nothing.
     cache_scope: str | None = None
+    # Another choice of the same request (n > 1): once that one has computed the prompt,
+    # this one starts from a copy of its KV instead of computing the prompt again.
+    shares_prompt_with: str | None = None
 
 
 @dataclass(slots=True)

@@ -179,6 +179,11 @@ class LlamaRunner:
             sampled.append(int(lc.llama_sampler_sample(sampler, self._ctx, row)))
         return sampled
 
+    def copy_sequence(self, src: int, dst: int) -> None:
+        """Gives `dst` a copy of `src`'s KV. With a KV buffer per sequence llama.cpp copies
+        the whole buffer (p0 = p1 = -1), during the next llama_decode."""
+        lc.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
+
     def trim_sequence(self, seq_id: int, keep: int) -> None:
         """Drops the sequence's KV from position `keep` on (keep=0: all of it)."""
         lc.llama_memory_seq_rm(self._memory, seq_id, keep, -1)

@@ -8,6 +8,10 @@ from alize.engine.kv_cache import SlotCache
 from alize.engine.params import BatchItem
 from alize.engine.sequence import Sequence, SequenceStatus
 
+# Copying a sequence's KV copies its whole buffer (context_per_sequence cells): worth it
+# over recomputing the prompt only for prompts at least this long.
+MIN_SHARED_PROMPT = 128
+
 
 class Scheduler:
     def __init__(self, max_sequences: int, token_budget: int, queue_timeout_s: float = float("inf")):
@@ -28,11 +32,41 @@ class Scheduler:
     def can_allocate(self) -> bool:
         return self.slots.can_allocate()
 
-    def allocate(self, seq: Sequence) -> None:
-        seq.slot, seq.num_cached = self.slots.allocate(seq.request.cache_scope, seq.request.prompt_tokens)
+    def allocate(self, seq: Sequence, copy_from: Sequence | None = None) -> None:
+        """Gives the sequence a slot: with the KV of a cached prefix, or with the prompt KV
+        of `copy_from` (another choice of the same request, its prompt computed)."""
+        if copy_from is None:
+            seq.slot, seq.num_cached = self.slots.allocate(seq.request.cache_scope, seq.request.prompt_tokens)
+        else:
+            seq.slot, _ = self.slots.allocate(None, seq.request.prompt_tokens)
+            seq.copy_kv_from = copy_from.slot
+            seq.num_cached = seq.num_prompt_tokens - 1  # the last prompt token is decoded for its logits
         seq.num_prefilled = seq.num_kv_tokens = seq.num_cached
         seq.status = SequenceStatus.RUNNING
         self.running.append(seq)
+
+    def _prompt_source(self, seq: Sequence) -> tuple[bool, Sequence | None]:
+        """(may start now, running sequence to copy the prompt KV from)."""
+        leader_id = seq.request.shares_prompt_with
+        if leader_id is None or seq.num_prompt_tokens < MIN_SHARED_PROMPT:
+            return True, None
+        leader = self.find(leader_id)
+        if leader is None:  # finished already: compute the prompt
+            return True, None
+        if leader.status is not SequenceStatus.RUNNING or leader.num_kv_tokens < leader.num_prompt_tokens:
+            return False, None  # wait for the leader to compute the prompt
+        return True, leader
+
+    def _admit(self) -> None:
+        """Moves waiting sequences into free slots, in arrival order; a choice that waits for
+        another's prompt steps aside without holding up those behind it."""
+        for seq in list(self.waiting):
+            if not self.can_allocate():
+                return
+            may_start, source = self._prompt_source(seq)
+            if may_start:
+                self.waiting.remove(seq)
+                self.allocate(seq, source)
 
     def deallocate(self, seq: Sequence, is_kv_valid: bool = True) -> None:
         if seq.status is SequenceStatus.RUNNING:
@@ -53,8 +87,7 @@ class Scheduler:
         return [s for s in self.waiting if now - s.arrived_at > self.queue_timeout_s]
 
     def schedule(self) -> tuple[list[Sequence], list[BatchItem]]:
-        while self.waiting and self.can_allocate():
-            self.allocate(self.waiting.popleft())
+        self._admit()
         seqs: list[Sequence] = []
         items: list[BatchItem] = []
         budget = self.token_budget

@@ -27,6 +27,7 @@ class Sequence:
     num_prefilled: int = 0
     num_cached: int = 0  # prompt tokens whose KV was reused from the prefix cache
     num_kv_tokens: int = 0  # tokens whose KV the slot holds
+    copy_kv_from: int | None = None  # a slot whose prompt KV is copied in before the first step
     output_tokens: list[int] = field(default_factory=list)
     arrived_at: float = field(default_factory=time.monotonic)
 

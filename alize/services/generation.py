@@ -94,12 +94,13 @@ def stream_finish_reason(reason: FinishReason) -> str:
 
 
 def _requests(prep: Prepared) -> list[GenerationRequest]:
-    out = []
+    out: list[GenerationRequest] = []
     for i in range(prep.n):
         params = prep.params
         if params.seed is not None and i:
             params = replace(params, seed=params.seed + i)  # n samples, not n copies
-        out.append(GenerationRequest(new_id(), prep.prompt_tokens, params, prep.cache_scope))
+        leader = out[0].request_id if out else None  # the other choices share its prompt KV
+        out.append(GenerationRequest(new_id(), prep.prompt_tokens, params, prep.cache_scope, leader))
     return out
 
 
