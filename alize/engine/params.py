@@ -55,6 +55,8 @@ class EngineConfig:
     queue_size: int = 64  # requests that may wait for a free sequence
     queue_timeout_s: float = 120.0  # a request waiting longer gets a 503
     threads: int = 2
+    # One KV buffer shared by all sequences (llama.cpp's default) or one per sequence.
+    kv_unified: bool = False
 
     def __post_init__(self) -> None:
         if min(self.context_per_sequence, self.max_sequences, self.batch_tokens, self.threads) < 1:

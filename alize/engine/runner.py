@@ -52,7 +52,7 @@ class LlamaRunner:
         cparams.n_ubatch = config.batch_tokens
         cparams.n_threads = config.threads
         cparams.n_threads_batch = config.threads
-        cparams.kv_unified = False
+        cparams.kv_unified = config.kv_unified
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             raise ConfigError(f"llama.cpp could not create a context for {model_path}")
@@ -153,6 +153,9 @@ class LlamaRunner:
     # -- decoding -----------------------------------------------------------
     def run(self, items: list[BatchItem], samplers: list[ctypes.c_void_p | None]) -> list[int]:
         """Decodes one batch; returns a sampled token for each item that wants logits."""
+        total = sum(len(item.tokens) for item in items)
+        if total > self.config.batch_tokens:  # checked before writing: the arrays hold batch_tokens
+            raise EngineFailure(f"batch of {total} tokens exceeds the batch size")
         batch = self._batch
         n = 0
         logit_rows: list[int] = []
@@ -166,8 +169,6 @@ class LlamaRunner:
                 n += 1
             if item.wants_logits:
                 logit_rows.append(n - 1)
-        if n > self.config.batch_tokens:
-            raise EngineFailure(f"batch of {n} tokens exceeds the batch size")
         batch.n_tokens = n
         rc = lc.llama_decode(self._ctx, batch)
         if rc != 0:
