@@ -53,6 +53,20 @@ def test_slot_cache_picks_the_longest_prefix_in_scope():
     assert cache.allocate("k1", [1, 2, 3, 4, 5])[1] == 0
 
 
+def test_slot_cache_keeps_running_slots_consecutive():
+    """llama.cpp decodes each run of consecutive running slots as its own micro-batch."""
+    cache = SlotCache(6)
+    slots = [cache.allocate(None, [1])[0] for _ in range(4)]
+    assert sorted(slots) == [0, 1, 2, 3] or sorted(slots) == list(range(min(slots), min(slots) + 4))
+    middle = sorted(slots)[1]
+    cache.release(middle, "k", [1, 2])
+    # a hole between two running slots is filled before a slot that only extends a run
+    assert cache.allocate(None, [5])[0] == middle
+    cache.release(middle, "k", [1, 2])
+    # ... unless another slot holds a longer cached prefix for the caller
+    assert cache.allocate("k", [1, 2, 3]) == (middle, 2)
+
+
 def test_choices_of_one_request_share_the_prompt_kv(server):
     """n = 3: the prompt is computed once; the other choices start from a copy of its KV."""
     from tests.test_cancellation import engine_metrics
@@ -79,3 +93,28 @@ def test_choices_of_one_request_share_the_prompt_kv(server):
     # greedy: every choice continues the copied prompt as a prompt computed from scratch does
     for text in texts:
         assert text.split()[:3] == reference.split()[:3], (texts, reference)
+
+
+def test_a_running_request_lends_its_prefix_to_a_new_one(server):
+    """While one request of a key still runs, another with the same long system prompt
+    starts from a copy of its KV (another slot), and answers as a cold start does."""
+    key = alize("keys", "create", "--name", "lender", "--data-dir", str(server.data_dir)).stdout.strip()
+    system = SYSTEM + " Lending test."
+    first = {"model": "mistral-small-latest", "temperature": 0, "max_tokens": 60, "min_tokens": 60, "stream": True,
+             "messages": [{"role": "system", "content": system}, {"role": "user", "content": "Describe room 1."}]}
+    second = {"model": "mistral-small-latest", "temperature": 0, "max_tokens": 8,
+              "messages": [{"role": "system", "content": system}, {"role": "user", "content": "What is in room 9?"}]}
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=server.url, timeout=120, headers=headers) as client:
+        with client.stream("POST", "/v1/chat/completions", json=first) as running:
+            lines = running.iter_lines()
+            next(line for line in lines if line.startswith("data: {"))  # its prompt is computed
+            warm = client.post("/v1/chat/completions", json=second).json()
+            for _ in lines:
+                pass
+    assert warm["usage"]["prompt_tokens_details"]["cached_tokens"] > 500
+    other = alize("keys", "create", "--name", "lender-ref", "--data-dir", str(server.data_dir)).stdout.strip()
+    cold = httpx.post(server.url + "/v1/chat/completions", json=second, timeout=120,
+                      headers={"Authorization": f"Bearer {other}"}).json()
+    assert cold["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert warm["choices"][0]["message"]["content"].split()[:3] == cold["choices"][0]["message"]["content"].split()[:3]

@@ -7,7 +7,7 @@ from alize.engine.client import AsyncEngine
 from alize.engine.core import EngineCore
 from alize.engine.params import EngineConfig
 from alize.engine.runner import LlamaRunner
-from alize.engine.scheduler import Scheduler
+from alize.engine.scheduler import Scheduler, min_copy_tokens
 
 
 class ChatModel:
@@ -23,7 +23,8 @@ class ChatModel:
             self.runner.metadata("tokenizer.chat_template"), self.bos_text, self._text(eos)
         )
         self.fim_tokens = tuple(self.runner.special_token(n) for n in ("fim_pre", "fim_suf", "fim_mid"))
-        scheduler = Scheduler(config.max_sequences, config.batch_tokens, config.queue_timeout_s)
+        scheduler = Scheduler(config.max_sequences, config.batch_tokens, config.queue_timeout_s,
+                              min_copy_tokens(config.context_per_sequence))
         self.core = EngineCore(self.runner, scheduler, name)
         self.engine = AsyncEngine(self.core, capacity=config.max_sequences + config.queue_size)
         self.core.start()

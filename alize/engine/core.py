@@ -101,16 +101,20 @@ class EngineCore:
         for seq in self.scheduler.expired(time.monotonic()):
             self._finish(seq, FinishReason.TIMEOUT, error="waited too long for a free sequence")
         seqs, items = self.scheduler.schedule()
-        for seq in seqs:
-            if seq.sampler is None:  # first step: drop whatever KV the slot holds past the reused prefix
-                if seq.copy_kv_from is not None:
-                    self.runner.copy_sequence(seq.copy_kv_from, seq.slot)
-                self.runner.trim_sequence(seq.slot, seq.num_cached)
-                self.stats.num_cached_tokens += seq.num_cached
-                params = seq.request.params
-                seq.sampler = self.runner.create_sampler(params, ban_eog=params.min_tokens > 0)
-                if params.max_tokens == 0:
-                    self._finish(seq, FinishReason.LENGTH)
+        starting = [seq for seq in seqs if seq.sampler is None]
+        # First step of a sequence: copies first (a source may be a slot that another
+        # starting sequence is about to trim), then drop whatever KV the slot holds past
+        # the reused prefix.
+        for seq in starting:
+            if seq.copy_kv_from is not None:
+                self.runner.copy_sequence(seq.copy_kv_from, seq.slot)
+        for seq in starting:
+            self.runner.trim_sequence(seq.slot, seq.num_cached)
+            self.stats.num_cached_tokens += seq.num_cached
+            params = seq.request.params
+            seq.sampler = self.runner.create_sampler(params, ban_eog=params.min_tokens > 0)
+            if params.max_tokens == 0:
+                self._finish(seq, FinishReason.LENGTH)
         live = [(s, i) for s, i in zip(seqs, items, strict=True) if s.sampler is not None]
         if not live:
             return

@@ -28,26 +28,49 @@ class _Cached:
 
 class SlotCache:
     def __init__(self, num_slots: int):
+        self.num_slots = num_slots
         self._free: dict[int, _Cached | None] = dict.fromkeys(range(num_slots))
         self._clock = itertools.count()
 
     def can_allocate(self) -> bool:
         return bool(self._free)
 
+    def _running_neighbours(self, slot: int) -> int:
+        """llama.cpp decodes each run of consecutive running slots in its own micro-batch:
+        a slot between two running ones joins two runs, one next to a running one
+        extends a run, any other starts a new run."""
+        return sum(0 <= s < self.num_slots and s not in self._free for s in (slot - 1, slot + 1))
+
     def allocate(self, scope: str | None, prompt: list[int]) -> tuple[int, int]:
         """Takes a free slot; returns it and how many prompt tokens its KV already holds.
-        At least one prompt token is always left to compute (its logits are needed)."""
-        best_slot, best_len = None, 0
-        if scope is not None:
-            for slot, cached in self._free.items():
-                if cached is not None and cached.scope == scope:
-                    n = common_prefix(cached.tokens, prompt)
-                    if n > best_len:
-                        best_slot, best_len = slot, n
-        if best_slot is None:  # no reuse: take the slot whose cache is oldest (or empty)
-            best_slot = min(self._free, key=lambda s: -1 if self._free[s] is None else self._free[s].released_at)
+        At least one prompt token is always left to compute (its logits are needed).
+        Preference: the longest cached prefix in scope, then the slot with the most
+        running neighbours, then the slot whose cache is oldest (or empty)."""
+        def reuse(slot: int) -> int:
+            cached = self._free[slot]
+            if scope is None or cached is None or cached.scope != scope:
+                return 0
+            return common_prefix(cached.tokens, prompt)
+
+        def rank(slot: int) -> tuple[int, int, int]:
+            cached = self._free[slot]
+            age = -1 if cached is None else cached.released_at
+            return reuse(slot), self._running_neighbours(slot), -age
+
+        best_slot = max(self._free, key=rank)
+        best_len = reuse(best_slot)
         del self._free[best_slot]
         return best_slot, min(best_len, len(prompt) - 1)
+
+    def longest_cached(self, scope: str, prompt: list[int], exclude: int) -> tuple[int | None, int]:
+        """(free slot, length) whose cache in `scope` shares the longest prefix with the prompt."""
+        best: tuple[int | None, int] = None, 0
+        for slot, cached in self._free.items():
+            if slot != exclude and cached is not None and cached.scope == scope:
+                n = common_prefix(cached.tokens, prompt)
+                if n > best[1]:
+                    best = slot, n
+        return best
 
     def release(self, slot: int, scope: str | None, tokens_in_kv: list[int] | None) -> None:
         """Frees a slot; its KV is kept for reuse unless there is nothing safe to keep."""

@@ -158,8 +158,11 @@ class LlamaRunner:
             raise EngineFailure(f"batch of {total} tokens exceeds the batch size")
         batch = self._batch
         n = 0
-        logit_rows: list[int] = []
-        for item in items:
+        logit_rows: dict[int, int] = {}  # item index -> its row in the batch
+        # With a KV buffer per sequence llama.cpp splits a batch into micro-batches of
+        # consecutive sequence ids *in batch order*: written in slot order, one suffices.
+        for k in sorted(range(len(items)), key=lambda k: items[k].seq_id):
+            item = items[k]
             for i, token in enumerate(item.tokens):
                 batch.token[n] = token
                 batch.pos[n] = item.start_pos + i
@@ -168,17 +171,14 @@ class LlamaRunner:
                 batch.logits[n] = item.wants_logits and i == len(item.tokens) - 1
                 n += 1
             if item.wants_logits:
-                logit_rows.append(n - 1)
+                logit_rows[k] = n - 1
         batch.n_tokens = n
         rc = lc.llama_decode(self._ctx, batch)
         if rc != 0:
             raise EngineFailure(f"llama_decode failed with code {rc}")
-        sampled = []
-        wanting = [s for item, s in zip(items, samplers, strict=True) if item.wants_logits]
-        for row, sampler in zip(logit_rows, wanting, strict=True):
-            # llama_sampler_sample also accepts the token into the chain (penalties).
-            sampled.append(int(lc.llama_sampler_sample(sampler, self._ctx, row)))
-        return sampled
+        # llama_sampler_sample also accepts the token into the chain (penalties).
+        return [int(lc.llama_sampler_sample(samplers[k], self._ctx, logit_rows[k]))
+                for k, item in enumerate(items) if item.wants_logits]
 
     def copy_sequence(self, src: int, dst: int) -> None:
         """Gives `dst` a copy of `src`'s KV. With a KV buffer per sequence llama.cpp copies

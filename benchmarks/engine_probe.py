@@ -1,0 +1,57 @@
+"""Raw engine throughput, without HTTP: N sequences prefilled, then decoded together.
+
+    .venv/bin/python benchmarks/engine_probe.py [--sequences 16] [--tokens 64] [--context 8192] [--unified]
+
+Separates what llama_decode costs from what the server around it adds: compare its
+decode tok/s with the server's aggregate tok/s at the same concurrency."""
+
+import argparse
+import time
+
+from alize.engine.params import BatchItem, EngineConfig, SamplingParams
+from alize.engine.runner import LlamaRunner
+from alize.registry import Registry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sequences", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--context", type=int, default=8192)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--unified", action="store_true")
+    parser.add_argument("--slots", type=int, default=0, help="KV slots to allocate (default: --sequences)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    registry = Registry.load()
+    backend = registry.backends["smollm2-135m-instruct"]
+    config = EngineConfig(args.context, max(args.slots, args.sequences), 512, threads=args.threads, kv_unified=args.unified)
+    runner = LlamaRunner(registry.resolve_path(backend), config)
+    bias = tuple((t, float("-inf")) for t in runner.eog_tokens)
+    params = SamplingParams(temperature=0.0, max_tokens=args.tokens, logit_bias=bias)
+    for run in range(args.runs):
+        prompts = [runner.tokenize(f"Tell me story number {run}-{i} about a cat.", True) for i in range(args.sequences)]
+        samplers = [runner.create_sampler(params) for _ in prompts]
+        for i in range(args.sequences):
+            runner.trim_sequence(i, 0)
+        start = time.perf_counter()
+        last = runner.run([BatchItem(i, p, 0, True) for i, p in enumerate(prompts)], samplers)
+        prefill_s = time.perf_counter() - start
+        positions = [len(p) for p in prompts]
+        start = time.perf_counter()
+        for _ in range(args.tokens - 1):
+            items = [BatchItem(i, [last[i]], positions[i], True) for i in range(args.sequences)]
+            last = runner.run(items, samplers)
+            positions = [p + 1 for p in positions]
+        decode_s = time.perf_counter() - start
+        for s in samplers:
+            runner.free_sampler(s)
+        n = args.sequences * (args.tokens - 1)
+        print(f"run {run}: prefill {sum(map(len, prompts))} tokens in {prefill_s:.3f} s; "
+              f"decode {n} tokens in {decode_s:.2f} s = {n / decode_s:.1f} tok/s "
+              f"({args.sequences} sequences, context {args.context}, unified={args.unified})")
+    runner.close()
+
+
+if __name__ == "__main__":
+    main()
