@@ -59,10 +59,17 @@ class Scheduler:
             return None, 0
         best: tuple[int | None, int] = self.slots.longest_cached(scope, prompt, exclude=seq.slot)
         for other in self.running:
-            if other.sampler is not None and other.request.cache_scope == scope:  # started: its KV exists
-                n = common_prefix(other.tokens_in_kv, prompt)
-                if n > best[1]:
-                    best = other.slot, n
+            if other is seq or other.request.cache_scope != scope:
+                continue
+            if other.sampler is not None:  # started: its KV holds what it has computed
+                held = other.tokens_in_kv
+            elif other.copy_kv_from is None:  # starting on its slot's cache, which holds this much
+                held = other.request.prompt_tokens[: other.num_cached]
+            else:
+                continue
+            n = common_prefix(held, prompt)
+            if n > best[1]:
+                best = other.slot, n
         return best
 
     def _prompt_source(self, seq: Sequence) -> tuple[bool, Sequence | None]:
