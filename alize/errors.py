@@ -32,6 +32,13 @@ class MessageOrderError(InvalidRequest):
     code = "3230"
 
 
+class FunctionCallError(InvalidRequest):
+    """A tool call in the history is malformed (Mistral's code 3280)."""
+
+    type = "invalid_function_call"
+    code = "3280"
+
+
 class Unsupported(InvalidRequest):
     type = "unsupported_feature"
 

@@ -29,6 +29,8 @@ class SamplingParams:
     min_tokens: int = 0
     # True when max_tokens was derived from the context size rather than asked for.
     is_limit_from_context: bool = False
+    # A GBNF grammar (root rule "root") the output must follow: structured output.
+    grammar: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 0:

@@ -133,6 +133,8 @@ class LlamaRunner:
                     params.presence_penalty,
                 ),
             )
+        if params.grammar is not None:
+            lc.llama_sampler_chain_add(chain, self._grammar_sampler(params.grammar))
         if params.is_greedy:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
             return chain
@@ -146,6 +148,20 @@ class LlamaRunner:
             seed = 0xFFFFFFFE  # LLAMA_DEFAULT_SEED means "random"; keep a given seed fixed
         lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed))
         return chain
+
+    def _grammar_sampler(self, grammar: str) -> ctypes.c_void_p:
+        sampler = lc.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
+        if not sampler:
+            raise EngineFailure("llama.cpp could not parse the grammar")
+        return sampler
+
+    def check_grammar(self, grammar: str) -> bool:
+        """Whether llama.cpp accepts the grammar (its parser logs why not)."""
+        sampler = lc.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
+        if not sampler:
+            return False
+        lc.llama_sampler_free(sampler)
+        return True
 
     def free_sampler(self, sampler: ctypes.c_void_p) -> None:
         lc.llama_sampler_free(sampler)

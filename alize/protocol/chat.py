@@ -127,6 +127,7 @@ class ChatCompletionResponse(Response):
 class DeltaMessage(Response):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChunkChoice(Response):

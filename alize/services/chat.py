@@ -1,10 +1,10 @@
 """POST /v1/chat/completions as a use case: messages in, completion or chunks out."""
 
-import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-from alize.errors import InvalidRequest, MessageOrderError, Unsupported
+from alize.errors import FunctionCallError, InvalidRequest, MessageOrderError, Unsupported
 from alize.protocol.chat import (
     AssistantMessage,
     ChatChoice,
@@ -31,6 +31,10 @@ from alize.services.generation import (
 from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.sampling import SamplingFields, build_params, pick_seed
+from alize.services.structured import response_grammar
+from alize.services.tools import ToolPlan, parse_calls, plan_tools, render_calls
+
+CALL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
 
 T = TypeVar("T")
 
@@ -62,6 +66,16 @@ def content_text(content: str | list[dict[str, Any]] | None, where: str) -> str:
 
 
 def _check_order(request: ChatCompletionRequest) -> None:
+    for before, after in zip(request.messages, request.messages[1:], strict=False):
+        if isinstance(before, ToolMessage) and isinstance(after, UserMessage):
+            raise MessageOrderError("Unexpected role 'user' after role 'tool'", param="messages")
+    for i, message in enumerate(request.messages):
+        calls = message.tool_calls or [] if isinstance(message, AssistantMessage) else []
+        ids = [c.id for c in calls] + ([message.tool_call_id] if isinstance(message, ToolMessage) else [])
+        for call_id in ids:
+            if call_id is not None and call_id != "null" and not CALL_ID.match(call_id):
+                raise FunctionCallError(f"messages[{i}]: tool call id {call_id!r} is not 9 letters or digits",
+                                        param="messages")
     last = request.messages[-1]
     if isinstance(last, UserMessage | ToolMessage):
         return
@@ -90,9 +104,7 @@ def render_messages(request: ChatCompletionRequest) -> tuple[list[dict[str, str]
         else:
             text = content_text(message.content, where)
             if message.tool_calls:
-                calls = [{"name": c.function.name, "arguments": c.function.arguments}
-                         for c in message.tool_calls]
-                text = (text + "\n" if text else "") + json.dumps(calls)
+                text = (text + "\n" if text else "") + render_calls(message.tool_calls)
             messages.append({"role": "assistant", "content": text})
     if request.safe_prompt:
         if messages and messages[0]["role"] == "system":
@@ -102,18 +114,29 @@ def render_messages(request: ChatCompletionRequest) -> tuple[list[dict[str, str]
     return messages, prefix
 
 
+def _add_system(messages: list[dict[str, str]], text: str) -> None:
+    """Appends an instruction to the system message (one is created if there is none)."""
+    if messages and messages[0]["role"] == "system":
+        messages[0]["content"] = (messages[0]["content"] + "\n\n" + text).strip()
+    else:
+        messages.insert(0, {"role": "system", "content": text})
+
+
 class ChatService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
     def prepare(self, request: ChatCompletionRequest, call: Call | None = None) -> tuple[Prepared, str]:
-        if request.tools:
-            raise Unsupported("Function calling (tools) is not supported yet", param="tools")
-        if request.response_format and request.response_format.type != "text":
-            raise Unsupported(f"response_format {request.response_format.type!r} is not supported yet",
-                              param="response_format")
+        grammar, instruction = response_grammar(request.response_format)
+        plan = plan_tools(request)
+        if plan is not None and grammar is not None:
+            raise InvalidRequest("tools and a JSON response_format cannot be combined", param="response_format")
+        if plan is not None:
+            grammar, instruction = plan.grammar, plan.instruction
         entry, model = self.hub.chat_model(request.model)
         messages, prefix = render_messages(request)
+        if instruction:
+            _add_system(messages, instruction)
         prompt = model.template.render(messages, add_generation_prompt=True) + prefix
         tokens = model.tokenize_prompt(prompt)
         fields = SamplingFields(
@@ -129,9 +152,13 @@ class ChatService:
             top_k=request.top_k,
             repetition_penalty=request.repetition_penalty,
             min_tokens=request.min_tokens,
+            grammar=grammar,
         )
         params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
-        return Prepared(entry, model, tokens, params, n=request.n or 1, call=call or Call.detached()), prefix
+        if grammar is not None and not model.runner.check_grammar(grammar):
+            raise InvalidRequest("the response_format could not be compiled to a grammar", param="response_format")
+        return Prepared(entry, model, tokens, params, n=request.n or 1, call=call or Call.detached(),
+                        tools=plan), prefix
 
     async def complete(self, request: ChatCompletionRequest, call: Call | None = None) -> ChatCompletionResponse:
         prep, prefix = self.prepare(request, call)
@@ -145,11 +172,8 @@ class ChatService:
             id=prep.id,
             created=prep.created,
             model=prep.model_id,
-            choices=[
-                ChatChoice(index=c.index, message=ChatMessageOut(content=prefix + c.text),
-                           finish_reason=wire_finish_reason(c.finish_reason))
-                for c in result.choices
-            ],
+            choices=[_choice(c.index, prefix + c.text, wire_finish_reason(c.finish_reason), prep.tools)
+                     for c in result.choices],
             usage=usage(result.num_prompt_tokens, result.num_completion_tokens, result.num_cached_tokens),
         )
 
@@ -172,10 +196,13 @@ class ChatService:
         completion_tokens = [0] * prep.n
         remaining = prep.n
         num_cached = first[1].num_cached_tokens
+        held = [_HeldText(prep.tools) for _ in range(prep.n)]
         async for index, event in _chain(first, events):
             completion_tokens[index] = event.num_completion_tokens
             if event.finish_reason is None:
-                yield chunk([ChunkChoice(index=index, delta=DeltaMessage(content=event.text))])
+                text = held[index].feed(event.text)
+                if text:
+                    yield chunk([ChunkChoice(index=index, delta=DeltaMessage(content=text))])
                 continue
             remaining -= 1
             # Mistral puts usage on the last finishing chunk; OpenAI clients that asked
@@ -183,11 +210,51 @@ class ChatService:
             final_usage = usage(len(prep.prompt_tokens), sum(completion_tokens), num_cached) if not remaining else None
             if final_usage is not None:
                 await prep.call.succeed()  # recorded before the client sees the last chunk
-            yield chunk([ChunkChoice(index=index, delta=DeltaMessage(content=event.text),
-                                     finish_reason=stream_finish_reason(event.finish_reason))],
-                        final_usage)
+            delta, reason = held[index].finish(event.text, stream_finish_reason(event.finish_reason))
+            yield chunk([ChunkChoice(index=index, delta=delta, finish_reason=reason)], final_usage)
             if final_usage is not None and include_usage:
                 yield chunk([], final_usage)
+
+
+class _HeldText:
+    """Streaming with tools: an answer that starts with "[" may be tool calls, which are
+    sent whole in one delta when the answer ends; any other answer streams as text."""
+
+    def __init__(self, tools: ToolPlan | None):
+        self.tools = tools
+        self.mode = "text" if tools is None else "undecided"
+        self.buffer = ""
+
+    def feed(self, text: str) -> str:
+        if self.mode == "text":
+            return text
+        self.buffer += text
+        start = self.buffer.lstrip()
+        if not start:
+            return ""
+        if self.mode == "undecided":
+            self.mode = "calls" if start.startswith("[") else "text"
+        if self.mode == "text":
+            out, self.buffer = self.buffer, ""
+            return out
+        return ""
+
+    def finish(self, text: str, finish_reason: str) -> tuple[DeltaMessage, str]:
+        rest = self.feed(text)
+        if self.mode != "calls":
+            return DeltaMessage(content=rest + self.buffer), finish_reason
+        assert self.tools is not None
+        calls = parse_calls(self.buffer, self.tools)
+        if calls is None:
+            return DeltaMessage(content=self.buffer), finish_reason
+        return DeltaMessage(content="", tool_calls=calls), "tool_calls"
+
+
+def _choice(index: int, text: str, finish_reason: str, tools: ToolPlan | None) -> ChatChoice:
+    calls = parse_calls(text, tools) if tools is not None else None
+    if calls is None:
+        return ChatChoice(index=index, message=ChatMessageOut(content=text), finish_reason=finish_reason)
+    return ChatChoice(index=index, message=ChatMessageOut(content="", tool_calls=calls), finish_reason="tool_calls")
 
 
 async def _chain(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:

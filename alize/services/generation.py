@@ -11,6 +11,7 @@ from alize.engine.params import FinishReason, GenerationRequest, SamplingParams,
 from alize.errors import EngineFailure, Overloaded
 from alize.registry import ModelEntry
 from alize.services.metering import Call
+from alize.services.tools import ToolPlan
 
 
 def new_id() -> str:
@@ -31,6 +32,7 @@ class Prepared:
     params: SamplingParams
     n: int = 1
     call: Call = field(default_factory=Call.detached)  # who asks, and the meter of the request
+    tools: ToolPlan | None = None  # function calling: the answer may be (or must be) tool calls
     created: int = field(default_factory=now)
 
     @property

@@ -25,6 +25,7 @@ class SamplingFields:
     top_k: int | None = None
     repetition_penalty: float | None = None
     min_tokens: int | None = None
+    grammar: str | None = None  # structured output: the GBNF grammar the output must follow
 
 
 def pick_seed(random_seed: int | None, seed: int | None) -> int | None:
@@ -52,6 +53,9 @@ def build_params(fields: SamplingFields, num_prompt_tokens: int, backend: Backen
                 f"{fields.max_tokens} ({num_prompt_tokens + fields.max_tokens} in all), too large "
                 f"for model with {context_length} maximum context length", param="max_tokens")
         max_tokens, is_from_context = fields.max_tokens, False
+    if fields.grammar is not None and fields.min_tokens:
+        raise InvalidRequest("min_tokens cannot be combined with a response_format: the answer ends "
+                             "where its JSON ends", param="min_tokens")
     stop = fields.stop
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     if len(stops) > MAX_STOP_STRINGS:
@@ -77,6 +81,7 @@ def build_params(fields: SamplingFields, num_prompt_tokens: int, backend: Backen
         top_k=fields.top_k or 0,
         repetition_penalty=backend.default_repetition_penalty if fields.repetition_penalty is None
         else fields.repetition_penalty,
+        grammar=fields.grammar,
     )
 
 

@@ -1,0 +1,132 @@
+"""JSON Schema -> GBNF grammar, with llama.cpp's own converter (the pure-Python port that
+ships with llama-cpp-python), after checking that the schema uses only what it compiles.
+
+The converter silently ignores keywords it does not know; that would let a request ask
+for a constraint and get an unconstrained answer. Here such a schema is refused instead,
+naming the keyword."""
+
+import json
+from typing import Any
+
+from llama_cpp.llama_grammar import SchemaConverter
+
+# Keywords the converter turns into grammar rules.
+CONSTRAINTS = {
+    "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems",
+    "maxItems", "enum", "const", "$ref", "$defs", "definitions", "anyOf", "oneOf", "allOf", "pattern",
+    "format", "minLength", "maxLength",
+}
+# Keywords that constrain nothing (annotations), accepted and ignored.
+ANNOTATIONS = {
+    "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly",
+    "writeOnly", "strict", "discriminator", "nullable",
+}
+FORMATS = {"date", "time", "date-time", "uuid"}
+TYPES = {"string", "number", "integer", "boolean", "null", "object", "array"}
+
+
+class UnsupportedSchema(ValueError):
+    """The schema asks for something the grammar cannot enforce."""
+
+    def __init__(self, message: str, keyword: str):
+        super().__init__(message)
+        self.keyword = keyword
+
+
+# The converter's string characters admit raw control characters, which JSON forbids
+# (llama.cpp's later converter excludes them too): an answer must parse with any parser.
+_CHAR_RULE = 'char ::= [^"\\\\] |'
+_STRICT_CHAR_RULE = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def _strict(grammar: str) -> str:
+    assert _CHAR_RULE in grammar or "char ::=" not in grammar, "llama.cpp's char rule changed"
+    return grammar.replace(_CHAR_RULE, _STRICT_CHAR_RULE)
+
+
+def check_schema(schema: Any, where: str = "schema") -> None:
+    """Raises UnsupportedSchema for any keyword that would not be enforced."""
+    if isinstance(schema, bool):
+        if schema is False:
+            raise UnsupportedSchema(f"{where}: the schema `false` is not supported", "false")
+        return
+    if not isinstance(schema, dict):
+        raise UnsupportedSchema(f"{where} must be an object", "schema")
+    for keyword, value in schema.items():
+        if keyword in ANNOTATIONS:
+            continue
+        if keyword not in CONSTRAINTS:
+            raise UnsupportedSchema(f"{where}: the JSON Schema keyword {keyword!r} is not supported "
+                                    "by structured output", keyword)
+        _check_keyword(keyword, value, f"{where}.{keyword}")
+
+
+def _check_keyword(keyword: str, value: Any, where: str) -> None:
+    if keyword == "type":
+        types = value if isinstance(value, list) else [value]
+        bad = [t for t in types if t not in TYPES]
+        if bad:
+            raise UnsupportedSchema(f"{where}: unknown type {bad[0]!r}", "type")
+    elif keyword == "format" and value not in FORMATS:
+        raise UnsupportedSchema(f"{where}: the string format {value!r} is not supported "
+                                f"(supported: {', '.join(sorted(FORMATS))})", "format")
+    elif keyword == "$ref" and not (isinstance(value, str) and value.startswith(("#/$defs/", "#/definitions/"))):
+        raise UnsupportedSchema(f"{where}: only local references (#/$defs/...) are supported", "$ref")
+    elif keyword in ("properties", "$defs", "definitions"):
+        for name, sub in (value or {}).items():
+            check_schema(sub, f"{where}.{name}")
+    elif keyword in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for i, sub in enumerate(value or []):
+            check_schema(sub, f"{where}[{i}]")
+    elif keyword == "additionalProperties" and value is False:
+        return  # no other properties: the grammar allows none
+    elif keyword in ("items", "additionalProperties"):
+        check_schema(value, where)
+
+
+def schema_to_gbnf(schema: dict[str, Any]) -> str:
+    """The grammar of the JSON documents that validate against `schema` (checked first)."""
+    check_schema(schema)
+    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    schema = converter.resolve_refs(json.loads(json.dumps(schema)), "input")
+    converter.visit(schema, "")
+    return _strict(converter.format_grammar())
+
+
+JSON_OBJECT_GBNF = None  # built lazily: any JSON object
+
+
+def json_object_gbnf() -> str:
+    global JSON_OBJECT_GBNF
+    if JSON_OBJECT_GBNF is None:
+        JSON_OBJECT_GBNF = schema_to_gbnf({"type": "object"})
+    return JSON_OBJECT_GBNF
+
+
+def _literal(text: str) -> str:
+    return json.dumps(json.dumps(text))  # a GBNF string literal of the JSON string "text"
+
+
+def tool_calls_gbnf(functions: list[tuple[str, dict[str, Any]]], parallel: bool, allow_text: bool) -> str:
+    """The grammar of a JSON array of calls [{"name": ..., "arguments": {...}}, ...] to the
+    given functions, each call's arguments following that function's parameters schema;
+    with allow_text, plain text (anything not starting with "[") is allowed instead."""
+    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    calls = []
+    for i, (name, parameters) in enumerate(functions):
+        check_schema(parameters, f"tools[{i}].function.parameters")
+        schema = converter.resolve_refs(json.loads(json.dumps(parameters)), f"tool{i}")
+        args_rule = converter.visit(schema, f"tool{i}-args")
+        calls.append(converter._add_rule(
+            f"tool{i}-call",
+            rf'"{{" space "\"name\"" space ":" space {_literal(name)} space "," space '
+            rf'"\"arguments\"" space ":" space {args_rule} "}}" space'))
+    call = converter._add_rule("call", " | ".join(calls))
+    more = f' ("," space {call})*' if parallel else ""
+    array = converter._add_rule("calls", f'"[" space {call}{more} "]" space')
+    if allow_text:
+        text = converter._add_rule("text", r"[^\x5B\x00] [^\x00]*")
+        converter._add_rule("root", f"{array} | {text}")
+    else:
+        converter._add_rule("root", array)
+    return _strict(converter.format_grammar())

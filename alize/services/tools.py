@@ -1,0 +1,144 @@
+"""Function calling: tools offered in the prompt, calls forced or allowed by a grammar,
+and the model's JSON turned into tool_calls.
+
+The built-in model knows no tool format, so Alizé uses one generic convention for every
+model: the system prompt lists the functions (name, description, parameters) and a call
+is a JSON array [{"name": ..., "arguments": {...}}]. The grammar guarantees that a call
+names a function offered and that its arguments follow that function's parameters."""
+
+import json
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from alize.engine.grammar import UnsupportedSchema, tool_calls_gbnf
+from alize.errors import InvalidRequest
+from alize.protocol.chat import ChatCompletionRequest
+
+NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_call_id() -> str:
+    """Mistral's tool-call ids: 9 alphanumeric characters."""
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(9))
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    grammar: str
+    instruction: str
+    names: tuple[str, ...]
+
+
+def _functions(tools: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
+    out, seen = [], set()
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise InvalidRequest(f"{where}: only tools of type 'function' are supported", param="tools")
+        function = tool.get("function")
+        if not isinstance(function, dict):
+            raise InvalidRequest(f"{where}.function is required", param="tools")
+        name = function.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            raise InvalidRequest(f"{where}.function.name must be 1 to 64 letters, digits, _ or -", param="tools")
+        if name in seen:
+            raise InvalidRequest(f"{where}: the function {name!r} is defined twice", param="tools")
+        seen.add(name)
+        parameters = function.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(parameters, dict):
+            raise InvalidRequest(f"{where}.function.parameters must be a JSON Schema object", param="tools")
+        try:
+            Draft202012Validator.check_schema(parameters)
+        except SchemaError as exc:
+            raise InvalidRequest(f"{where}.function.parameters is not a valid JSON Schema: {exc.message}",
+                                 param="tools") from None
+        description = function.get("description") or ""
+        out.append((name, description if isinstance(description, str) else "", parameters))
+    return out
+
+
+def _chosen(choice: str | dict[str, Any] | None, names: list[str]) -> tuple[list[str], bool] | None:
+    """(functions that may be called, whether a call is forced); None: no tools."""
+    if choice is None or choice == "auto":
+        return names, False
+    if choice == "none":
+        return None
+    if choice in ("any", "required"):
+        return names, True
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if name not in names:
+            raise InvalidRequest(f"tool_choice names the function {name!r}, which is not among the tools",
+                                 param="tool_choice")
+        return [name], True
+    raise InvalidRequest("tool_choice must be auto, none, any, required or {type: function, function: {name}}",
+                         param="tool_choice")
+
+
+def plan_tools(request: ChatCompletionRequest) -> ToolPlan | None:
+    if not request.tools:
+        if isinstance(request.tool_choice, dict) or request.tool_choice in ("any", "required"):
+            raise InvalidRequest("tool_choice needs tools", param="tool_choice")
+        return None
+    functions = _functions(request.tools)
+    chosen = _chosen(request.tool_choice, [f[0] for f in functions])
+    if chosen is None:
+        return None
+    names, forced = chosen
+    offered = [f for f in functions if f[0] in names]
+    parallel = request.parallel_tool_calls is not False
+    try:
+        grammar = tool_calls_gbnf([(name, params) for name, _, params in offered], parallel, allow_text=not forced)
+    except UnsupportedSchema as exc:
+        raise InvalidRequest(str(exc), param="tools") from None
+    except (ValueError, KeyError, AssertionError, RecursionError, TypeError) as exc:
+        raise InvalidRequest(f"a tool's parameters cannot be compiled to a grammar: {exc}", param="tools") from None
+    listing = json.dumps([{"name": n, "description": d, "parameters": p} for n, d, p in offered], ensure_ascii=False)
+    how = ('To call functions, answer with only a JSON array of calls, like '
+           '[{"name": "function_name", "arguments": {"argument": "value"}}].')
+    rule = "You must call a function." if forced else "If no function is needed, answer normally."
+    return ToolPlan(grammar, f"You can call these functions:\n{listing}\n{how} {rule}", tuple(names))
+
+
+def parse_calls(text: str, plan: ToolPlan) -> list[dict[str, Any]] | None:
+    """The tool calls in a model's answer, or None when it answered with text."""
+    stripped = text.strip()
+    if not stripped.startswith("["):
+        return None
+    try:
+        calls = json.loads(stripped)
+    except json.JSONDecodeError:
+        return None  # cut short (max_tokens): left as text, with its finish reason
+    if not isinstance(calls, list) or not calls:
+        return None
+    out = []
+    for i, call in enumerate(calls):
+        if not isinstance(call, dict) or call.get("name") not in plan.names:
+            return None
+        out.append({"id": new_call_id(), "type": "function", "index": i,
+                    "function": {"name": call["name"],
+                                 "arguments": json.dumps(call.get("arguments", {}), ensure_ascii=False)}})
+    return out
+
+
+def render_calls(tool_calls: list[Any]) -> str:
+    """An assistant message's tool_calls, in the convention the model is taught."""
+    calls = []
+    for call in tool_calls:
+        arguments = call.function.arguments
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                raise InvalidRequest(f"tool call {call.function.name!r}: arguments are not valid JSON",
+                                     param="messages") from None
+        calls.append({"name": call.function.name, "arguments": arguments})
+    return json.dumps(calls, ensure_ascii=False)
