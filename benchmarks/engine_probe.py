@@ -1,13 +1,16 @@
 """Raw engine throughput, without HTTP: N sequences prefilled, then decoded together.
 
-    .venv/bin/python benchmarks/engine_probe.py [--sequences 16] [--tokens 64] [--context 8192] [--unified]
+    .venv/bin/python benchmarks/engine_probe.py [--sequences 16] [--tokens 64] [--context 8192] [--unified] [--grammar]
 
 Separates what llama_decode costs from what the server around it adds: compare its
-decode tok/s with the server's aggregate tok/s at the same concurrency."""
+decode tok/s with the server's aggregate tok/s at the same concurrency. With --grammar every
+sequence samples under a JSON Schema grammar: compare with a run without it for the cost
+of structured output per token."""
 
 import argparse
 import time
 
+from alize.engine.grammar import schema_to_gbnf
 from alize.engine.params import BatchItem, EngineConfig, SamplingParams
 from alize.engine.runner import LlamaRunner
 from alize.registry import Registry
@@ -21,6 +24,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--unified", action="store_true")
     parser.add_argument("--slots", type=int, default=0, help="KV slots to allocate (default: --sequences)")
+    parser.add_argument("--grammar", action="store_true",
+                        help="sample under a JSON Schema grammar (structured output) to measure its cost")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     registry = Registry.load()
@@ -28,7 +33,13 @@ def main() -> None:
     config = EngineConfig(args.context, max(args.slots, args.sequences), 512, threads=args.threads, kv_unified=args.unified)
     runner = LlamaRunner(registry.resolve_path(backend), config)
     bias = tuple((t, float("-inf")) for t in runner.eog_tokens)
-    params = SamplingParams(temperature=0.0, max_tokens=args.tokens, logit_bias=bias)
+    grammar = None
+    if args.grammar:
+        # the start of a JSON object whose one string never ends, so that every sequence
+        # decodes --tokens tokens under the grammar (a closed object would end the answer)
+        grammar = 'root ::= "{" space "\\"story\\"" space ":" space "\\"" char*\n' + "\n".join(
+            line for line in schema_to_gbnf({"type": "string"}).splitlines() if line.startswith(("char", "space")))
+    params = SamplingParams(temperature=0.0, max_tokens=args.tokens, logit_bias=bias, grammar=grammar)
     for run in range(args.runs):
         prompts = [runner.tokenize(f"Tell me story number {run}-{i} about a cat.", True) for i in range(args.sequences)]
         samplers = [runner.create_sampler(params) for _ in prompts]
@@ -49,7 +60,7 @@ def main() -> None:
         n = args.sequences * (args.tokens - 1)
         print(f"run {run}: prefill {sum(map(len, prompts))} tokens in {prefill_s:.3f} s; "
               f"decode {n} tokens in {decode_s:.2f} s = {n / decode_s:.1f} tok/s "
-              f"({args.sequences} sequences, context {args.context}, unified={args.unified})")
+              f"({args.sequences} sequences, context {args.context}, unified={args.unified}, grammar={args.grammar})")
     runner.close()
 
 

@@ -6,14 +6,29 @@ each sequence samples with its own sampler chain, which runs in C."""
 
 import ctypes
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp as lc
+import numpy as np
 
 from alize.engine.params import BatchItem, EngineConfig, SamplingParams
 from alize.errors import ConfigError, EngineFailure
 
 _backend_lock = threading.Lock()
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
+
+
+@dataclass
+class GrammarSampler:
+    """Sampling under a grammar the way llama.cpp's own common sampler does it: sample as
+    if free, check only that token against the grammar, and apply the grammar to the whole
+    vocabulary only when it rejects the token (checking 49,152 candidates every token
+    would cost more than the decode itself on a small model)."""
+
+    pre: ctypes.c_void_p  # logit bias and penalties
+    post: ctypes.c_void_p  # top-k, top-p, temperature and the draw (or greedy)
+    grammar: ctypes.c_void_p
 _backend_ready = False
 
 
@@ -60,6 +75,7 @@ class LlamaRunner:
         self._batch = lc.llama_batch_init(config.batch_tokens, 0, 1)
         self._piece_buf = ctypes.create_string_buffer(256)
         self.eog_tokens = [t for t in range(self.n_vocab) if lc.llama_vocab_is_eog(self._vocab, t)]
+        self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
 
     # -- vocabulary ---------------------------------------------------------
     def metadata(self, key: str) -> str | None:
@@ -109,9 +125,25 @@ class LlamaRunner:
         return int(fn(self._vocab))
 
     # -- sampling -----------------------------------------------------------
-    def create_sampler(self, params: SamplingParams, ban_eog: bool = False) -> ctypes.c_void_p:
-        """A sampler chain in C: logit bias, penalties, then greedy or top-p + temperature."""
-        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+    def create_sampler(self, params: SamplingParams, ban_eog: bool = False) -> ctypes.c_void_p | GrammarSampler:
+        """A sampler chain in C: logit bias, penalties, then greedy or top-p + temperature;
+        with a grammar, a GrammarSampler around the same samplers."""
+        if params.grammar is not None:
+            pre = self._new_chain()
+            self._add_bias_and_penalties(pre, params, ban_eog)
+            post = self._new_chain()
+            self._add_draw(post, params)
+            return GrammarSampler(pre, post, self._grammar_sampler(params.grammar))
+        chain = self._new_chain()
+        self._add_bias_and_penalties(chain, params, ban_eog)
+        self._add_draw(chain, params)
+        return chain
+
+    @staticmethod
+    def _new_chain() -> ctypes.c_void_p:
+        return lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+
+    def _add_bias_and_penalties(self, chain: ctypes.c_void_p, params: SamplingParams, ban_eog: bool) -> None:
         bias = list(params.logit_bias)
         if ban_eog:
             bias += [(t, float("-inf")) for t in self.eog_tokens]
@@ -133,11 +165,12 @@ class LlamaRunner:
                     params.presence_penalty,
                 ),
             )
-        if params.grammar is not None:
-            lc.llama_sampler_chain_add(chain, self._grammar_sampler(params.grammar))
+
+    @staticmethod
+    def _add_draw(chain: ctypes.c_void_p, params: SamplingParams) -> None:
         if params.is_greedy:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
-            return chain
+            return
         if params.top_k > 0:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(params.top_k))
         if params.top_p < 1.0:
@@ -147,7 +180,6 @@ class LlamaRunner:
         if seed == lc.LLAMA_DEFAULT_SEED and params.seed is not None:
             seed = 0xFFFFFFFE  # LLAMA_DEFAULT_SEED means "random"; keep a given seed fixed
         lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed))
-        return chain
 
     def _grammar_sampler(self, grammar: str) -> ctypes.c_void_p:
         sampler = lc.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
@@ -163,8 +195,46 @@ class LlamaRunner:
         lc.llama_sampler_free(sampler)
         return True
 
-    def free_sampler(self, sampler: ctypes.c_void_p) -> None:
-        lc.llama_sampler_free(sampler)
+    def free_sampler(self, sampler: ctypes.c_void_p | GrammarSampler) -> None:
+        if isinstance(sampler, GrammarSampler):
+            for part in (sampler.pre, sampler.post, sampler.grammar):
+                lc.llama_sampler_free(part)
+        else:
+            lc.llama_sampler_free(sampler)
+
+    def _candidates(self, row: int) -> np.ndarray:
+        """The logits of one batch row as llama_token_data (copied, vectorised)."""
+        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, row), shape=(self.n_vocab,))
+        data = np.empty(self.n_vocab, dtype=_TOKEN_DATA)
+        data["id"] = self._token_ids
+        data["logit"] = logits
+        data["p"] = 0.0
+        return data
+
+    @staticmethod
+    def _apply(sampler: ctypes.c_void_p, data: np.ndarray) -> int:
+        """Runs a sampler over candidates; returns the index it selected (or -1)."""
+        array = lc.llama_token_data_array(data.ctypes.data_as(ctypes.POINTER(lc.llama_token_data)),
+                                          len(data), -1, False)
+        lc.llama_sampler_apply(sampler, ctypes.byref(array))
+        return int(array.selected)
+
+    def _sample_constrained(self, sampler: GrammarSampler, row: int) -> int:
+        data = self._candidates(row)
+        self._apply(sampler.pre, data)
+        kept = data.copy()
+        token = int(data[self._apply(sampler.post, data)]["id"])
+        single = np.array([(token, 0.0, 0.0)], dtype=_TOKEN_DATA)
+        self._apply(sampler.grammar, single)
+        if not np.isfinite(single[0]["logit"]):  # the grammar rejects it: draw again under the grammar
+            self._apply(sampler.grammar, kept)
+            chosen = kept[self._apply(sampler.post, kept)]
+            if not np.isfinite(chosen["logit"]):
+                raise EngineFailure("no token satisfies the grammar")  # never accept one it rejects
+            token = int(chosen["id"])
+        for part in (sampler.pre, sampler.post, sampler.grammar):
+            lc.llama_sampler_accept(part, token)
+        return token
 
     # -- decoding -----------------------------------------------------------
     def run(self, items: list[BatchItem], samplers: list[ctypes.c_void_p | None]) -> list[int]:
@@ -193,7 +263,8 @@ class LlamaRunner:
         if rc != 0:
             raise EngineFailure(f"llama_decode failed with code {rc}")
         # llama_sampler_sample also accepts the token into the chain (penalties).
-        return [int(lc.llama_sampler_sample(samplers[k], self._ctx, logit_rows[k]))
+        return [self._sample_constrained(samplers[k], logit_rows[k]) if isinstance(samplers[k], GrammarSampler)
+                else int(lc.llama_sampler_sample(samplers[k], self._ctx, logit_rows[k]))
                 for k, item in enumerate(items) if item.wants_logits]
 
     def copy_sequence(self, src: int, dst: int) -> None:

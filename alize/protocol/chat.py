@@ -129,6 +129,13 @@ class DeltaMessage(Response):
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
 
+    @model_serializer(mode="wrap")
+    def _omit_null_tool_calls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("tool_calls") is None:
+            data.pop("tool_calls", None)
+        return data
+
 
 class ChunkChoice(Response):
     index: int
