@@ -126,3 +126,21 @@ def test_cancelled_stream_records_the_tokens_generated(server):
         time.sleep(0.2)
     (row,) = usage_rows(sqlite_url(server), id=chunk_id)
     assert row.status == 499 and 5 <= row.completion_tokens < 500 and row.cost_nano > 0
+
+
+def test_monthly_token_quota_and_secrets_never_logged(server):
+    key = create_key(server, monthly_tokens=60)
+    body = {**CHAT, "max_tokens": 4}
+    with server.client(key["secret"]) as client:
+        first = client.post("/v1/chat/completions", json=body)
+        assert first.status_code == 200
+        used = first.json()["usage"]["total_tokens"]
+        assert first.headers["x-ratelimit-limit-tokens-month"] == "60"
+        statuses = [client.post("/v1/chat/completions", json=body).status_code for _ in range(60 // used + 1)]
+    assert statuses[-1] == 429
+    rows = usage_rows(sqlite_url(server), key_id=key["id"], status=200)
+    assert sum(r.prompt_tokens + r.completion_tokens for r in rows) <= 60
+    with server.client(key["secret"]) as client:
+        refused = client.post("/v1/chat/completions", json=body)
+    assert "Monthly token quota" in _is_error(refused, 429)["message"]
+    assert key["secret"] not in server.log() and server.key not in server.log()
