@@ -124,17 +124,20 @@ class ChatCompletionResponse(Response):
     usage: UsageInfo
 
 
+def _omit_if_null(data: dict[str, Any], key: str) -> dict[str, Any]:
+    if data.get(key) is None:
+        data.pop(key, None)
+    return data
+
+
 class DeltaMessage(Response):
     role: str | None = None
     content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # left out when there are none
 
     @model_serializer(mode="wrap")
     def _omit_null_tool_calls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if data.get("tool_calls") is None:
-            data.pop("tool_calls", None)
-        return data
+        return _omit_if_null(handler(self), "tool_calls")
 
 
 class ChunkChoice(Response):
@@ -154,7 +157,4 @@ class ChatCompletionChunk(Response):
     @model_serializer(mode="wrap")
     def _omit_null_usage(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # The spec's UsageInfo is not nullable: chunks without usage leave the key out.
-        data: dict[str, Any] = handler(self)
-        if data.get("usage") is None:
-            data.pop("usage", None)
-        return data
+        return _omit_if_null(handler(self), "usage")
