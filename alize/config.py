@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     # Redis for limit counters shared by several replicas; unset: counters in process.
     redis_url: str | None = None
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)  # uploads to /v1/files
     threads: int | None = Field(default=None, ge=1)
     # Engine sizing, per chat model (README: Tuning)
     parallel: int = Field(default=8, ge=1, le=256)

@@ -10,11 +10,13 @@ from alize.services.auth import AuthService
 from alize.services.chat import ChatService
 from alize.services.completions import CompletionService
 from alize.services.embeddings import EmbeddingService
+from alize.services.files import FileService
 from alize.services.fim import FIMService
 from alize.services.limits import Limiter
 from alize.services.metering import Call, Meter
 from alize.services.models import ModelHub
 from alize.services.reports import ReportService
+from alize.store.blobs import DirectoryBlobStore
 from alize.store.counters import Counters, MemoryCounters, RedisCounters
 from alize.store.db import Database
 
@@ -35,6 +37,7 @@ class Platform:
     meter: Meter
     accounts: AccountService
     reports: ReportService
+    files: FileService
 
     @classmethod
     def start(cls, settings: Settings) -> "Platform":
@@ -47,7 +50,8 @@ class Platform:
         counters: Counters = RedisCounters(settings.redis_url) if settings.redis_url else MemoryCounters()
         return cls(settings, db, hub, AuthService(db), chat, FIMService(hub, chat),
                    CompletionService(hub), EmbeddingService(hub), counters, Meter(db, Limiter(counters, db)),
-                   AccountService(db), ReportService(db))
+                   AccountService(db), ReportService(db),
+                   FileService(db, DirectoryBlobStore(settings.data_dir / "files"), settings.max_file_bytes))
 
     def open_call(self, endpoint: str) -> Call:
         return self.meter.open(endpoint)

@@ -1,0 +1,51 @@
+"""/v1/files: Mistral's Files API, scoped to the caller's workspace."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import Response
+
+from alize.api.deps import KeyDep, PlatformDep
+from alize.api.strict_json import StrictJSONRoute
+from alize.store.files import FileInfo
+
+router = APIRouter(route_class=StrictJSONRoute)
+
+
+def file_out(info: FileInfo) -> dict[str, object]:
+    return {"id": info.id, "object": "file", "bytes": info.bytes, "created_at": int(info.created_at.timestamp()),
+            "filename": info.filename, "purpose": info.purpose, "sample_type": info.sample_type,
+            "source": info.source, "num_lines": info.num_lines, "mimetype": info.mimetype, "signature": info.sha256,
+            "expires_at": None, "visibility": "workspace"}
+
+
+@router.post("/v1/files")
+async def upload_file(key: KeyDep, platform: PlatformDep, file: Annotated[UploadFile, File()],
+                      purpose: Annotated[str, Form()] = "batch") -> dict[str, object]:
+    data = await file.read(platform.files.max_bytes + 1)
+    info = await platform.files.upload(key.workspace.id, file.filename or "", purpose, data, file.content_type)
+    return file_out(info)
+
+
+@router.get("/v1/files")
+def list_files(key: KeyDep, platform: PlatformDep, page: Annotated[int, Query(ge=0)] = 0,
+               page_size: Annotated[int, Query(ge=1, le=1000)] = 100, include_total: bool = True,
+               purpose: str | None = None, search: str | None = None) -> dict[str, object]:
+    items, total = platform.files.list(key.workspace.id, page, page_size, purpose, search)
+    return {"object": "list", "data": [file_out(i) for i in items], "total": total if include_total else None}
+
+
+@router.get("/v1/files/{file_id}")
+def retrieve_file(file_id: str, key: KeyDep, platform: PlatformDep) -> dict[str, object]:
+    return {**file_out(platform.files.get(key.workspace.id, file_id)), "deleted": False}
+
+
+@router.get("/v1/files/{file_id}/content")
+def file_content(file_id: str, key: KeyDep, platform: PlatformDep) -> Response:
+    return Response(platform.files.content(key.workspace.id, file_id), media_type="application/octet-stream")
+
+
+@router.delete("/v1/files/{file_id}")
+def delete_file(file_id: str, key: KeyDep, platform: PlatformDep) -> dict[str, object]:
+    platform.files.delete(key.workspace.id, file_id)
+    return {"id": file_id, "object": "file", "deleted": True}

@@ -1,0 +1,60 @@
+"""The Files API as a use case: upload, list, fetch, delete, within the caller's workspace."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+from alize.errors import InvalidRequest, NotFound, PayloadTooLarge
+from alize.store import files as file_store
+from alize.store.blobs import BlobStore
+from alize.store.db import Database
+from alize.store.files import FileInfo
+
+PURPOSES = ("batch", "fine-tune", "ocr")
+
+
+class FileService:
+    def __init__(self, db: Database, blobs: BlobStore, max_bytes: int):
+        self.db = db
+        self.blobs = blobs
+        self.max_bytes = max_bytes
+
+    async def upload(self, workspace_id: str, filename: str, purpose: str, data: bytes,
+                     mimetype: str | None) -> FileInfo:
+        if purpose not in PURPOSES:
+            raise InvalidRequest(f"purpose must be one of {', '.join(PURPOSES)}", param="purpose")
+        if len(data) > self.max_bytes:
+            raise PayloadTooLarge(f"The file is larger than {self.max_bytes} bytes")
+        if not filename:
+            raise InvalidRequest("the file part needs a filename", param="file")
+        file_id = str(uuid.uuid4())
+        sha256 = await asyncio.to_thread(self.blobs.put, file_id, data)
+        lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        info = FileInfo(file_id, workspace_id, filename[:500], purpose,
+                        "batch_request" if purpose == "batch" else "instruct", "upload", len(data), sha256,
+                        lines if purpose == "batch" else None, mimetype, datetime.now(UTC))
+        try:
+            await asyncio.to_thread(file_store.add, self.db, info)
+        except Exception:
+            await asyncio.to_thread(self.blobs.delete, file_id)  # no orphan bytes
+            raise
+        return info
+
+    def get(self, workspace_id: str, file_id: str) -> FileInfo:
+        info = file_store.get(self.db, workspace_id, file_id)
+        if info is None:
+            raise NotFound(f"No file with id {file_id}")
+        return info
+
+    def list(self, workspace_id: str, page: int, page_size: int, purpose: str | None,
+             search: str | None) -> tuple[list[FileInfo], int]:
+        return file_store.list_page(self.db, workspace_id, page, page_size, purpose, search)
+
+    def content(self, workspace_id: str, file_id: str) -> bytes:
+        info = self.get(workspace_id, file_id)
+        return self.blobs.get(info.id, info.sha256)
+
+    def delete(self, workspace_id: str, file_id: str) -> None:
+        if not file_store.remove(self.db, workspace_id, file_id):
+            raise NotFound(f"No file with id {file_id}")
+        self.blobs.delete(file_id)

@@ -1,0 +1,78 @@
+"""The Files API with the official SDK: upload, list, retrieve, download, delete; files
+belong to a workspace and are invisible to every other."""
+
+import io
+import json
+
+import httpx
+import pytest
+from mistralai.client import Mistral
+
+from tests.platform_helpers import create_key
+from tests.spec import assert_valid
+
+LINES = b"".join(json.dumps({"custom_id": str(i), "body": {"messages": [{"role": "user", "content": f"Hi {i}"}],
+                                                           "max_tokens": 4}}).encode() + b"\n" for i in range(5))
+
+
+def test_sdk_files_round_trip(server):
+    client = Mistral(api_key=server.key, server_url=server.url)
+    uploaded = client.files.upload(file={"file_name": "requests.jsonl", "content": LINES}, purpose="batch")
+    assert uploaded.size_bytes == len(LINES) and uploaded.purpose == "batch" and uploaded.num_lines == 5
+    listed = client.files.list(purpose="batch")
+    assert uploaded.id in [f.id for f in listed.data] and listed.total >= 1
+    assert client.files.retrieve(file_id=uploaded.id).filename == "requests.jsonl"
+    assert client.files.download(file_id=uploaded.id).read() == LINES
+    assert client.files.delete(file_id=uploaded.id).deleted is True
+    with server.client() as http:
+        assert http.get(f"/v1/files/{uploaded.id}").status_code == 404
+
+
+def test_files_conform_to_the_spec(http):
+    r = http.post("/v1/files", files={"file": ("a.jsonl", io.BytesIO(LINES))}, data={"purpose": "batch"})
+    assert r.status_code == 200, r.text
+    assert_valid(r.json(), "CreateFileResponse")
+    assert_valid(http.get(f"/v1/files/{r.json()['id']}").json(), "GetFileResponse")
+    assert_valid(http.get("/v1/files", params={"page": 0, "page_size": 2}).json(), "ListFilesResponse")
+    content = http.get(f"/v1/files/{r.json()['id']}/content")
+    assert content.headers["content-type"] == "application/octet-stream" and content.content == LINES
+    assert_valid(http.delete(f"/v1/files/{r.json()['id']}").json(), "DeleteFileResponse")
+
+
+def test_another_workspace_cannot_see_read_or_delete(server):
+    with server.client(server.admin_key) as admin:
+        admin.post("/admin/v1/workspaces", json={"name": "files-other"})
+    other = create_key(server, workspace="files-other")
+    with server.client() as mine:
+        file_id = mine.post("/v1/files", files={"file": ("mine.jsonl", LINES)}, data={"purpose": "batch"}).json()["id"]
+    with server.client(other["secret"]) as theirs:
+        assert file_id not in [f["id"] for f in theirs.get("/v1/files").json()["data"]]
+        for r in (theirs.get(f"/v1/files/{file_id}"), theirs.get(f"/v1/files/{file_id}/content"),
+                  theirs.delete(f"/v1/files/{file_id}")):
+            assert r.status_code == 404 and r.json()["object"] == "error"
+    with server.client() as mine:
+        assert mine.get(f"/v1/files/{file_id}/content").content == LINES  # still there
+
+
+@pytest.mark.parametrize(("files", "data", "status"), [
+    ({"file": ("a.jsonl", LINES)}, {"purpose": "holiday"}, 400),
+    (None, {"purpose": "batch"}, 422),
+])
+def test_bad_uploads_are_4xx(http, files, data, status):
+    r = http.post("/v1/files", files=files, data=data) if files else http.post("/v1/files", data=data)
+    assert r.status_code == status and r.json()["object"] == "error", r.text
+
+
+def test_file_over_the_limit_is_413(tmp_path):
+    from tests.server import start_server
+
+    server = start_server(tmp_path / "data", env={"ALIZE_MAX_FILE_BYTES": "1000"})
+    try:
+        r = httpx.post(server.url + "/v1/files", headers={"Authorization": f"Bearer {server.key}"},
+                       files={"file": ("big.jsonl", b"x" * 5000)}, data={"purpose": "batch"})
+        assert r.status_code == 413 and r.json()["object"] == "error"
+        r = httpx.post(server.url + "/v1/files", headers={"Authorization": f"Bearer {server.key}"},
+                       files={"file": ("ok.jsonl", b"x" * 900)}, data={"purpose": "batch"})
+        assert r.status_code == 200
+    finally:
+        server.stop()
