@@ -52,12 +52,15 @@ def test_workspace_limits_and_bad_input(server):
 
 
 def test_key_models_and_expiry(server):
-    key = create_key(server, models=["mistral-tiny"], expires_in_days=3 / 86400)
+    key = create_key(server, models=["mistral-tiny"], expires_in_days=8 / 86400)
     with server.client(key["secret"]) as client:
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["mistral-tiny"]
+        assert client.get("/v1/models/mistral-tiny").status_code == 200
+        _is_error(client.get("/v1/models/mistral-large-latest"), 404)
         assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
         denied = client.post("/v1/chat/completions", json={**CHAT, "model": "mistral-large-latest"})
         assert "may not use the model" in _is_error(denied, 403)["message"]
-        time.sleep(3.2)
+        time.sleep(8.2)
         assert "expired" in _is_error(client.post("/v1/chat/completions", json=CHAT), 401)["message"]
 
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from alize.errors import Forbidden
 from alize.registry import ModelEntry
 from alize.services.limits import Limiter, Reservation
+from alize.services.models import may_use
 from alize.store import usage as usage_store
 from alize.store.accounts import KeyInfo
 from alize.store.db import Database
@@ -70,7 +71,7 @@ class Call:
             self.prompt_tokens = prompt_tokens
             return
         allowed = self.key.models
-        if allowed and entry.id not in allowed and entry.canonical_id not in allowed:
+        if not may_use(entry, allowed):
             raise Forbidden(f"This API key may not use the model {entry.id!r} (allowed: {', '.join(allowed)})",
                             param="model")
         worst = cost_nano(entry, prompt_tokens, max_completion_tokens)

@@ -9,11 +9,16 @@ from alize.engine.chat_model import ChatModel
 from alize.engine.core import EngineStats
 from alize.engine.embedder import Embedder
 from alize.engine.params import EngineConfig
-from alize.errors import InvalidRequest
+from alize.errors import InvalidRequest, ModelNotFound
 from alize.protocol.models import CAPABILITY_FLAGS, ModelCapabilities, ModelCard
 from alize.registry import Backend, ModelEntry, Registry
 
 log = logging.getLogger(__name__)
+
+
+def may_use(entry: ModelEntry, allowed: tuple[str, ...]) -> bool:
+    """Whether a key limited to `allowed` model ids (empty: all) may use this model."""
+    return not allowed or entry.id in allowed or entry.canonical_id in allowed
 
 
 class ModelHub:
@@ -68,11 +73,14 @@ class ModelHub:
             raise InvalidRequest(f"Model {model_id} is not an embedding model", param="model")
         return entry, self._embedders[entry.backend.name]
 
-    def card(self, model_id: str) -> ModelCard:
-        return self._card(self.registry.get(model_id))
+    def card(self, model_id: str, allowed: tuple[str, ...] = ()) -> ModelCard:
+        entry = self.registry.get(model_id)
+        if not may_use(entry, allowed):  # a key limited to some models sees only those
+            raise ModelNotFound(f"Invalid model: {model_id}", param="model")
+        return self._card(entry)
 
-    def cards(self) -> list[ModelCard]:
-        return [self._card(entry) for entry in self.registry.entries()]
+    def cards(self, allowed: tuple[str, ...] = ()) -> list[ModelCard]:
+        return [self._card(entry) for entry in self.registry.entries() if may_use(entry, allowed)]
 
     def _card(self, entry: ModelEntry) -> ModelCard:
         flags = {flag: flag in entry.capabilities for flag in CAPABILITY_FLAGS}

@@ -10,12 +10,12 @@ router = APIRouter(route_class=StrictJSONRoute)
 
 @router.get("/v1/models")
 async def list_models(key: KeyDep, platform: PlatformDep) -> JSONResponse:
-    return JSONResponse(ModelList(data=platform.hub.cards()).model_dump(mode="json"))
+    return JSONResponse(ModelList(data=platform.hub.cards(key.models)).model_dump(mode="json"))
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(model_id: str, key: KeyDep, platform: PlatformDep) -> JSONResponse:
-    return JSONResponse(platform.hub.card(model_id).model_dump(mode="json"))
+    return JSONResponse(platform.hub.card(model_id, key.models).model_dump(mode="json"))
 
 
 @router.get("/health")
