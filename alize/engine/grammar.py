@@ -6,6 +6,7 @@ for a constraint and get an unconstrained answer. Here such a schema is refused 
 naming the keyword."""
 
 import json
+from functools import cache
 from typing import Any
 
 from llama_cpp.llama_grammar import SchemaConverter
@@ -93,14 +94,10 @@ def schema_to_gbnf(schema: dict[str, Any]) -> str:
     return _strict(converter.format_grammar())
 
 
-JSON_OBJECT_GBNF = None  # built lazily: any JSON object
-
-
+@cache
 def json_object_gbnf() -> str:
-    global JSON_OBJECT_GBNF
-    if JSON_OBJECT_GBNF is None:
-        JSON_OBJECT_GBNF = schema_to_gbnf({"type": "object"})
-    return JSON_OBJECT_GBNF
+    """The grammar of any JSON object (JSON mode)."""
+    return schema_to_gbnf({"type": "object"})
 
 
 def _literal(text: str) -> str:

@@ -76,6 +76,7 @@ class LlamaRunner:
         self._piece_buf = ctypes.create_string_buffer(256)
         self.eog_tokens = [t for t in range(self.n_vocab) if lc.llama_vocab_is_eog(self._vocab, t)]
         self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
+        self._valid_grammars: set[str] = set()
 
     # -- vocabulary ---------------------------------------------------------
     def metadata(self, key: str) -> str | None:
@@ -188,11 +189,16 @@ class LlamaRunner:
         return sampler
 
     def check_grammar(self, grammar: str) -> bool:
-        """Whether llama.cpp accepts the grammar (its parser logs why not)."""
-        sampler = lc.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
-        if not sampler:
-            return False
-        lc.llama_sampler_free(sampler)
+        """Whether llama.cpp accepts the grammar; each grammar is parsed once (the same
+        schema comes back request after request)."""
+        if grammar not in self._valid_grammars:
+            try:
+                lc.llama_sampler_free(self._grammar_sampler(grammar))
+            except EngineFailure:
+                return False
+            if len(self._valid_grammars) >= 1024:  # bounded: schemas are client input
+                self._valid_grammars.clear()
+            self._valid_grammars.add(grammar)
         return True
 
     def free_sampler(self, sampler: ctypes.c_void_p | GrammarSampler) -> None:

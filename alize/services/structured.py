@@ -2,6 +2,8 @@
 the engine samples under (never by hoping the model complies)."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -29,22 +31,33 @@ def _schema_of(json_schema: dict[str, Any] | None) -> dict[str, Any]:
         raise InvalidRequest("response_format.json_schema.name is required", param=PARAM)
     if not isinstance(schema, dict):
         raise InvalidRequest("response_format.json_schema.schema must be a JSON Schema object", param=PARAM)
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise InvalidRequest(f"response_format.json_schema.schema is not a valid JSON Schema: {exc.message}",
-                             param=PARAM) from None
+    check_json_schema(schema, "response_format.json_schema.schema", PARAM)
     return schema
 
 
-def compile_schema(schema: dict[str, Any], param: str = PARAM) -> str:
-    """The GBNF grammar of a JSON Schema, or a 400 naming what cannot be enforced."""
+def check_json_schema(schema: dict[str, Any], where: str, param: str) -> None:
+    """A 400 unless `schema` is a valid JSON Schema (2020-12)."""
     try:
-        return _compile(json.dumps(schema))  # property order is kept: the answer follows it
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidRequest(f"{where} is not a valid JSON Schema: {exc.message}", param=param) from None
+
+
+@contextmanager
+def grammar_errors(param: str) -> Iterator[None]:
+    """Compiling a schema to a grammar: what cannot be enforced becomes a 400 naming it."""
+    try:
+        yield
     except UnsupportedSchema as exc:
         raise InvalidRequest(str(exc), param=param) from None
     except (ValueError, KeyError, AssertionError, RecursionError, TypeError) as exc:
         raise InvalidRequest(f"the JSON Schema cannot be compiled to a grammar: {exc}", param=param) from None
+
+
+def compile_schema(schema: dict[str, Any], param: str = PARAM) -> str:
+    """The GBNF grammar of a JSON Schema, or a 400 naming what cannot be enforced."""
+    with grammar_errors(param):
+        return _compile(json.dumps(schema))  # property order is kept: the answer follows it
 
 
 def response_grammar(response_format: ResponseFormat | None) -> tuple[str | None, str | None]:

@@ -13,12 +13,10 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
-from alize.engine.grammar import UnsupportedSchema, tool_calls_gbnf
+from alize.engine.grammar import tool_calls_gbnf
 from alize.errors import InvalidRequest
 from alize.protocol.chat import ChatCompletionRequest
+from alize.services.structured import check_json_schema, grammar_errors
 
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 ID_ALPHABET = string.ascii_letters + string.digits
@@ -54,11 +52,7 @@ def _functions(tools: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, An
         parameters = function.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(parameters, dict):
             raise InvalidRequest(f"{where}.function.parameters must be a JSON Schema object", param="tools")
-        try:
-            Draft202012Validator.check_schema(parameters)
-        except SchemaError as exc:
-            raise InvalidRequest(f"{where}.function.parameters is not a valid JSON Schema: {exc.message}",
-                                 param="tools") from None
+        check_json_schema(parameters, f"{where}.function.parameters", "tools")
         description = function.get("description") or ""
         out.append((name, description if isinstance(description, str) else "", parameters))
     return out
@@ -95,12 +89,8 @@ def plan_tools(request: ChatCompletionRequest) -> ToolPlan | None:
     names, forced = chosen
     offered = [f for f in functions if f[0] in names]
     parallel = request.parallel_tool_calls is not False
-    try:
+    with grammar_errors("tools"):
         grammar = tool_calls_gbnf([(name, params) for name, _, params in offered], parallel, allow_text=not forced)
-    except UnsupportedSchema as exc:
-        raise InvalidRequest(str(exc), param="tools") from None
-    except (ValueError, KeyError, AssertionError, RecursionError, TypeError) as exc:
-        raise InvalidRequest(f"a tool's parameters cannot be compiled to a grammar: {exc}", param="tools") from None
     listing = json.dumps([{"name": n, "description": d, "parameters": p} for n, d, p in offered], ensure_ascii=False)
     how = ('To call functions, answer with only a JSON array of calls, like '
            '[{"name": "function_name", "arguments": {"argument": "value"}}].')
