@@ -46,31 +46,23 @@ class SlotCache:
         At least one prompt token is always left to compute (its logits are needed).
         Preference: the longest cached prefix in scope, then the slot with the most
         running neighbours, then the slot whose cache is oldest (or empty)."""
-        def reuse(slot: int) -> int:
-            cached = self._free[slot]
-            if scope is None or cached is None or cached.scope != scope:
-                return 0
-            return common_prefix(cached.tokens, prompt)
+        matches = {slot: self._reuse(slot, scope, prompt) for slot in self._free}
 
         def rank(slot: int) -> tuple[int, int, int]:
             cached = self._free[slot]
             age = -1 if cached is None else cached.released_at
-            return reuse(slot), self._running_neighbours(slot), -age
+            return matches[slot], self._running_neighbours(slot), -age
 
         best_slot = max(self._free, key=rank)
-        best_len = reuse(best_slot)
         del self._free[best_slot]
-        return best_slot, min(best_len, len(prompt) - 1)
+        return best_slot, min(matches[best_slot], len(prompt) - 1)
 
-    def longest_cached(self, scope: str, prompt: list[int], exclude: int) -> tuple[int | None, int]:
-        """(free slot, length) whose cache in `scope` shares the longest prefix with the prompt."""
-        best: tuple[int | None, int] = None, 0
-        for slot, cached in self._free.items():
-            if slot != exclude and cached is not None and cached.scope == scope:
-                n = common_prefix(cached.tokens, prompt)
-                if n > best[1]:
-                    best = slot, n
-        return best
+    def _reuse(self, slot: int, scope: str | None, prompt: list[int]) -> int:
+        """How many prompt tokens a free slot's cache holds for this scope."""
+        cached = self._free[slot]
+        if scope is None or cached is None or cached.scope != scope:
+            return 0
+        return common_prefix(cached.tokens, prompt)
 
     def release(self, slot: int, scope: str | None, tokens_in_kv: list[int] | None) -> None:
         """Frees a slot; its KV is kept for reuse unless there is nothing safe to keep."""

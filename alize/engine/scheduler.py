@@ -40,9 +40,8 @@ class Scheduler:
 
     def allocate(self, seq: Sequence, copy_from: Sequence | None = None) -> None:
         """Gives the sequence a slot and the longest prompt prefix whose KV it can have:
-        the slot's own cache, a copy of another slot's KV (a running sequence, or a
-        free slot's cache, in the same scope), or the prompt KV of `copy_from`
-        (another choice of the same request, its prompt computed)."""
+        the slot's own cache, a copy of a running sequence's KV in the same scope, or the
+        prompt KV of `copy_from` (another choice of the same request, its prompt computed)."""
         seq.slot, seq.num_cached = self.slots.allocate(seq.request.cache_scope, seq.request.prompt_tokens)
         source, length = (copy_from.slot, seq.num_prompt_tokens) if copy_from else self._longest_prefix(seq)
         length = min(length, seq.num_prompt_tokens - 1)  # the last prompt token is decoded for its logits
@@ -53,11 +52,12 @@ class Scheduler:
         self.running.append(seq)
 
     def _longest_prefix(self, seq: Sequence) -> tuple[int | None, int]:
-        """(slot, length) of the longest prefix of the prompt held in another slot's KV."""
+        """(slot, length) of the longest prefix of the prompt held by a running sequence's KV.
+        (No free slot holds a longer one: allocate() already took the free slot that does.)"""
         scope, prompt = seq.request.cache_scope, seq.request.prompt_tokens
         if scope is None:
             return None, 0
-        best: tuple[int | None, int] = self.slots.longest_cached(scope, prompt, exclude=seq.slot)
+        best: tuple[int | None, int] = None, 0
         for other in self.running:
             if other is seq or other.request.cache_scope != scope:
                 continue
