@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from alize.cli_batch import batch_app
 from alize.config import Settings
 from alize.errors import AlizeError, ConfigError
 
@@ -21,6 +22,7 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 workspaces_app = typer.Typer(help="Manage workspaces (they own keys, limits and usage).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(batch_app, name="batch")
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 250)  # piped: no truncated columns
 

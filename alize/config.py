@@ -1,5 +1,7 @@
 """Settings: flags override environment (ALIZE_*), which overrides an optional .env file."""
 
+import socket
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -25,9 +27,18 @@ class Settings(BaseSettings):
     batch_tokens: int = Field(default=512, ge=16, le=8192)
     queue_size: int = Field(default=64, ge=0)
     queue_timeout: float = Field(default=120.0, gt=0)
+    # Batch jobs: lines run at once per server, price factor off the list price, and the
+    # name this server's worker holds jobs under (a restarted server resumes its own at once).
+    batch_concurrency: int = Field(default=2, ge=1, le=256)
+    batch_discount: Decimal = Field(default=Decimal("0.5"), ge=0, le=1)
+    worker_id: str | None = None
     # Who may reuse a prompt's cached KV: the same API key (default), everyone, or nobody.
     prefix_cache: Literal["key", "global", "off"] = "key"
     log_level: str = "info"
+
+    @property
+    def resolved_worker_id(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -15,10 +15,21 @@ class AlizeError(Exception):
         if code is not None:
             self.code = code
 
+    def body(self) -> dict[str, str | None]:
+        """Mistral's error body."""
+        return {"object": "error", "message": self.message, "type": self.type, "param": self.param,
+                "code": self.code}
+
 
 class InvalidRequest(AlizeError):
     status_code = 400
     type = "invalid_request_error"
+
+
+class UnprocessableRequest(InvalidRequest):
+    """The body does not match the endpoint's schema (422, as FastAPI answers)."""
+
+    status_code = 422
 
 
 class ContextOverflow(InvalidRequest):

@@ -9,7 +9,7 @@ from alize import __version__
 from alize.api import errors, metrics
 from alize.api.limits import BodySizeLimit
 from alize.api.metering import Metering
-from alize.api.routes import admin, chat, embeddings, files, models
+from alize.api.routes import admin, batch, chat, embeddings, files, models
 from alize.config import Settings
 from alize.services.platform import Platform
 
@@ -18,6 +18,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.platform = platform or Platform.start(settings)
+        app.state.platform.start_background()
         try:
             yield
         finally:
@@ -26,7 +27,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app = FastAPI(title="Alizé", version=__version__, lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
     errors.install(app)
-    for module in (chat, embeddings, models, metrics, admin, files):
+    for module in (chat, embeddings, models, metrics, admin, files, batch):
         app.include_router(module.router)
     app.add_middleware(Metering)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,

@@ -51,7 +51,7 @@ async def _alize_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AlizeError)
     if exc.status_code >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
-    return error_response(exc.status_code, exc.message, exc.type, exc.param, exc.code, headers=exc.headers)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -1,22 +1,19 @@
 """Request bodies are parsed as strict JSON: NaN and Infinity (which Python's json module
 accepts and writes) are refused as invalid JSON (400), not let through into numbers."""
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-
-def _reject_constant(name: str) -> Any:
-    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+from alize.protocol import strict_json
 
 
 class StrictJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_constant=_reject_constant)
+            self._json = strict_json.loads(await self.body())
         return self._json
 
 

@@ -78,6 +78,12 @@ class GenerationRequest:
     # Another choice of the same request (n > 1): once that one has computed the prompt,
     # this one starts from a copy of its KV instead of computing the prompt again.
     shares_prompt_with: str | None = None
+    # Lower runs first: interactive requests (0) are admitted and prefilled before
+    # background work such as batch jobs (1).
+    priority: int = 0
+
+
+INTERACTIVE, BACKGROUND = 0, 1
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
 """Decides what runs each step: admits waiting sequences into free KV slots and builds
 one batch of at most `token_budget` tokens: one decode token per running sequence,
-then prompt chunks (chunked prefill) with what budget is left. Pure Python."""
+then prompt chunks (chunked prefill) with what budget is left. Interactive requests go
+before background ones (batch jobs) at both points. Pure Python."""
 
 from collections import deque
 
@@ -85,9 +86,9 @@ class Scheduler:
         return True, leader
 
     def _admit(self) -> None:
-        """Moves waiting sequences into free slots, in arrival order; a choice that waits for
-        another's prompt steps aside without holding up those behind it."""
-        for seq in list(self.waiting):
+        """Moves waiting sequences into free slots, by priority then arrival; a choice that
+        waits for another's prompt steps aside without holding up those behind it."""
+        for seq in sorted(self.waiting, key=lambda s: s.request.priority):
             if not self.can_allocate():
                 return
             may_start, source = self._prompt_source(seq)
@@ -125,9 +126,12 @@ class Scheduler:
                 items.append(BatchItem(seq.slot, [seq.output_tokens[-1]], pos, True))
                 seqs.append(seq)
                 budget -= 1
-        # prefill: prompt chunks with the budget that is left
-        for seq in self.running:
-            if seq.is_prefilling and budget > 0:
+        # prefill: prompt chunks with the budget that is left, by priority; background
+        # prompts wait for a step without interactive prefill, which they would slow down
+        prefilling = sorted((s for s in self.running if s.is_prefilling), key=lambda s: s.request.priority)
+        first_priority = prefilling[0].request.priority if prefilling else 0
+        for seq in prefilling:
+            if budget > 0 and seq.request.priority == first_priority:
                 start = seq.num_prefilled
                 chunk = seq.request.prompt_tokens[start : start + budget]
                 is_last = start + len(chunk) == seq.num_prompt_tokens

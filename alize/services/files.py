@@ -40,6 +40,15 @@ class FileService:
             raise
         return info
 
+    async def produce(self, workspace_id: str, file_id: str, filename: str, sample_type: str,
+                      lines: list[str]) -> FileInfo:
+        """Writes the bytes of a file Alizé produces (a batch job's results) and returns its
+        record, for the caller to add in its own transaction."""
+        data = "".join(f"{line}\n" for line in lines).encode()
+        sha256 = await asyncio.to_thread(self.blobs.put, file_id, data)
+        return FileInfo(file_id, workspace_id, filename, "batch", sample_type, "mistral", len(data), sha256,
+                        len(lines), "application/jsonl", datetime.now(UTC))
+
     def get(self, workspace_id: str, file_id: str) -> FileInfo:
         info = file_store.get(self.db, workspace_id, file_id)
         if info is None:

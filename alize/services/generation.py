@@ -102,7 +102,8 @@ def _requests(prep: Prepared) -> list[GenerationRequest]:
         if params.seed is not None and i:
             params = replace(params, seed=params.seed + i)  # n samples, not n copies
         leader = out[0].request_id if out else None  # the other choices share its prompt KV
-        out.append(GenerationRequest(new_id(), prep.prompt_tokens, params, prep.cache_scope, leader))
+        out.append(GenerationRequest(new_id(), prep.prompt_tokens, params, prep.cache_scope, leader,
+                                      prep.call.priority))
     return out
 
 

@@ -11,10 +11,13 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 
+from alize.engine.params import INTERACTIVE
 from alize.errors import Forbidden
 from alize.registry import ModelEntry
 from alize.services.limits import Limiter, Reservation
@@ -33,9 +36,11 @@ def nano_per_token(eur_per_1k_tokens: float) -> int:
     return int(Decimal(str(eur_per_1k_tokens)) * 1_000_000)
 
 
-def cost_nano(entry: ModelEntry, prompt_tokens: int, completion_tokens: int) -> int:
-    return (prompt_tokens * nano_per_token(entry.input_eur_per_1k_tokens)
+def cost_nano(entry: ModelEntry, prompt_tokens: int, completion_tokens: int, price_factor: Decimal = Decimal(1)) -> int:
+    """Exact nano-euros; `price_factor` scales the list price (0.5: a batch line at half price)."""
+    full = (prompt_tokens * nano_per_token(entry.input_eur_per_1k_tokens)
             + completion_tokens * nano_per_token(entry.output_eur_per_1k_tokens))
+    return full if price_factor == 1 else int(full * price_factor)
 
 
 @dataclass
@@ -45,11 +50,14 @@ class Call:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     key: KeyInfo | None = None
     cache_scope: str | None = None  # whose prefix cache the request may reuse
+    priority: int = INTERACTIVE  # batch lines run behind interactive requests
+    price_factor: Decimal = Decimal(1)  # batch lines are billed at a discount
     entry: ModelEntry | None = None
     prompt_tokens: int = 0
     cached_tokens: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     recorded: bool = False
+    held: bool = False  # recorded by its owner (record_with), not by finish()
     _started: float = field(default_factory=time.monotonic)
     _created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _progress: dict[str, int] = field(default_factory=dict)
@@ -74,7 +82,7 @@ class Call:
         if not may_use(entry, allowed):
             raise Forbidden(f"This API key may not use the model {entry.id!r} (allowed: {', '.join(allowed)})",
                             param="model")
-        worst = cost_nano(entry, prompt_tokens, max_completion_tokens)
+        worst = cost_nano(entry, prompt_tokens, max_completion_tokens, self.price_factor)
         self._reservation = await self.meter.limiter.reserve(self.key, prompt_tokens + max_completion_tokens, worst)
         self.headers.update(self._reservation.headers)
         self.prompt_tokens = prompt_tokens  # admitted: from here on the prompt is billed
@@ -89,11 +97,25 @@ class Call:
         await self.finish(200)
 
     async def finish(self, status: int) -> None:
-        """Records the call once (later calls do nothing) and settles its reservation."""
-        if self.recorded or self.meter is None or self.key is None:
+        """Records the call once (later calls do nothing) and settles its reservation.
+        A held call is left to its owner, who records it with what it produced."""
+        if self.recorded or self.held or self.meter is None or self.key is None:
             return
         self.recorded = True
         await self.meter.record(self, status)
+
+    async def record_with(self, status: int, write: Callable[[usage_store.Usage], bool]) -> bool:
+        """Records the call through `write`, which stores the usage row together with what
+        belongs with it (one transaction) and says whether it stored it; then settles."""
+        assert self.meter is not None and self.key is not None
+        self.recorded = True
+        return await self.meter.record(self, status, write)
+
+    async def abandon(self) -> None:
+        """Records nothing and releases the reservation: the work was thrown away."""
+        self.recorded = True
+        if self._reservation is not None and self.meter is not None:
+            await self.meter.limiter.settle(self._reservation, 0, 0)
 
     def usage(self, status: int) -> usage_store.Usage:
         assert self.key is not None
@@ -105,7 +127,7 @@ class Call:
             id=self.id, created_at=self._created_at, workspace_id=self.key.workspace.id, key_id=self.key.id,
             model=entry.id if entry else None, endpoint=self.endpoint, status=status,
             prompt_tokens=prompt, completion_tokens=completion, cached_tokens=self.cached_tokens if billed else 0,
-            cost_nano=cost_nano(entry, prompt, completion) if entry else 0,
+            cost_nano=cost_nano(entry, prompt, completion, self.price_factor) if entry else 0,
             latency_ms=int((time.monotonic() - self._started) * 1000))
 
 
@@ -117,10 +139,14 @@ class Meter:
     def open(self, endpoint: str) -> Call:
         return Call(self, endpoint)
 
-    async def record(self, call: Call, status: int) -> None:
+    async def record(self, call: Call, status: int,
+                     write: Callable[[usage_store.Usage], bool] | None = None) -> bool:
         row = call.usage(status)
+        written = False
         try:
-            await asyncio.to_thread(usage_store.record, self.db, row)
+            written = await asyncio.to_thread(write or partial(usage_store.record, self.db), row)
         finally:
             if call._reservation is not None:
-                await self.limiter.settle(call._reservation, row.prompt_tokens + row.completion_tokens, row.cost_nano)
+                used = (row.prompt_tokens + row.completion_tokens, row.cost_nano) if written else (0, 0)
+                await self.limiter.settle(call._reservation, *used)
+        return written

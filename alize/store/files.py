@@ -5,6 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from alize.store.accounts import aware
 from alize.store.db import Database
 from alize.store.tables import StoredFile
 
@@ -26,7 +27,7 @@ class FileInfo:
 
 def _info(row: StoredFile) -> FileInfo:
     return FileInfo(row.id, row.workspace_id, row.filename, row.purpose, row.sample_type, row.source, row.bytes,
-                    row.sha256, row.num_lines, row.mimetype, row.created_at)
+                    row.sha256, row.num_lines, row.mimetype, aware(row.created_at) or row.created_at)
 
 
 def add(db: Database, info: FileInfo) -> None:

@@ -90,3 +90,50 @@ class StoredFile(Base):
     num_lines: Mapped[int | None] = mapped_column(Integer, nullable=True)
     mimetype: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BatchJob(Base):
+    """A batch job; its progress is the set of its lines in batch_lines, counted here as
+    they are written (in the same transaction)."""
+
+    __tablename__ = "batch_jobs"
+    __table_args__ = (Index("ix_batch_jobs_workspace_time", "workspace_id", "created_at"),
+                      Index("ix_batch_jobs_status", "status"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(36))
+    key_id: Mapped[str] = mapped_column(String(36))  # who created it: its limits and bill apply
+    endpoint: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    input_files: Mapped[str] = mapped_column(Text)  # JSON list of file ids
+    inline_requests: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSONL, for `requests`
+    timeout_hours: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(30))
+    total_requests: Mapped[int] = mapped_column(Integer, default=0)
+    succeeded_requests: Mapped[int] = mapped_column(Integer, default=0)
+    failed_requests: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    output_file: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    error_file: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    failure: Mapped[str | None] = mapped_column(Text, nullable=True)  # why the whole job failed
+    # The worker running the job holds a lease, renewed while it runs; a job whose lease
+    # has lapsed (its worker died) is taken over by another, or by the same one restarted.
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class BatchLine(Base):
+    """One answered line of a batch job: written once, with its usage record."""
+
+    __tablename__ = "batch_lines"
+
+    job_id: Mapped[str] = mapped_column(String(36), ForeignKey("batch_jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    custom_id: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int] = mapped_column(Integer)
+    output: Mapped[str] = mapped_column(Text)  # the output (or error) file's JSON line
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)  # NULL: it succeeded

@@ -2,8 +2,9 @@
 
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Connection, Insert, case, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -29,16 +30,25 @@ class Usage:
     latency_ms: int = 0
 
 
+def insert_once(db: Database, table: type, values: dict[str, Any], keys: list[str]) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING the keys: a row written at most once."""
+    insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    return (insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+            .returning(*(getattr(table, k) for k in keys)))
+
+
+def record_in(db: Database, connection: Connection, usage: Usage) -> bool:
+    """Writes the record within the caller's transaction, unless one with its id exists.
+    Returns whether this call wrote it."""
+    values = asdict(usage) | {"day": usage.created_at.astimezone(UTC).date().isoformat()}
+    return connection.execute(insert_once(db, UsageRecord, values, ["id"])).first() is not None
+
+
 def record(db: Database, usage: Usage) -> bool:
     """Writes the record and commits it; a second record with the same id is ignored.
     Returns whether this call wrote it."""
-    values = asdict(usage) | {"day": usage.created_at.astimezone(UTC).date().isoformat()}
-    dialect = db.engine.dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (insert(UsageRecord).values(**values).on_conflict_do_nothing(index_elements=["id"])
-                 .returning(UsageRecord.id))
     with db.engine.begin() as connection:
-        return connection.execute(statement).first() is not None
+        return record_in(db, connection, usage)
 
 
 def month_totals(db: Database, scope: str, scope_id: str, since: datetime) -> tuple[int, int]:

@@ -1,0 +1,112 @@
+"""Batch jobs as a use case: create, list, fetch, cancel, delete, within the caller's
+workspace. The worker (batch_worker.py) runs them."""
+
+import asyncio
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from alize.errors import Forbidden, InvalidRequest, NotFound, Unsupported
+from alize.protocol.batch import BATCH_ENDPOINTS, SPEC_ENDPOINTS, BatchJobIn
+from alize.services.files import FileService
+from alize.services.models import ModelHub, may_use
+from alize.store import batches
+from alize.store.accounts import KeyInfo, utcnow
+from alize.store.batches import FINAL, JobFilter, JobInfo
+from alize.store.db import Database
+
+
+class BatchService:
+    def __init__(self, db: Database, hub: ModelHub, files: FileService, on_change: Any = None):
+        self.db = db
+        self.hub = hub
+        self.files = files
+        self.on_change = on_change  # called when a job is created or cancelled (wakes the worker)
+
+    async def create(self, key: KeyInfo, request: BatchJobIn) -> JobInfo:
+        self._check_endpoint(request.endpoint)
+        if request.agent_id is not None:
+            raise Unsupported("Alizé has no agents: leave agent_id out and set model", param="agent_id")
+        if request.model is not None:
+            self._check_model(key, request.model, request.endpoint)
+        has_files, has_requests = bool(request.input_files), bool(request.requests)
+        if has_files == has_requests:
+            raise InvalidRequest("Give either input_files or requests (one of them, not empty)",
+                                 param="input_files")
+        file_ids = [str(f) for f in request.input_files or []]
+        inline = None
+        if request.requests:
+            inline = "".join(json.dumps(r.model_dump(), ensure_ascii=False) + "\n" for r in request.requests)
+            total = len(request.requests)
+        else:
+            total = await asyncio.to_thread(self._count_lines, key.workspace.id, file_ids)
+        job = JobInfo(str(uuid.uuid4()), key.workspace.id, key.id, request.endpoint, request.model,
+                      request.metadata, file_ids, request.timeout_hours, utcnow(), total_requests=total,
+                      inline_requests=inline)
+        await asyncio.to_thread(batches.add, self.db, job)
+        self._changed()
+        return job
+
+    @staticmethod
+    def _check_endpoint(endpoint: str) -> None:
+        if endpoint in BATCH_ENDPOINTS:
+            return
+        supported = ", ".join(BATCH_ENDPOINTS)
+        if endpoint in SPEC_ENDPOINTS:
+            raise Unsupported(f"Alizé does not run batch jobs on {endpoint}; it runs them on {supported}",
+                              param="endpoint")
+        raise InvalidRequest(f"Unknown endpoint {endpoint!r}; batch jobs run on {supported}", param="endpoint")
+
+    def _check_model(self, key: KeyInfo, model: str, endpoint: str) -> None:
+        if endpoint == "/v1/embeddings":
+            entry, _ = self.hub.embedder(model)
+        else:
+            capability = "completion_fim" if endpoint == "/v1/fim/completions" else "completion_chat"
+            entry, _ = self.hub.chat_model(model, capability)
+        if not may_use(entry, key.models):
+            raise Forbidden(f"This API key may not use the model {entry.id!r}", param="model")
+
+    def _count_lines(self, workspace_id: str, file_ids: list[str]) -> int:
+        total = 0
+        for file_id in file_ids:
+            info = self.files.get(workspace_id, file_id)
+            if info.purpose != "batch":
+                raise InvalidRequest(f"File {file_id} has purpose {info.purpose!r}; batch input files need "
+                                     "purpose 'batch'", param="input_files")
+            data = self.files.content(workspace_id, file_id)
+            total += sum(1 for raw in data.splitlines() if raw.strip())
+        return total
+
+    def get(self, workspace_id: str, job_id: str) -> JobInfo:
+        job = batches.get(self.db, workspace_id, job_id)
+        if job is None:
+            raise NotFound(f"No batch job with id {job_id}")
+        return job
+
+    def list_page(self, key: KeyInfo, page: int, page_size: int, filters: JobFilter) -> tuple[list[JobInfo], int]:
+        return batches.list_page(self.db, key.workspace.id, page, page_size, filters)
+
+    def errors(self, job_ids: list[str]) -> dict[str, list[tuple[str, int]]]:
+        return batches.error_counts(self.db, job_ids)
+
+    def outputs(self, job: JobInfo) -> list[dict[str, Any]]:
+        return [json.loads(text) for text in batches.outputs(self.db, job.id)]
+
+    def cancel(self, workspace_id: str, job_id: str, now: datetime | None = None) -> JobInfo:
+        job = batches.request_cancel(self.db, workspace_id, job_id, now or utcnow())
+        if job is None:
+            raise NotFound(f"No batch job with id {job_id}")
+        self._changed()
+        return job
+
+    def delete(self, workspace_id: str, job_id: str) -> None:
+        job = self.get(workspace_id, job_id)
+        if job.status not in FINAL:
+            raise InvalidRequest(f"Batch job {job_id} is {job.status}: cancel it before deleting it",
+                                 param="job_id")
+        batches.remove(self.db, workspace_id, job_id)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()

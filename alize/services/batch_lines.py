@@ -1,0 +1,113 @@
+"""Batch lines: read and checked up front (a malformed line becomes an error line, not a
+crashed job), run through the same use case as the HTTP endpoint, and answered as a line
+of the output or error file."""
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from alize.errors import AlizeError, InvalidRequest, UnprocessableRequest
+from alize.protocol import strict_json
+from alize.protocol.chat import ChatCompletionRequest
+from alize.protocol.embeddings import EmbeddingRequest
+from alize.protocol.fim import FIMCompletionRequest
+from alize.services.chat import ChatService
+from alize.services.embeddings import EmbeddingService
+from alize.services.fim import FIMService
+from alize.services.metering import Call
+
+# Runs one line's body as a request of the job's endpoint, for the line's metered call.
+LineRunner = Callable[[dict[str, Any], Call], Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True)
+class Line:
+    index: int  # 0-based, over the job's non-blank input lines
+    custom_id: str
+    body: dict[str, Any] | None = None
+    error: AlizeError | None = None  # why the line cannot run (then body is None)
+
+
+def line_id(job_id: str, index: int) -> str:
+    """The line's response id, which is also its usage record's id: one per job and line."""
+    return f"batch-{job_id[:8]}-{index}-{job_id}"
+
+
+def read_lines(inputs: Iterable[bytes], job_model: str | None) -> Iterator[Line]:
+    """The job's lines, numbered across its input files in order; blank lines are skipped."""
+    seen: set[str] = set()
+    index = 0
+    for data in inputs:
+        for raw in data.splitlines():
+            if raw.strip():
+                yield _parse(index, raw, job_model, seen)
+                index += 1
+
+
+def _parse(index: int, raw: bytes, job_model: str | None, seen: set[str]) -> Line:
+    where = f"line {index + 1}"
+    try:
+        item = strict_json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return Line(index, str(index), error=InvalidRequest(f"{where} is not valid JSON"))
+    if not isinstance(item, dict):
+        return Line(index, str(index), error=InvalidRequest(f"{where} must be a JSON object", param="body"))
+    custom_id = item.get("custom_id")
+    if custom_id is None:
+        custom_id = str(index)
+    elif not isinstance(custom_id, str | int) or isinstance(custom_id, bool):
+        return Line(index, str(index), error=InvalidRequest(f"{where}: custom_id must be a string",
+                                                            param="custom_id"))
+    custom_id = str(custom_id)
+    if not isinstance(item.get("body"), dict):
+        return Line(index, custom_id, error=InvalidRequest(f'{where} needs a "body" object', param="body"))
+    if custom_id in seen:
+        return Line(index, custom_id, error=InvalidRequest(
+            f"{where}: custom_id {custom_id!r} is used by an earlier line", param="custom_id"))
+    seen.add(custom_id)
+    body = {k: v for k, v in item["body"].items() if k != "stream"}  # a batch line is never streamed
+    model = body.get("model")
+    if job_model is not None and model is None:
+        body["model"] = job_model
+    elif job_model is not None and model != job_model:
+        return Line(index, custom_id, error=InvalidRequest(
+            f"{where} asks for model {model!r} but the job runs {job_model!r}", param="model"))
+    elif model is None:
+        return Line(index, custom_id, error=InvalidRequest(
+            f"{where} names no model: set body.model, or the job's model", param="model"))
+    return Line(index, custom_id, body)
+
+
+def _validated(schema: type[BaseModel], body: dict[str, Any]) -> Any:
+    try:
+        return schema.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UnprocessableRequest(f"Invalid request: {where}: {first['msg']}" if where
+                                   else f"Invalid request: {first['msg']}", param=where or None) from exc
+
+
+def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService) -> dict[str, LineRunner]:
+    async def run_chat(body: dict[str, Any], call: Call) -> BaseModel:
+        return await chat.complete(_validated(ChatCompletionRequest, body), call)
+
+    async def run_fim(body: dict[str, Any], call: Call) -> BaseModel:
+        return await fim.complete(_validated(FIMCompletionRequest, body), call)
+
+    async def run_embeddings(body: dict[str, Any], call: Call) -> BaseModel:
+        return await embeddings.create(_validated(EmbeddingRequest, body), call)
+
+    return {"/v1/chat/completions": run_chat, "/v1/fim/completions": run_fim, "/v1/embeddings": run_embeddings}
+
+
+def output_line(job_id: str, line: Line, status: int, body: dict[str, Any], error: AlizeError | None) -> str:
+    """A line of the output file, or (with an error) of the error file, in the same shape."""
+    return json.dumps({
+        "id": line_id(job_id, line.index), "custom_id": line.custom_id,
+        "response": {"status_code": status, "body": body},
+        "error": None if error is None else {"message": error.message, "code": error.code or error.type},
+    }, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,236 @@
+"""Batch jobs: the official SDK's workflow end to end, malformed input, cancellation,
+workspace isolation, the CLI, and (test_batch_durability.py) a kill -9 midway."""
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from mistralai.client import Mistral
+
+from tests.platform_helpers import EOS_BAN, create_key, sqlite_url, usage_rows
+from tests.server import alize, start_server
+from tests.spec import assert_valid
+
+MODEL = "mistral-tiny"  # priced: 0.15 / 0.20 EUR per 1,000 tokens (alize/default_models.toml)
+
+
+def chat_line(i: int, max_tokens: int = 4, **body: Any) -> dict[str, Any]:
+    return {"custom_id": f"q{i}", "body": {"messages": [{"role": "user", "content": f"Say a word about {i}"}],
+                                           "max_tokens": max_tokens, "temperature": 0, **body}}
+
+
+def jsonl(items: list[Any]) -> bytes:
+    return b"".join((item if isinstance(item, bytes) else json.dumps(item).encode()) + b"\n" for item in items)
+
+
+def upload(http: httpx.Client, data: bytes, name: str = "in.jsonl") -> str:
+    r = http.post("/v1/files", files={"file": (name, data)}, data={"purpose": "batch"})
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def wait_job(http: httpx.Client, job_id: str, timeout: float = 180,
+             until: tuple[str, ...] = ("SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED")) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = http.get(f"/v1/batch/jobs/{job_id}").json()
+        if job["status"] in until:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
+
+
+def file_lines(http: httpx.Client, file_id: str) -> list[dict[str, Any]]:
+    r = http.get(f"/v1/files/{file_id}/content")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    return [json.loads(line) for line in r.content.splitlines()]
+
+
+def test_sdk_batch_workflow(server):
+    client = Mistral(api_key=server.key, server_url=server.url)
+    data = jsonl([chat_line(i) for i in range(6)])
+    uploaded = client.files.upload(file={"file_name": "questions.jsonl", "content": data}, purpose="batch")
+    job = client.batch.jobs.create(input_files=[uploaded.id], model=MODEL, endpoint="/v1/chat/completions",
+                                   metadata={"run": "sdk-workflow"})
+    assert job.status in ("QUEUED", "RUNNING") and job.total_requests == 6
+    while job.status in ("QUEUED", "RUNNING"):
+        time.sleep(0.3)
+        job = client.batch.jobs.get(job_id=job.id)
+    assert job.status == "SUCCESS", job
+    assert (job.succeeded_requests, job.failed_requests, job.completed_requests) == (6, 0, 6)
+    assert job.error_file is None and job.started_at and job.completed_at
+    output = client.files.download(file_id=job.output_file).read()
+    lines = [json.loads(line) for line in output.splitlines()]
+    assert sorted(line["custom_id"] for line in lines) == [f"q{i}" for i in range(6)]
+    for line in lines:
+        assert line["error"] is None and line["response"]["status_code"] == 200
+        assert line["id"].startswith(f"batch-{job.id[:8]}-")
+        assert_valid(line["response"]["body"], "ChatCompletionResponse")
+        assert line["response"]["body"]["usage"]["completion_tokens"] <= 4
+    info = client.files.retrieve(file_id=job.output_file)
+    assert (info.purpose, info.sample_type, info.source, info.num_lines) == ("batch", "batch_result", "mistral", 6)
+    listed = client.batch.jobs.list(metadata={"run": "sdk-workflow"})
+    assert [j.id for j in listed.data] == [job.id] and listed.total == 1
+    assert job.id in [j.id for j in client.batch.jobs.list(status=["SUCCESS"]).data]
+    assert client.batch.jobs.list(status=["QUEUED"], metadata={"run": "sdk-workflow"}).total == 0
+    # metered once per line, at half the list price
+    rows = {r.id: r for r in usage_rows(sqlite_url(server)) if r.id.startswith(f"batch-{job.id[:8]}-")}
+    assert set(rows) == {line["id"] for line in lines}
+    for line in lines:
+        row, usage = rows[line["id"]], line["response"]["body"]["usage"]
+        assert (row.prompt_tokens, row.completion_tokens, row.status) == (usage["prompt_tokens"],
+                                                                           usage["completion_tokens"], 200)
+        assert row.cost_nano == (usage["prompt_tokens"] * 150_000 + usage["completion_tokens"] * 200_000) // 2
+
+
+def test_batch_jobs_conform_to_the_spec(http):
+    job = http.post("/v1/batch/jobs", json={"endpoint": "/v1/embeddings", "model": "mistral-embed",
+                                            "requests": [{"custom_id": "a", "body": {"input": ["bonjour"]}},
+                                                         {"body": {"input": "salut"}}]})
+    assert job.status_code == 200, job.text
+    assert_valid(job.json(), "BatchJob")
+    done = wait_job(http, job.json()["id"])
+    assert done["status"] == "SUCCESS" and done["succeeded_requests"] == 2, done
+    assert_valid(done, "BatchJob")
+    inline = http.get(f"/v1/batch/jobs/{done['id']}", params={"inline": "true"}).json()
+    assert_valid(inline, "BatchJob")
+    assert [o["custom_id"] for o in inline["outputs"]] == ["a", "1"]  # a missing custom_id is the line's index
+    assert len(inline["outputs"][0]["response"]["body"]["data"][0]["embedding"]) == 384
+    assert_valid(http.get("/v1/batch/jobs", params={"page_size": 2}).json(), "ListBatchJobsResponse")
+    assert_valid(http.delete(f"/v1/batch/jobs/{done['id']}").json(), "DeleteBatchJobResponse")
+    assert http.get(f"/v1/batch/jobs/{done['id']}").status_code == 404
+
+
+def test_malformed_lines_become_error_lines(http):
+    items: list[Any] = [
+        chat_line(0, model=MODEL),
+        b'{"custom_id": "broken", "body": {',  # not JSON
+        b"",  # blank: skipped
+        {"custom_id": "no-body"},
+        chat_line(1, model="mistral-large-latest"),  # not the job's model
+        {"custom_id": "no-messages", "body": {"max_tokens": 3}},  # invalid for the endpoint: 422
+        chat_line(0),  # custom_id q0 again
+        b'{"custom_id": "nan", "body": {"temperature": NaN, "messages": []}}',  # not strict JSON
+        {"custom_id": "too-long", "body": {"messages": [{"role": "user", "content": "x " * 9000}], "max_tokens": 2}},
+    ]
+    job = http.post("/v1/batch/jobs", json={"input_files": [upload(http, jsonl(items))], "model": MODEL,
+                                            "endpoint": "/v1/chat/completions"}).json()
+    assert job["total_requests"] == 8
+    done = wait_job(http, job["id"])
+    assert (done["status"], done["succeeded_requests"], done["failed_requests"]) == ("SUCCESS", 1, 7), done
+    assert sum(e["count"] for e in done["errors"]) == 7
+    assert [line["custom_id"] for line in file_lines(http, done["output_file"])] == ["q0"]
+    errors = {line["custom_id"]: line for line in file_lines(http, done["error_file"])}
+    assert set(errors) == {"1", "no-body", "q1", "no-messages", "q0", "6", "too-long"}
+    status = {cid: line["response"]["status_code"] for cid, line in errors.items()}
+    assert status == {"1": 400, "no-body": 400, "q1": 400, "no-messages": 422, "q0": 400, "6": 400, "too-long": 400}
+    for line in errors.values():
+        assert line["error"]["message"] and line["response"]["body"]["object"] == "error"
+    assert "model" in errors["q1"]["error"]["message"] and "earlier line" in errors["q0"]["error"]["message"]
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"endpoint": "/v1/completions/nope", "requests": [{"body": {}}]}, 400),
+    ({"endpoint": "/v1/ocr", "requests": [{"body": {}}]}, 400),  # in the spec, not run by Alizé
+    ({"endpoint": "/v1/chat/completions", "input_files": ["00000000-0000-4000-8000-000000000000"]}, 404),
+    ({"endpoint": "/v1/chat/completions"}, 400),  # neither files nor requests
+    ({"endpoint": "/v1/chat/completions", "model": "no-such-model", "requests": [{"body": {}}]}, 404),
+    ({"endpoint": "/v1/chat/completions", "model": "mistral-embed", "requests": [{"body": {}}]}, 400),
+    ({"endpoint": "/v1/chat/completions", "requests": [{"body": {}}], "timeout_hours": 0}, 422),
+    ({"endpoint": "/v1/chat/completions", "requests": [{"body": {}}], "metadata": {"k" * 33: "v"}}, 422),
+    ({"endpoint": "/v1/chat/completions", "requests": [{"body": {}}], "agent_id": "ag_1"}, 400),
+    ({"endpoint": "/v1/chat/completions", "requests": [{"custom_id": 1, "body": {}}]}, 422),
+    ({"endpoint": "/v1/chat/completions", "input_files": ["not-a-uuid"]}, 422),
+])
+def test_bad_job_requests_are_4xx_and_create_nothing(http, body, status):
+    before = http.get("/v1/batch/jobs").json()["total"]
+    r = http.post("/v1/batch/jobs", json=body)
+    assert r.status_code == status and r.json()["object"] == "error", r.text
+    assert http.get("/v1/batch/jobs").json()["total"] == before
+
+
+def test_input_file_needs_purpose_batch(http):
+    r = http.post("/v1/files", files={"file": ("a.jsonl", jsonl([chat_line(0)]))}, data={"purpose": "fine-tune"})
+    r = http.post("/v1/batch/jobs", json={"endpoint": "/v1/chat/completions", "input_files": [r.json()["id"]]})
+    assert r.status_code == 400 and "purpose" in r.json()["message"]
+
+
+def test_another_workspace_cannot_see_cancel_or_use(server):
+    with server.client(server.admin_key) as admin:
+        admin.post("/admin/v1/workspaces", json={"name": "batch-other"})
+    other = create_key(server, workspace="batch-other")
+    with server.client() as mine:
+        file_id = upload(mine, jsonl([chat_line(0)]))
+        job_id = mine.post("/v1/batch/jobs", json={"input_files": [file_id], "model": MODEL,
+                                                   "endpoint": "/v1/chat/completions"}).json()["id"]
+    with server.client(other["secret"]) as theirs:
+        assert job_id not in [j["id"] for j in theirs.get("/v1/batch/jobs").json()["data"]]
+        for r in (theirs.get(f"/v1/batch/jobs/{job_id}"), theirs.post(f"/v1/batch/jobs/{job_id}/cancel"),
+                  theirs.delete(f"/v1/batch/jobs/{job_id}"),
+                  theirs.post("/v1/batch/jobs", json={"input_files": [file_id], "model": MODEL,
+                                                      "endpoint": "/v1/chat/completions"})):
+            assert r.status_code == 404 and r.json()["object"] == "error", r.text
+    with server.client() as mine:
+        done = wait_job(mine, job_id)
+        assert done["status"] == "SUCCESS"
+        output_file = done["output_file"]
+    with server.client(other["secret"]) as theirs:
+        assert theirs.get(f"/v1/files/{output_file}/content").status_code == 404
+
+
+def test_cancel_stops_the_job_and_keeps_the_lines_done(tmp_path):
+    server = start_server(tmp_path / "data", env={"ALIZE_BATCH_CONCURRENCY": "2"})
+    try:
+        with server.client() as http:
+            lines = [chat_line(i, max_tokens=24, logit_bias=EOS_BAN) for i in range(80)]
+            running = http.post("/v1/batch/jobs", json={"input_files": [upload(http, jsonl(lines))], "model": MODEL,
+                                                        "endpoint": "/v1/chat/completions"}).json()
+            queued = http.post("/v1/batch/jobs", json={"requests": lines[:3], "model": MODEL,
+                                                       "endpoint": "/v1/chat/completions"}).json()
+            wait_job(http, running["id"], until=("RUNNING",))
+            assert http.get(f"/v1/batch/jobs/{queued['id']}").json()["status"] == "QUEUED"  # one job at a time
+            cancelled = http.post(f"/v1/batch/jobs/{queued['id']}/cancel").json()
+            assert cancelled["status"] == "CANCELLED" and cancelled["completed_requests"] == 0
+            deadline = time.monotonic() + 60
+            while http.get(f"/v1/batch/jobs/{running['id']}").json()["completed_requests"] < 4:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            asked = time.monotonic()
+            r = http.post(f"/v1/batch/jobs/{running['id']}/cancel")
+            assert r.status_code == 200 and r.json()["status"] in ("CANCELLATION_REQUESTED", "CANCELLED")
+            done = wait_job(http, running["id"], timeout=10)
+            took = time.monotonic() - asked
+            assert done["status"] == "CANCELLED" and took < 5, (done, took)
+            assert 4 <= done["succeeded_requests"] < 80 and done["failed_requests"] == 0
+            kept = file_lines(http, done["output_file"])
+            assert len(kept) == done["succeeded_requests"]
+            assert len({line["custom_id"] for line in kept}) == len(kept)
+            time.sleep(1.5)
+            assert http.get(f"/v1/batch/jobs/{running['id']}").json()["completed_requests"] == len(kept)
+            assert http.post(f"/v1/batch/jobs/{running['id']}/cancel").json()["status"] == "CANCELLED"
+            assert http.get(f"/v1/batch/jobs/{queued['id']}").json()["status"] == "CANCELLED"
+        rows = [r for r in usage_rows(sqlite_url(server)) if r.id.startswith(f"batch-{running['id'][:8]}-")]
+        assert sorted(r.id for r in rows) == sorted(line["id"] for line in kept)  # only kept lines billed
+    finally:
+        server.stop()
+
+
+def test_cli_submit_status_download_cancel(server, tmp_path):
+    source = tmp_path / "questions.jsonl"
+    source.write_bytes(jsonl([chat_line(i) for i in range(3)]))
+    results = tmp_path / "results.jsonl"
+    env = {"MISTRAL_API_KEY": server.key, "ALIZE_URL": server.url}
+    submitted = alize("batch", "submit", str(source), "--model", MODEL, "-o", str(results), env=env)
+    job_id = submitted.stdout.strip()
+    assert "SUCCESS" in submitted.stderr and "3/3" in submitted.stderr, submitted.stderr
+    assert sorted(json.loads(line)["custom_id"] for line in results.read_text().splitlines()) == ["q0", "q1", "q2"]
+    status = alize("batch", "status", job_id, env=env)
+    assert "SUCCESS" in status.stdout and "3/3 done" in status.stdout
+    downloaded = alize("batch", "download", job_id, env=env)
+    assert downloaded.stdout == results.read_text()
+    cancelled = alize("batch", "cancel", job_id, env=env)
+    assert "SUCCESS" in cancelled.stdout  # a finished job stays as it is
+    queued = alize("batch", "submit", str(source), "--model", MODEL, "--no-wait", env=env).stdout.strip()
+    assert len(queued) == 36
