@@ -114,5 +114,11 @@ class EngineFailure(AlizeError):
     type = "engine_error"
 
 
+class StorageError(AlizeError):
+    """Stored bytes are damaged or missing (a disk or an operator's fault, not the client's)."""
+
+    type = "storage_error"
+
+
 class ConfigError(AlizeError):
     """A configuration file or setting is wrong; raised at start-up, never per request."""

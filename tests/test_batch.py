@@ -234,3 +234,31 @@ def test_cli_submit_status_download_cancel(server, tmp_path):
     assert "SUCCESS" in cancelled.stdout  # a finished job stays as it is
     queued = alize("batch", "submit", str(source), "--model", MODEL, "--no-wait", env=env).stdout.strip()
     assert len(queued) == 36
+
+
+def test_a_job_whose_input_file_is_deleted_fails_with_the_reason(http):
+    ahead = http.post("/v1/batch/jobs", json={"requests": [chat_line(i, max_tokens=16) for i in range(6)],
+                                              "model": MODEL, "endpoint": "/v1/chat/completions"}).json()
+    file_id = upload(http, jsonl([chat_line(0)]))
+    job = http.post("/v1/batch/jobs", json={"input_files": [file_id], "model": MODEL,
+                                            "endpoint": "/v1/chat/completions"}).json()
+    assert http.delete(f"/v1/files/{file_id}").status_code == 200  # while the job waits its turn
+    done = wait_job(http, job["id"])
+    assert done["status"] == "FAILED" and done["completed_requests"] == 0, done
+    assert any(file_id in e["message"] for e in done["errors"])
+    assert wait_job(http, ahead["id"])["status"] == "SUCCESS"
+
+
+def test_a_spent_budget_fails_lines_instead_of_overspending(server):
+    # a line costs at most (prompt + 4) tokens at half price; the budget fits about two
+    per_line = (40 * 150_000 + 4 * 200_000) // 2
+    key = create_key(server, budget_eur=2.5 * per_line / 1e9)
+    with server.client(key["secret"]) as http:
+        job = http.post("/v1/batch/jobs", json={"requests": [chat_line(i) for i in range(6)], "model": MODEL,
+                                                "endpoint": "/v1/chat/completions"}).json()
+        done = wait_job(http, job["id"])
+        assert done["status"] == "SUCCESS" and 1 <= done["succeeded_requests"] < 6, done
+        errors = file_lines(http, done["error_file"])
+    assert all(e["response"]["status_code"] == 429 and "budget" in e["error"]["message"] for e in errors)
+    rows = [r for r in usage_rows(sqlite_url(server)) if r.id.startswith(f"batch-{job['id'][:8]}-")]
+    assert len(rows) == 6 and sum(r.cost_nano for r in rows) <= 2.5 * per_line

@@ -1,7 +1,7 @@
 """Decides what runs each step: admits waiting sequences into free KV slots and builds
 one batch of at most `token_budget` tokens: one decode token per running sequence,
-then prompt chunks (chunked prefill) with what budget is left. Interactive requests go
-before background ones (batch jobs) at both points. Pure Python."""
+then prompt chunks (chunked prefill) with what budget is left. Interactive requests are
+admitted first, and background ones (batch jobs) mostly wait while they run. Pure Python."""
 
 from collections import deque
 
@@ -18,9 +18,13 @@ def min_copy_tokens(context_per_sequence: int) -> int:
     return max(16, context_per_sequence // 512)
 
 
+# While interactive requests run, background sequences run one step in this many.
+BACKGROUND_SHARE = 8
+
+
 class Scheduler:
     def __init__(self, max_sequences: int, token_budget: int, queue_timeout_s: float = float("inf"),
-                 min_copy: int = 32):
+                 min_copy: int = 32, background_share: int = BACKGROUND_SHARE):
         self.token_budget = token_budget
         self.min_copy = min_copy
         self.max_sequences = max_sequences
@@ -28,6 +32,8 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.slots = SlotCache(max_sequences)
+        self.background_share = background_share
+        self._deferred_steps = 0
 
     @property
     def has_work(self) -> bool:
@@ -114,24 +120,41 @@ class Scheduler:
         """Waiting sequences that have waited longer than the queue timeout."""
         return [s for s in self.waiting if now - s.arrived_at > self.queue_timeout_s]
 
+    def _cutoff(self) -> int | None:
+        """The lowest priority (highest number) that may run this step; None: every one.
+        While interactive sequences run, background ones (batch jobs) sit out, except one
+        step in `background_share` so that they still progress; never in a step that
+        prefills an interactive prompt, whose time to first token they would lengthen."""
+        if not self.running:
+            return None
+        top = min(s.request.priority for s in self.running)
+        if all(s.request.priority == top for s in self.running):
+            return None
+        if any(s.is_prefilling and s.request.priority == top for s in self.running):
+            return top
+        self._deferred_steps += 1
+        if self._deferred_steps < self.background_share:
+            return top
+        self._deferred_steps = 0
+        return None
+
     def schedule(self) -> tuple[list[Sequence], list[BatchItem]]:
+        """One token for every decoding sequence, then prompt chunks with the budget left,
+        for the sequences whose priority runs this step (_cutoff)."""
         self._admit()
+        cutoff = self._cutoff()
+        runs = [s for s in self.running if cutoff is None or s.request.priority <= cutoff]
         seqs: list[Sequence] = []
         items: list[BatchItem] = []
         budget = self.token_budget
-        # decode: one token for every sequence past its prompt
-        for seq in self.running:
+        for seq in runs:
             if not seq.is_prefilling and budget > 0:
                 pos = seq.num_context_tokens - 1
                 items.append(BatchItem(seq.slot, [seq.output_tokens[-1]], pos, True))
                 seqs.append(seq)
                 budget -= 1
-        # prefill: prompt chunks with the budget that is left, by priority; background
-        # prompts wait for a step without interactive prefill, which they would slow down
-        prefilling = sorted((s for s in self.running if s.is_prefilling), key=lambda s: s.request.priority)
-        first_priority = prefilling[0].request.priority if prefilling else 0
-        for seq in prefilling:
-            if budget > 0 and seq.request.priority == first_priority:
+        for seq in sorted((s for s in runs if s.is_prefilling), key=lambda s: s.request.priority):
+            if budget > 0:
                 start = seq.num_prefilled
                 chunk = seq.request.prompt_tokens[start : start + budget]
                 is_last = start + len(chunk) == seq.num_prompt_tokens

@@ -9,6 +9,7 @@ second; the same renewal sees a cancellation request or the job's deadline."""
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,6 +23,7 @@ from alize.store import batches
 from alize.store.accounts import KeyInfo, get_key, utcnow
 from alize.store.batches import JobInfo, LineResult
 from alize.store.db import Database
+from alize.store.files import FileInfo
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class _Run:
 
 class BatchWorker:
     def __init__(self, db: Database, files: FileService, meter: Meter, runners: dict[str, LineRunner], *,
-                 owner: str, concurrency: int, price_factor: Decimal, cache_scope: object):
+                 owner: str, concurrency: int, price_factor: Decimal, cache_scope: Callable[[str], str | None]):
         self.db = db
         self.files = files
         self.meter = meter
@@ -51,7 +53,7 @@ class BatchWorker:
         self.owner = owner
         self.concurrency = concurrency
         self.price_factor = price_factor
-        self.cache_scope = cache_scope  # Callable[[str], str | None]: a key's prefix-cache scope
+        self.cache_scope = cache_scope  # a key's prefix-cache scope
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -158,7 +160,7 @@ class BatchWorker:
     def _call(self, run: _Run, line: Line) -> Call:
         endpoint = run.job.endpoint.removeprefix("/v1/").replace("/", ".")
         return Call(self.meter, endpoint, id=line_id(run.job.id, line.index), key=run.key,
-                    cache_scope=self.cache_scope(run.key.id), priority=BACKGROUND,  # type: ignore[operator]
+                    cache_scope=self.cache_scope(run.key.id), priority=BACKGROUND,
                     price_factor=self.price_factor, held=True)
 
     async def _answer(self, run: _Run, line: Line,
@@ -195,14 +197,19 @@ class BatchWorker:
 
     async def _finish(self, job: JobInfo, status: str, failure: str | None = None) -> None:
         """Writes the output and error files from the answered lines, then ends the job."""
-        produced = []
-        for failed, sample_type in ((False, "batch_result"), (True, "batch_error")):
-            texts = await asyncio.to_thread(lambda f=failed: list(batches.outputs(self.db, job.id, f)))
-            file_id = str(uuid.uuid5(RESULT_NAMESPACE, f"{job.id}:{sample_type}"))
-            info = await self.files.produce(job.workspace_id, file_id, f"{job.id}_{sample_type}.jsonl",
-                                            sample_type, texts) if texts else None
-            produced.append(info)
-        output, errors = produced
+        output = await self._result_file(job, "batch_result", failed=False)
+        errors = await self._result_file(job, "batch_error", failed=True)
+        produced = [output, errors]
         await asyncio.to_thread(batches.finish, self.db, job.id, self.owner, status, utcnow(),
                                 [f for f in produced if f is not None], output.id if output else None,
                                 errors.id if errors else None, failure)
+
+    async def _result_file(self, job: JobInfo, sample_type: str, failed: bool) -> FileInfo | None:
+        """The job's answered (or failed) lines as a file; its id follows from the job's, so
+        finishing again after a crash rewrites the same file."""
+        texts = await asyncio.to_thread(lambda: list(batches.outputs(self.db, job.id, failed)))
+        if not texts:
+            return None
+        file_id = str(uuid.uuid5(RESULT_NAMESPACE, f"{job.id}:{sample_type}"))
+        return await self.files.produce(job.workspace_id, file_id, f"{job.id}_{sample_type}.jsonl", sample_type,
+                                        texts)

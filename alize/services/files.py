@@ -4,9 +4,9 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
-from alize.errors import InvalidRequest, NotFound, PayloadTooLarge
+from alize.errors import InvalidRequest, NotFound, PayloadTooLarge, StorageError
 from alize.store import files as file_store
-from alize.store.blobs import BlobStore
+from alize.store.blobs import BlobCorrupted, BlobStore
 from alize.store.db import Database
 from alize.store.files import FileInfo
 
@@ -61,7 +61,10 @@ class FileService:
 
     def content(self, workspace_id: str, file_id: str) -> bytes:
         info = self.get(workspace_id, file_id)
-        return self.blobs.get(info.id, info.sha256)
+        try:
+            return self.blobs.get(info.id, info.sha256)
+        except (BlobCorrupted, FileNotFoundError) as exc:
+            raise StorageError(f"The bytes of file {file_id} are damaged or missing") from exc
 
     def delete(self, workspace_id: str, file_id: str) -> None:
         if not file_store.remove(self.db, workspace_id, file_id):

@@ -1,0 +1,62 @@
+"""The scheduler alone (pure Python, no model): batch work runs behind interactive work."""
+
+from alize.engine.params import BACKGROUND, INTERACTIVE, GenerationRequest, SamplingParams
+from alize.engine.scheduler import Scheduler
+from alize.engine.sequence import Sequence
+
+
+def sequence(name: str, priority: int, prompt_len: int = 40) -> Sequence:
+    request = GenerationRequest(name, list(range(100, 100 + prompt_len)), SamplingParams(max_tokens=8),
+                                priority=priority)
+    return Sequence(request, sink=lambda event: None, assembler=None)  # type: ignore[arg-type]
+
+
+def decode_once(scheduler: Scheduler) -> list[str]:
+    """Runs one step as the engine would (prompt chunks done, one token out); returns who ran."""
+    seqs, items = scheduler.schedule()
+    for seq, item in zip(seqs, items, strict=True):
+        if seq.is_prefilling:
+            seq.num_prefilled += len(item.tokens)
+            if not seq.is_prefilling:
+                seq.output_tokens.append(7)
+        else:
+            seq.output_tokens.append(7)
+    return [s.request_id for s in seqs]
+
+
+def test_interactive_requests_are_admitted_first():
+    scheduler = Scheduler(max_sequences=2, token_budget=512)
+    for name, priority in (("batch-1", BACKGROUND), ("batch-2", BACKGROUND), ("chat", INTERACTIVE)):
+        scheduler.add(sequence(name, priority))
+    assert decode_once(scheduler) == ["chat"]  # the interactive one took a slot first, and prefills alone
+    assert {s.request_id for s in scheduler.running} == {"chat", "batch-1"}
+    assert [s.request_id for s in scheduler.waiting] == ["batch-2"]
+
+
+def test_background_work_gets_one_step_in_share_while_interactive_work_runs():
+    scheduler = Scheduler(max_sequences=4, token_budget=512, background_share=3)
+    scheduler.add(sequence("batch", BACKGROUND))
+    assert decode_once(scheduler) == ["batch"]  # prefill: alone, it runs every step
+    assert decode_once(scheduler) == ["batch"]
+    scheduler.add(sequence("chat", INTERACTIVE))
+    assert decode_once(scheduler) == ["chat"]  # prefilling an interactive prompt: batch sits out
+    ran = [decode_once(scheduler) for _ in range(6)]
+    assert ran == [["chat"], ["chat"], ["batch", "chat"]] * 2  # one step in three
+    scheduler.add(sequence("chat-2", INTERACTIVE))
+    scheduler.add(sequence("batch-2", BACKGROUND))
+    assert decode_once(scheduler) == ["chat", "chat-2"]  # never in a step that prefills chat-2
+    assert decode_once(scheduler) == ["chat", "chat-2"]  # (which does not count among the three)
+    assert decode_once(scheduler) == ["chat", "chat-2"]
+    assert decode_once(scheduler) == ["batch", "chat", "chat-2", "batch-2"]  # its turn: decode and prompt
+    for seq in [s for s in scheduler.running if s.request.priority == INTERACTIVE]:
+        scheduler.deallocate(seq)
+    assert decode_once(scheduler) == ["batch", "batch-2"]  # interactive work gone: every step again
+    assert decode_once(scheduler) == ["batch", "batch-2"]
+
+
+def test_one_priority_alone_is_scheduled_as_before():
+    scheduler = Scheduler(max_sequences=4, token_budget=64)
+    for name in ("a", "b", "c"):
+        scheduler.add(sequence(name, INTERACTIVE, prompt_len=40))
+    assert decode_once(scheduler) == ["a", "b"]  # 40 + 24 prompt tokens fill the budget
+    assert decode_once(scheduler) == ["a", "b", "c"]
