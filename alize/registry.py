@@ -35,6 +35,11 @@ class Backend(BaseModel):
     default_repetition_penalty: float = Field(default=1.0, gt=0, le=10)
     # Used when a request sets no max_tokens; None: until the context is full.
     default_max_tokens: int | None = Field(default=None, gt=0)
+    # A Jinja chat template file (relative to this config) to use instead of the model file's.
+    chat_template: str | None = None
+    # How prompts are written: "auto" uses Mistral's own tokenizer (mistral-common) for a
+    # Mistral-family model whose vocabulary it matches, and the chat template otherwise.
+    prompt_format: Literal["auto", "template", "mistral-common"] = "auto"
 
 
 class ServedModel(BaseModel):
@@ -125,6 +130,17 @@ class Registry:
             return self._entries[model_id]
         except KeyError:
             raise ModelNotFound(f"Invalid model: {model_id}", param="model") from None
+
+    def chat_template(self, backend: Backend) -> str | None:
+        """The backend's own chat template file, if it names one."""
+        if backend.chat_template is None:
+            return None
+        path = Path(backend.chat_template).expanduser()
+        path = path if path.is_absolute() else self.base_dir / path
+        try:
+            return path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"chat template {path} for backend {backend.name!r}: {exc}") from exc
 
     def resolve_path(self, backend: Backend) -> Path:
         """The local file (or folder) holding a backend's weights."""

@@ -5,13 +5,19 @@ from pathlib import Path
 from alize.engine.chat_template import ChatTemplate
 from alize.engine.client import AsyncEngine
 from alize.engine.core import EngineCore
+from alize.engine.mistral_prompt import MistralPrompt
 from alize.engine.params import EngineConfig
 from alize.engine.runner import LlamaRunner
 from alize.engine.scheduler import Scheduler, min_copy_tokens
+from alize.errors import ConfigError
 
 
 class ChatModel:
-    def __init__(self, name: str, path: Path, config: EngineConfig):
+    def __init__(self, name: str, path: Path, config: EngineConfig, template: str | None = None,
+                 prompt_format: str = "auto"):
+        """`template` replaces the file's chat template; `prompt_format` "auto" writes
+        prompts in Mistral's format when mistral-common has the model's own tokenizer,
+        "template" always uses the chat template, "mistral-common" requires Mistral's."""
         self.name = name
         self.config = config
         self.runner = LlamaRunner(path, config)
@@ -20,8 +26,12 @@ class ChatModel:
         eos = self.runner.special_token("eos")
         self.bos_text = self._text(bos)
         self.template = ChatTemplate(
-            self.runner.metadata("tokenizer.chat_template"), self.bos_text, self._text(eos)
+            template or self.runner.metadata("tokenizer.chat_template"), self.bos_text, self._text(eos)
         )
+        self.mistral = MistralPrompt.detect(self.runner) if prompt_format != "template" else None
+        if prompt_format == "mistral-common" and self.mistral is None:
+            self.runner.close()
+            raise ConfigError(f"{name}: mistral-common has no tokenizer matching this model's vocabulary")
         self.fim_tokens = tuple(self.runner.special_token(n) for n in ("fim_pre", "fim_suf", "fim_mid"))
         scheduler = Scheduler(config.max_sequences, config.batch_tokens, config.queue_timeout_s,
                               min_copy_tokens(config.context_per_sequence))
@@ -33,6 +43,13 @@ class ChatModel:
         if token < 0:
             return ""
         return self.runner.token_bytes(token, special=True).decode("utf-8", errors="replace")
+
+    @property
+    def tool_style(self) -> str:
+        """How the model is shown tools and writes calls (engine.grammar.CALL_STYLES)."""
+        if self.mistral is not None:
+            return "mistral"
+        return self.template.tool_style or "generic"
 
     @property
     def has_fim_tokens(self) -> bool:

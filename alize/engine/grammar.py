@@ -104,10 +104,22 @@ def _literal(text: str) -> str:
     return json.dumps(json.dumps(text))  # a GBNF string literal of the JSON string "text"
 
 
-def tool_calls_gbnf(functions: list[tuple[str, dict[str, Any]]], parallel: bool, allow_text: bool) -> str:
-    """The grammar of a JSON array of calls [{"name": ..., "arguments": {...}}, ...] to the
-    given functions, each call's arguments following that function's parameters schema;
-    with allow_text, plain text (anything not starting with "[") is allowed instead."""
+# How each tool-call style wraps its calls: (before the first, between two, after the last,
+# the first character a text answer may not start with). A call is always the object
+# {"name": ..., "arguments": {...}}.
+CALL_STYLES = {
+    "generic": ('"[" space', '"," space', '"]" space', "["),
+    "mistral": ('"[TOOL_CALLS]" space "[" space', '"," space', '"]" space', "["),
+    "hermes": (r'"<tool_call>\n"', r'"\n</tool_call>\n<tool_call>\n"', r'"\n</tool_call>"', "<"),
+}
+
+
+def tool_calls_gbnf(functions: list[tuple[str, dict[str, Any]]], parallel: bool, allow_text: bool,
+                    style: str = "generic") -> str:
+    """The grammar of one or more calls to the given functions, in the style's wrapping
+    (CALL_STYLES), each call's arguments following that function's parameters schema;
+    with allow_text, plain text (not starting like a call) is allowed instead."""
+    before, between, after, opener = CALL_STYLES[style]
     converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     calls = []
     for i, (name, parameters) in enumerate(functions):
@@ -119,11 +131,11 @@ def tool_calls_gbnf(functions: list[tuple[str, dict[str, Any]]], parallel: bool,
             rf'"{{" space "\"name\"" space ":" space {_literal(name)} space "," space '
             rf'"\"arguments\"" space ":" space {args_rule} "}}" space'))
     call = converter._add_rule("call", " | ".join(calls))
-    more = f' ("," space {call})*' if parallel else ""
-    array = converter._add_rule("calls", f'"[" space {call}{more} "]" space')
+    more = f" ({between} {call})*" if parallel else ""
+    wrapped = converter._add_rule("calls", f"{before} {call}{more} {after}")
     if allow_text:
-        text = converter._add_rule("text", r"[^\x5B\x00] [^\x00]*")
-        converter._add_rule("root", f"{array} | {text}")
+        text = converter._add_rule("text", rf"[^\x{ord(opener):02X}\x00] [^\x00]*")
+        converter._add_rule("root", f"{wrapped} | {text}")
     else:
-        converter._add_rule("root", array)
+        converter._add_rule("root", wrapped)
     return _strict(converter.format_grammar())

@@ -1,12 +1,10 @@
 """POST /v1/chat/completions as a use case: messages in, completion or chunks out."""
 
-import re
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from alize.errors import FunctionCallError, InvalidRequest, MessageOrderError, Unsupported
+from alize.errors import InvalidRequest
 from alize.protocol.chat import (
-    AssistantMessage,
     ChatChoice,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -14,9 +12,6 @@ from alize.protocol.chat import (
     ChatMessageOut,
     ChunkChoice,
     DeltaMessage,
-    SystemMessage,
-    ToolMessage,
-    UserMessage,
 )
 from alize.protocol.common import PromptTokensDetails, UsageInfo
 from alize.services.generation import (
@@ -30,115 +25,29 @@ from alize.services.generation import (
 )
 from alize.services.metering import Call
 from alize.services.models import ModelHub
+from alize.services.prompts import add_system, conversation, prompt_tokens
 from alize.services.sampling import SamplingFields, build_params, pick_seed
 from alize.services.structured import response_grammar
-from alize.services.tools import ToolPlan, parse_calls, plan_tools, render_calls
-
-CALL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
+from alize.services.tools import ToolPlan, parse_calls, plan_tools
 
 T = TypeVar("T")
-
-# The system prompt Mistral's API prepends when safe_prompt is true.
-SAFE_PROMPT = (
-    "Always assist with care, respect, and truth. Respond with utmost utility yet securely. "
-    "Avoid harmful, unethical, prejudiced, or negative content. "
-    "Ensure replies promote fairness and positivity."
-)
-
-
-def content_text(content: str | list[dict[str, Any]] | None, where: str) -> str:
-    """The text of a message's content; non-text chunks need a capability we lack."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    parts = []
-    for chunk in content:
-        kind = chunk.get("type", "text" if "text" in chunk else None)  # "type" defaults to text
-        if kind == "text" and isinstance(chunk.get("text"), str):
-            parts.append(chunk["text"])
-        elif kind == "thinking" and isinstance(chunk.get("thinking"), list):
-            parts.append(content_text(chunk["thinking"], where))
-        elif kind == "text":
-            raise InvalidRequest(f"{where}: a text chunk needs a string 'text'", param="messages")
-        else:
-            raise Unsupported(f"{where}: content chunks of type {kind!r} are not supported by "
-                              "this model (text only)", param="messages")
-    return "".join(parts)
-
-
-def _check_order(request: ChatCompletionRequest) -> None:
-    for before, after in zip(request.messages, request.messages[1:], strict=False):
-        if isinstance(before, ToolMessage) and isinstance(after, UserMessage):
-            raise MessageOrderError("Unexpected role 'user' after role 'tool'", param="messages")
-    for i, message in enumerate(request.messages):
-        calls = message.tool_calls or [] if isinstance(message, AssistantMessage) else []
-        ids = [c.id for c in calls] + ([message.tool_call_id] if isinstance(message, ToolMessage) else [])
-        for call_id in ids:
-            if call_id is not None and call_id != "null" and not CALL_ID.match(call_id):
-                raise FunctionCallError(f"messages[{i}]: tool call id {call_id!r} is not 9 letters or digits",
-                                        param="messages")
-    last = request.messages[-1]
-    if isinstance(last, UserMessage | ToolMessage):
-        return
-    if isinstance(last, AssistantMessage) and last.prefix:
-        return
-    raise MessageOrderError(
-        f"Expected last role User or Tool (or Assistant with prefix True) for serving but got {last.role}",
-        param="messages")
-
-
-def render_messages(request: ChatCompletionRequest) -> tuple[list[dict[str, str]], str]:
-    """Template messages, and the assistant prefix the model must continue (or '')."""
-    _check_order(request)
-    messages: list[dict[str, str]] = []
-    prefix = ""
-    for i, message in enumerate(request.messages):
-        where = f"messages[{i}]"
-        if isinstance(message, SystemMessage):
-            messages.append({"role": "system", "content": content_text(message.content, where)})
-        elif isinstance(message, UserMessage):
-            messages.append({"role": "user", "content": content_text(message.content, where)})
-        elif isinstance(message, ToolMessage):
-            messages.append({"role": "tool", "content": content_text(message.content, where)})
-        elif message.prefix:
-            prefix = content_text(message.content, where)
-        else:
-            text = content_text(message.content, where)
-            if message.tool_calls:
-                text = (text + "\n" if text else "") + render_calls(message.tool_calls)
-            messages.append({"role": "assistant", "content": text})
-    if request.safe_prompt:
-        if messages and messages[0]["role"] == "system":
-            messages[0]["content"] = SAFE_PROMPT + "\n\n" + messages[0]["content"]
-        else:
-            messages.insert(0, {"role": "system", "content": SAFE_PROMPT})
-    return messages, prefix
-
-
-def _add_system(messages: list[dict[str, str]], text: str) -> None:
-    """Appends an instruction to the system message (one is created if there is none)."""
-    if messages and messages[0]["role"] == "system":
-        messages[0]["content"] = (messages[0]["content"] + "\n\n" + text).strip()
-    else:
-        messages.insert(0, {"role": "system", "content": text})
-
 
 class ChatService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
     def prepare(self, request: ChatCompletionRequest, call: Call | None = None) -> tuple[Prepared, str]:
+        entry, model = self.hub.chat_model(request.model)
         grammar, instruction = response_grammar(request.response_format)
-        plan = plan_tools(request)
+        plan = plan_tools(request, model.tool_style)
         if plan is not None and grammar is not None:
             raise InvalidRequest("tools and a JSON response_format cannot be combined", param="response_format")
         if plan is not None:
             grammar, instruction = plan.grammar, plan.instruction
-        entry, model = self.hub.chat_model(request.model)
-        messages, prefix = render_messages(request)
+        messages, prefix = conversation(request)
         if instruction:
-            _add_system(messages, instruction)
-        prompt = model.template.render(messages, add_generation_prompt=True) + prefix
-        tokens = model.tokenize_prompt(prompt)
+            add_system(messages, instruction)
+        tokens = prompt_tokens(model, messages, plan, prefix)
         fields = SamplingFields(
             temperature=request.temperature,
             top_p=request.top_p,
@@ -217,8 +126,9 @@ class ChatService:
 
 
 class _HeldText:
-    """Streaming with tools: an answer that starts with "[" may be tool calls, which are
-    sent whole in one delta when the answer ends; any other answer streams as text."""
+    """Streaming with tools: an answer that starts like calls ("[", or "<" for <tool_call>)
+    may be tool calls, which are sent whole in one delta when the answer ends; any other
+    answer streams as text."""
 
     def __init__(self, tools: ToolPlan | None):
         self.tools = tools
@@ -233,7 +143,8 @@ class _HeldText:
         if not start:
             return ""
         if self.mode == "undecided":
-            self.mode = "calls" if start.startswith("[") else "text"
+            assert self.tools is not None
+            self.mode = "calls" if start.startswith(self.tools.opener) else "text"
         if self.mode == "text":
             out, self.buffer = self.buffer, ""
             return out

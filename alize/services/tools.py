@@ -1,9 +1,12 @@
 """Function calling: tools offered in the prompt, calls forced or allowed by a grammar,
 and the model's JSON turned into tool_calls.
 
-The built-in model knows no tool format, so Alizé uses one generic convention for every
-model: the system prompt lists the functions (name, description, parameters) and a call
-is a JSON array [{"name": ..., "arguments": {...}}]. The grammar guarantees that a call
+A model is shown tools the way it was trained to see them, when Alizé knows that way:
+Mistral's own format (mistral-common) for Mistral-family models, or a chat template that
+presents tools itself and writes calls as Hermes/Qwen's <tool_call> blocks or Mistral's
+[TOOL_CALLS]. Other models (the built-in SmolLM2) get one generic convention: the system
+prompt lists the functions (name, description, parameters) and a call is a JSON array
+[{"name": ..., "arguments": {...}}]. In every style the grammar guarantees that a call
 names a function offered and that its arguments follow that function's parameters."""
 
 import json
@@ -13,7 +16,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from alize.engine.grammar import tool_calls_gbnf
+from alize.engine.grammar import CALL_STYLES, tool_calls_gbnf
 from alize.errors import InvalidRequest
 from alize.protocol.chat import ChatCompletionRequest
 from alize.services.structured import check_json_schema, grammar_errors
@@ -30,8 +33,15 @@ def new_call_id() -> str:
 @dataclass(frozen=True)
 class ToolPlan:
     grammar: str
-    instruction: str
+    instruction: str  # for the system prompt (generic style); "" when the prompt format shows tools
     names: tuple[str, ...]
+    style: str = "generic"  # engine.grammar.CALL_STYLES
+    tools: tuple[dict[str, Any], ...] = ()  # the offered tools, as the prompt format takes them
+
+    @property
+    def opener(self) -> str:
+        """How an answer that is calls begins (an answer otherwise streams as text)."""
+        return CALL_STYLES[self.style][3]
 
 
 def _functions(tools: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -77,7 +87,7 @@ def _chosen(choice: str | dict[str, Any] | None, names: list[str]) -> tuple[list
                          param="tool_choice")
 
 
-def plan_tools(request: ChatCompletionRequest) -> ToolPlan | None:
+def plan_tools(request: ChatCompletionRequest, style: str = "generic") -> ToolPlan | None:
     if not request.tools:
         if isinstance(request.tool_choice, dict) or request.tool_choice in ("any", "required"):
             raise InvalidRequest("tool_choice needs tools", param="tool_choice")
@@ -90,21 +100,34 @@ def plan_tools(request: ChatCompletionRequest) -> ToolPlan | None:
     offered = [f for f in functions if f[0] in names]
     parallel = request.parallel_tool_calls is not False
     with grammar_errors("tools"):
-        grammar = tool_calls_gbnf([(name, params) for name, _, params in offered], parallel, allow_text=not forced)
+        grammar = tool_calls_gbnf([(name, params) for name, _, params in offered], parallel,
+                                  allow_text=not forced, style=style)
+    tools = tuple({"type": "function", "function": {"name": n, "description": d, "parameters": p}}
+                  for n, d, p in offered)
+    if style != "generic":
+        return ToolPlan(grammar, "", tuple(names), style, tools)
     listing = json.dumps([{"name": n, "description": d, "parameters": p} for n, d, p in offered], ensure_ascii=False)
     how = ('To call functions, answer with only a JSON array of calls, like '
            '[{"name": "function_name", "arguments": {"argument": "value"}}].')
     rule = "You must call a function." if forced else "If no function is needed, answer normally."
-    return ToolPlan(grammar, f"You can call these functions:\n{listing}\n{how} {rule}", tuple(names))
+    return ToolPlan(grammar, f"You can call these functions:\n{listing}\n{how} {rule}", tuple(names), style, tools)
+
+
+HERMES_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
 def parse_calls(text: str, plan: ToolPlan) -> list[dict[str, Any]] | None:
     """The tool calls in a model's answer, or None when it answered with text."""
-    stripped = text.strip()
-    if not stripped.startswith("["):
-        return None
+    stripped = text.strip().removeprefix("[TOOL_CALLS]").strip()
     try:
-        calls = json.loads(stripped)
+        if plan.style == "hermes":
+            if not stripped.startswith("<tool_call>"):
+                return None
+            calls = [json.loads(body) for body in HERMES_CALL.findall(stripped)]
+        elif stripped.startswith("["):
+            calls = json.loads(stripped)
+        else:
+            return None
     except json.JSONDecodeError:
         return None  # cut short (max_tokens): left as text, with its finish reason
     if not isinstance(calls, list) or not calls:
@@ -117,18 +140,3 @@ def parse_calls(text: str, plan: ToolPlan) -> list[dict[str, Any]] | None:
                     "function": {"name": call["name"],
                                  "arguments": json.dumps(call.get("arguments", {}), ensure_ascii=False)}})
     return out
-
-
-def render_calls(tool_calls: list[Any]) -> str:
-    """An assistant message's tool_calls, in the convention the model is taught."""
-    calls = []
-    for call in tool_calls:
-        arguments = call.function.arguments
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except json.JSONDecodeError:
-                raise InvalidRequest(f"tool call {call.function.name!r}: arguments are not valid JSON",
-                                     param="messages") from None
-        calls.append({"name": call.function.name, "arguments": arguments})
-    return json.dumps(calls, ensure_ascii=False)
