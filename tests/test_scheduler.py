@@ -15,6 +15,8 @@ def decode_once(scheduler: Scheduler) -> list[str]:
     """Runs one step as the engine would (prompt chunks done, one token out); returns who ran."""
     seqs, items = scheduler.schedule()
     for seq, item in zip(seqs, items, strict=True):
+        seq.sampler = seq.sampler or object()  # started (the engine makes its sampler chain)
+        seq.num_kv_tokens += len(item.tokens)
         if seq.is_prefilling:
             seq.num_prefilled += len(item.tokens)
             if not seq.is_prefilling:
@@ -60,3 +62,4 @@ def test_one_priority_alone_is_scheduled_as_before():
         scheduler.add(sequence(name, INTERACTIVE, prompt_len=40))
     assert decode_once(scheduler) == ["a", "b"]  # 40 + 24 prompt tokens fill the budget
     assert decode_once(scheduler) == ["a", "b", "c"]
+
