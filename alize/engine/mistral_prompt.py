@@ -64,12 +64,13 @@ class MistralPrompt:
 
     @classmethod
     def detect(cls, runner: LlamaRunner) -> "MistralPrompt | None":
-        data = _data_dir()
+        names = TOKENIZER_FILES.get(runner.n_vocab, ())
+        data = _data_dir() if names else None  # mistral-common is imported only for a candidate
         if data is None:
             return None
         from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-        for name in TOKENIZER_FILES.get(runner.n_vocab, ()):
+        for name in names:
             tokenizer = MistralTokenizer.from_file(str(data / name))
             if matches(tokenizer, runner):
                 log.info("prompts in Mistral's format (mistral-common, %s)", name)
