@@ -4,6 +4,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from alize.store.db import Database
 from tests.server import Server, start_server
 
 
@@ -32,3 +33,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
     with database_url(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A migrated store on each kind of database."""
+    database = Database(db_url)
+    database.migrate()
+    yield database
+    database.close()

@@ -46,14 +46,6 @@ class ScriptedRunner:
 
 
 @pytest.fixture
-def db(db_url):
-    database = Database(db_url)
-    database.migrate()
-    yield database
-    database.close()
-
-
-@pytest.fixture
 def key(db):
     info, _ = accounts.create_key(db, NewKey("batch-store"))
     return info

@@ -14,14 +14,6 @@ from tests.databases import postgres_database
 from tests.server import alize
 
 
-@pytest.fixture
-def db(db_url):
-    database = Database(db_url)
-    database.migrate()
-    yield database
-    database.close()
-
-
 def _all_text(db: Database) -> str:
     """Every value of every table, as text: where a leaked secret would show."""
     parts = []
