@@ -8,16 +8,10 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alize.services.metering import CLIENT_CLOSED, Call
+from alize.services.metering import CLIENT_CLOSED, ENDPOINT_NAMES, Call
 
 log = logging.getLogger(__name__)
 
-METERED_PATHS = {
-    "/v1/chat/completions": "chat.completions",
-    "/v1/fim/completions": "fim.completions",
-    "/v1/completions": "completions",
-    "/v1/embeddings": "embeddings",
-}
 SCOPE_KEY = "alize.call"
 
 
@@ -30,7 +24,7 @@ class Metering:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = METERED_PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        endpoint = ENDPOINT_NAMES.get(scope.get("path", "")) if scope["type"] == "http" else None
         if endpoint is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return

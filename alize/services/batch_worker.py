@@ -18,7 +18,7 @@ from alize.engine.params import BACKGROUND
 from alize.errors import AlizeError, EngineFailure, Overloaded, TooManyRequests
 from alize.services.batch_lines import Line, LineRunner, line_id, output_line, read_lines
 from alize.services.files import FileService
-from alize.services.metering import Call, Meter
+from alize.services.metering import ENDPOINT_NAMES, Call, Meter
 from alize.store import batches
 from alize.store.accounts import KeyInfo, get_key, utcnow
 from alize.store.batches import JobInfo, LineResult
@@ -158,8 +158,7 @@ class BatchWorker:
         await call.record_with(status, lambda usage: batches.complete_line(self.db, run.job.id, result, usage))
 
     def _call(self, run: _Run, line: Line) -> Call:
-        endpoint = run.job.endpoint.removeprefix("/v1/").replace("/", ".")
-        return Call(self.meter, endpoint, id=line_id(run.job.id, line.index), key=run.key,
+        return Call(self.meter, ENDPOINT_NAMES[run.job.endpoint], id=line_id(run.job.id, line.index), key=run.key,
                     cache_scope=self.cache_scope(run.key.id), priority=BACKGROUND,
                     price_factor=self.price_factor, held=True)
 

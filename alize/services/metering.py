@@ -29,6 +29,13 @@ from alize.store.db import Database
 log = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499  # the client went away before the answer ended (nginx's code)
+# The metered paths and the endpoint name their usage records carry (batch lines too).
+ENDPOINT_NAMES = {
+    "/v1/chat/completions": "chat.completions",
+    "/v1/fim/completions": "fim.completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
 
 
 def nano_per_token(eur_per_1k_tokens: float) -> int:
