@@ -1,6 +1,8 @@
 """The error tree of Alizé. Lower layers raise these; the HTTP edge (api/errors.py)
 translates each into a status code and a Mistral-shaped JSON body, once."""
 
+from typing import Any
+
 
 class AlizeError(Exception):
     status_code = 500
@@ -30,6 +32,14 @@ class UnprocessableRequest(InvalidRequest):
     """The body does not match the endpoint's schema (422, as FastAPI answers)."""
 
     status_code = 422
+
+    @classmethod
+    def from_errors(cls, errors: list[Any]) -> "UnprocessableRequest":
+        """Named after the first of pydantic's errors (its location in the body)."""
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body")
+        message = f"Invalid request: {where}: {first['msg']}" if where else f"Invalid request: {first['msg']}"
+        return cls(message, param=where or None)
 
 
 class ContextOverflow(InvalidRequest):

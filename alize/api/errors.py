@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from alize.errors import AlizeError
+from alize.errors import AlizeError, UnprocessableRequest
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     errors = _clean(list(exc.errors()))
     if any(e["type"] == "json_invalid" for e in errors):
         return error_response(400, "The request body is not valid JSON", "invalid_request_error")
-    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-    where = ".".join(str(p) for p in first["loc"] if p != "body")
-    message = f"Invalid request: {where}: {first['msg']}" if where else f"Invalid request: {first['msg']}"
-    body = error_body(message, "invalid_request_error", where or None)
+    body = UnprocessableRequest.from_errors(errors).body()
     body["detail"] = errors
     return JSONResponse(body, status_code=422)
 

@@ -85,10 +85,7 @@ def _validated(schema: type[BaseModel], body: dict[str, Any]) -> Any:
     try:
         return schema.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UnprocessableRequest(f"Invalid request: {where}: {first['msg']}" if where
-                                   else f"Invalid request: {first['msg']}", param=where or None) from exc
+        raise UnprocessableRequest.from_errors(exc.errors()) from exc
 
 
 def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService) -> dict[str, LineRunner]:
