@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import defer
 
 from alize.store import usage as usage_store
 from alize.store.accounts import aware
@@ -61,13 +62,13 @@ class JobFilter:
     newest_first: bool = True
 
 
-def _info(row: BatchJob) -> JobInfo:
+def _info(row: BatchJob, with_requests: bool = True) -> JobInfo:
     return JobInfo(row.id, row.workspace_id, row.key_id, row.endpoint, row.model,
                    json.loads(row.metadata_json) if row.metadata_json else None, json.loads(row.input_files),
                    row.timeout_hours, aware(row.created_at) or row.created_at, row.status, row.total_requests,
                    row.succeeded_requests, row.failed_requests, aware(row.started_at), aware(row.completed_at),
                    row.output_file, row.error_file,
-                   row.failure, row.inline_requests)
+                   row.failure, row.inline_requests if with_requests else None)
 
 
 def add(db: Database, job: JobInfo) -> None:
@@ -101,11 +102,16 @@ def list_page(db: Database, workspace_id: str, page: int, page_size: int,
     if filters.created_after:
         query = query.where(BatchJob.created_at > filters.created_after)
     order = BatchJob.created_at.desc() if filters.newest_first else BatchJob.created_at.asc()
+    query = query.order_by(order, BatchJob.id).options(defer(BatchJob.inline_requests))  # not listed
     with db.session() as session:
-        rows = [_info(r) for r in session.scalars(query.order_by(order, BatchJob.id))]
-    if filters.metadata:  # a JSON column compared in Python: the same on SQLite and PostgreSQL
-        rows = [r for r in rows if all((r.metadata or {}).get(k) == v for k, v in filters.metadata)]
-    return rows[page * page_size: (page + 1) * page_size], len(rows)
+        if not filters.metadata:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.scalars(query.offset(page * page_size).limit(page_size))
+            return [_info(r, with_requests=False) for r in rows], total
+        # metadata is a JSON column, compared in Python: the same on SQLite and PostgreSQL
+        jobs = [_info(r, with_requests=False) for r in session.scalars(query)]
+    jobs = [j for j in jobs if all((j.metadata or {}).get(k) == v for k, v in filters.metadata)]
+    return jobs[page * page_size: (page + 1) * page_size], len(jobs)
 
 
 def error_counts(db: Database, job_ids: list[str]) -> dict[str, list[tuple[str, int]]]:
