@@ -9,6 +9,7 @@ from typing import Any
 
 from alize.errors import Forbidden, InvalidRequest, NotFound, Unsupported
 from alize.protocol.batch import BATCH_ENDPOINTS, SPEC_ENDPOINTS, BatchJobIn
+from alize.services.batch_lines import non_blank
 from alize.services.files import FileService
 from alize.services.models import ModelHub, may_use
 from alize.store import batches
@@ -75,7 +76,7 @@ class BatchService:
                 raise InvalidRequest(f"File {file_id} has purpose {info.purpose!r}; batch input files need "
                                      "purpose 'batch'", param="input_files")
             data = self.files.content(workspace_id, file_id)
-            total += sum(1 for raw in data.splitlines() if raw.strip())
+            total += sum(1 for _ in non_blank(data))
         return total
 
     def get(self, workspace_id: str, job_id: str) -> JobInfo:

@@ -36,15 +36,17 @@ def line_id(job_id: str, index: int) -> str:
     return f"batch-{job_id[:8]}-{index}-{job_id}"
 
 
+def non_blank(data: bytes) -> Iterator[bytes]:
+    """The lines of a JSONL file that count (blank lines are skipped)."""
+    return (raw for raw in data.splitlines() if raw.strip())
+
+
 def read_lines(inputs: Iterable[bytes], job_model: str | None) -> Iterator[Line]:
-    """The job's lines, numbered across its input files in order; blank lines are skipped."""
+    """The job's lines, numbered across its input files in order."""
     seen: set[str] = set()
-    index = 0
-    for data in inputs:
-        for raw in data.splitlines():
-            if raw.strip():
-                yield _parse(index, raw, job_model, seen)
-                index += 1
+    raws = (raw for data in inputs for raw in non_blank(data))
+    for index, raw in enumerate(raws):
+        yield _parse(index, raw, job_model, seen)
 
 
 def _parse(index: int, raw: bytes, job_model: str | None, seen: set[str]) -> Line:
