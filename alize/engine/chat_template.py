@@ -4,6 +4,7 @@ GGUF files carry the template their authors trained with (tokenizer.chat_templat
 it is rendered in a sandbox, as Hugging Face's tokenizers do."""
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,8 @@ from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from alize.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
 
 # Used when a GGUF file carries no template: ChatML, the most common format.
 CHATML_TEMPLATE = (
@@ -46,10 +49,12 @@ class ChatTemplate:
         env.filters["tojson"] = _tojson
         self.source = source or CHATML_TEMPLATE
         try:
-            self._template = env.from_string(self.source)
-            variables = meta.find_undeclared_variables(env.parse(self.source))
-        except jinja2.TemplateSyntaxError:
-            self._template, variables = env.from_string(CHATML_TEMPLATE), set()
+            parsed = env.parse(self.source)  # parsed once: compiled, and read for the variables it uses
+        except jinja2.TemplateSyntaxError as exc:
+            log.warning("the chat template does not parse (%s); using ChatML", exc)
+            parsed = env.parse(CHATML_TEMPLATE)
+        self._template = env.from_string(parsed)
+        variables = meta.find_undeclared_variables(parsed)
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.tool_style = self._tool_style(variables)
