@@ -10,6 +10,7 @@ from alize.api.deps import KeyDep, PlatformDep
 from alize.api.strict_json import StrictJSONRoute
 from alize.errors import InvalidRequest
 from alize.protocol.batch import BatchJobIn, Status
+from alize.services.platform import Platform
 from alize.store.batches import JobFilter, JobInfo
 
 router = APIRouter(route_class=StrictJSONRoute)
@@ -34,6 +35,10 @@ def job_out(job: JobInfo, errors: list[tuple[str, int]], outputs: list[dict[str,
         "succeeded_requests": job.succeeded_requests, "failed_requests": job.failed_requests,
         "started_at": _ts(job.started_at), "completed_at": _ts(job.completed_at),
     }
+
+
+def one_job_out(platform: Platform, job: JobInfo, outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return job_out(job, platform.batches.errors([job.id]).get(job.id, []), outputs)
 
 
 @router.post("/v1/batch/jobs")
@@ -72,14 +77,12 @@ def list_jobs(request: Request, key: KeyDep, platform: PlatformDep, page: Annota
 @router.get("/v1/batch/jobs/{job_id}")
 def get_job(job_id: str, key: KeyDep, platform: PlatformDep, inline: bool | None = None) -> dict[str, Any]:
     job = platform.batches.get(key.workspace.id, job_id)
-    outputs = platform.batches.outputs(job) if inline else None
-    return job_out(job, platform.batches.errors([job.id]).get(job.id, []), outputs)
+    return one_job_out(platform, job, platform.batches.outputs(job) if inline else None)
 
 
 @router.post("/v1/batch/jobs/{job_id}/cancel")
 def cancel_job(job_id: str, key: KeyDep, platform: PlatformDep) -> dict[str, Any]:
-    job = platform.batches.cancel(key.workspace.id, job_id)
-    return job_out(job, platform.batches.errors([job.id]).get(job.id, []))
+    return one_job_out(platform, platform.batches.cancel(key.workspace.id, job_id))
 
 
 @router.delete("/v1/batch/jobs/{job_id}")
