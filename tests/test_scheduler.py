@@ -63,3 +63,31 @@ def test_one_priority_alone_is_scheduled_as_before():
     assert decode_once(scheduler) == ["a", "b"]  # 40 + 24 prompt tokens fill the budget
     assert decode_once(scheduler) == ["a", "b", "c"]
 
+
+
+def test_a_prefix_is_copied_only_when_it_saves_more_than_the_copy_moves():
+    """A copy moves every cell the source holds: worth it for a prefix of at least
+    1/COPY_CELLS_PER_TOKEN of the source (and MIN_COPY tokens), in the same scope only."""
+    from alize.engine.scheduler import COPY_CELLS_PER_TOKEN, MIN_COPY
+
+    def request(name: str, prompt: list[int], scope: str = "k") -> Sequence:
+        params = SamplingParams(max_tokens=8)
+        return Sequence(GenerationRequest(name, prompt, params, cache_scope=scope), sink=lambda e: None,
+                        assembler=None)  # type: ignore[arg-type]
+
+    source_len = 3000
+    scheduler = Scheduler(max_sequences=6, token_budget=4096)
+    scheduler.add(request("long", list(range(source_len))))
+    decode_once(scheduler)
+    cells = scheduler.running[0].num_kv_tokens
+    too_short = cells // COPY_CELLS_PER_TOKEN - 1
+    enough = cells // COPY_CELLS_PER_TOKEN + 1
+    cases = {"short": (too_short, "k"), "enough": (enough, "k"), "tiny": (MIN_COPY - 1, "k"),
+             "other-key": (enough, "other")}
+    for name, (shared, scope) in cases.items():
+        scheduler.add(request(name, list(range(shared)) + [-1] * 20, scope))
+    scheduler.schedule()
+    started = {s.request_id: s for s in scheduler.running}
+    assert started["enough"].copy_kv_from == started["long"].slot and started["enough"].num_cached == enough
+    for name in ("short", "tiny", "other-key"):
+        assert started[name].copy_kv_from is None and started[name].num_cached == 0, name

@@ -8,7 +8,7 @@ from alize.engine.core import EngineCore
 from alize.engine.mistral_prompt import MistralPrompt
 from alize.engine.params import EngineConfig
 from alize.engine.runner import LlamaRunner
-from alize.engine.scheduler import Scheduler, min_copy_tokens
+from alize.engine.scheduler import Scheduler
 from alize.errors import ConfigError
 
 
@@ -33,8 +33,7 @@ class ChatModel:
             self.runner.close()
             raise ConfigError(f"{name}: mistral-common has no tokenizer matching this model's vocabulary")
         self.fim_tokens = tuple(self.runner.special_token(n) for n in ("fim_pre", "fim_suf", "fim_mid"))
-        scheduler = Scheduler(config.max_sequences, config.batch_tokens, config.queue_timeout_s,
-                              min_copy_tokens(config.context_per_sequence))
+        scheduler = Scheduler(config.max_sequences, config.batch_tokens, config.queue_timeout_s)
         self.core = EngineCore(self.runner, scheduler, name)
         self.engine = AsyncEngine(self.core, capacity=config.max_sequences + config.queue_size)
         self.core.start()

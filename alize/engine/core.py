@@ -102,13 +102,12 @@ class EngineCore:
             self._finish(seq, FinishReason.TIMEOUT, error="waited too long for a free sequence")
         seqs, items = self.scheduler.schedule()
         starting = [seq for seq in seqs if seq.sampler is None]
-        # First step of a sequence: copies first (a source may be a slot that another
-        # starting sequence is about to trim), then drop whatever KV the slot holds past
-        # the reused prefix.
-        for seq in starting:
+        # First step of a sequence: drop whatever KV its slot holds past the reused prefix.
+        # Those that start from a copy go last: a source may be a slot another starting
+        # sequence trims first (to the prefix the copy needs).
+        for seq in sorted(starting, key=lambda s: s.copy_kv_from is not None):
             if seq.copy_kv_from is not None:
                 self.runner.copy_sequence(seq.copy_kv_from, seq.slot)
-        for seq in starting:
             self.runner.trim_sequence(seq.slot, seq.num_cached)
             self.stats.num_cached_tokens += seq.num_cached
             params = seq.request.params
