@@ -154,9 +154,11 @@ def run_server_suite(name: str, start: Callable, levels: list[int], num_tokens: 
                      with_prefix: bool) -> dict:
     with start() as (base, key):
         asyncio.run(load(base, key, 1, 4, f"warmup-{run}"))
-        out = {"levels": [asyncio.run(load(base, key, c, num_tokens, f"{name}-{run}-{c}")) for c in levels]}
+        # The same prompts for every server (each is a fresh process, so none has seen them);
+        # new ones each run and level, so no prompt cache carries over from an earlier one.
+        out = {"levels": [asyncio.run(load(base, key, c, num_tokens, f"run-{run}-{c}")) for c in levels]}
         if with_prefix:
-            out["prefix"] = asyncio.run(prefix_ttft(base, key, f"{name}-{run}"))
+            out["prefix"] = asyncio.run(prefix_ttft(base, key, f"run-{run}"))
     return out
 
 
