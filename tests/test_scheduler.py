@@ -5,9 +5,10 @@ from alize.engine.scheduler import Scheduler
 from alize.engine.sequence import Sequence
 
 
-def sequence(name: str, priority: int, prompt_len: int = 40) -> Sequence:
-    request = GenerationRequest(name, list(range(100, 100 + prompt_len)), SamplingParams(max_tokens=8),
-                                priority=priority)
+def sequence(name: str, priority: int = INTERACTIVE, prompt_len: int = 40, prompt: list[int] | None = None,
+             scope: str | None = None) -> Sequence:
+    tokens = prompt if prompt is not None else list(range(100, 100 + prompt_len))
+    request = GenerationRequest(name, tokens, SamplingParams(max_tokens=8), cache_scope=scope, priority=priority)
     return Sequence(request, sink=lambda event: None, assembler=None)  # type: ignore[arg-type]
 
 
@@ -70,14 +71,9 @@ def test_a_prefix_is_copied_only_when_it_saves_more_than_the_copy_moves():
     1/COPY_CELLS_PER_TOKEN of the source (and MIN_COPY tokens), in the same scope only."""
     from alize.engine.scheduler import COPY_CELLS_PER_TOKEN, MIN_COPY
 
-    def request(name: str, prompt: list[int], scope: str = "k") -> Sequence:
-        params = SamplingParams(max_tokens=8)
-        return Sequence(GenerationRequest(name, prompt, params, cache_scope=scope), sink=lambda e: None,
-                        assembler=None)  # type: ignore[arg-type]
-
     source_len = 3000
     scheduler = Scheduler(max_sequences=6, token_budget=4096)
-    scheduler.add(request("long", list(range(source_len))))
+    scheduler.add(sequence("long", prompt=list(range(source_len)), scope="k"))
     decode_once(scheduler)
     cells = scheduler.running[0].num_kv_tokens
     too_short = cells // COPY_CELLS_PER_TOKEN - 1
@@ -85,7 +81,7 @@ def test_a_prefix_is_copied_only_when_it_saves_more_than_the_copy_moves():
     cases = {"short": (too_short, "k"), "enough": (enough, "k"), "tiny": (MIN_COPY - 1, "k"),
              "other-key": (enough, "other")}
     for name, (shared, scope) in cases.items():
-        scheduler.add(request(name, list(range(shared)) + [-1] * 20, scope))
+        scheduler.add(sequence(name, prompt=list(range(shared)) + [-1] * 20, scope=scope))
     scheduler.schedule()
     started = {s.request_id: s for s in scheduler.running}
     assert started["enough"].copy_kv_from == started["long"].slot and started["enough"].num_cached == enough
