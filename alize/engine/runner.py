@@ -278,7 +278,7 @@ class LlamaRunner:
         """Gives `dst` a copy of `src`'s KV, at once. In a unified KV buffer that only labels
         the cells. Between per-sequence buffers llama_memory_seq_cp would copy the source's
         whole buffer (context_per_sequence cells: ~190 MB for 8,192 cells of SmolLM2,
-        ~20 ms); the sequence state API moves only the cells the source holds."""
+        20-40 ms on the next decode); the sequence state API moves only the cells the source holds."""
         if self.config.kv_unified:
             lc.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
             return
