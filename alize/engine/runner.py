@@ -76,6 +76,10 @@ class LlamaRunner:
         self._piece_buf = ctypes.create_string_buffer(256)
         self._state_buf = (ctypes.c_uint8 * 0)()  # grown on demand by copy_sequence
         self.eog_tokens = [t for t in range(self.n_vocab) if lc.llama_vocab_is_eog(self._vocab, t)]
+        self._eog = frozenset(self.eog_tokens)
+        # Every token's text, looked up once: the engine thread then makes no foreign call
+        # (each releases the GIL) between sampling and the next decode.
+        self._pieces = [self._piece(t, special=False) for t in range(self.n_vocab)]
         self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
         self._valid_grammars: set[str] = set()
 
@@ -101,6 +105,9 @@ class LlamaRunner:
         return list(arr[:n])
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
+        return self._piece(token, special) if special else self._pieces[token]
+
+    def _piece(self, token: int, special: bool) -> bytes:
         n = lc.llama_token_to_piece(self._vocab, token, self._piece_buf, 256, 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
@@ -109,7 +116,7 @@ class LlamaRunner:
         return self._piece_buf.raw[:n]
 
     def is_end_of_generation(self, token: int) -> bool:
-        return bool(lc.llama_vocab_is_eog(self._vocab, token))
+        return token in self._eog
 
     @property
     def adds_bos(self) -> bool:
