@@ -6,8 +6,9 @@ Peers (built once by benchmarks/build_peers.sh into ~/.cache/alize/peers): llama
 llama-server and llama-bench from the llama.cpp sources vendored in the same
 llama-cpp-python release, and llama-cpp-python's own server. Load: streaming chat, distinct
 prompts, 64 new tokens each (end-of-sequence tokens banned with logit_bias so every server
-generates the same count), at each concurrency level. Prints medians over the runs and the
-ratios Alizé/peer; --json writes the raw numbers.
+generates the same count), at each concurrency level. In each run every server is up and
+each level runs on each server in turn. Prints medians over the runs and the ratios
+Alizé/peer (the median of the runs' ratios); --json writes the raw numbers.
 """
 
 import argparse
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,15 +151,24 @@ async def prefix_ttft(base: str, key: str, tag: str) -> tuple[float, float]:
     return times[0], times[1]
 
 
-def run_server_suite(name: str, start: Callable, levels: list[int], num_tokens: int, run: int,
-                     with_prefix: bool) -> dict:
-    with start() as (base, key):
-        asyncio.run(load(base, key, 1, 4, f"warmup-{run}"))
-        # The same prompts for every server (each is a fresh process, so none has seen them);
-        # new ones each run and level, so no prompt cache carries over from an earlier one.
-        out = {"levels": [asyncio.run(load(base, key, c, num_tokens, f"run-{run}-{c}")) for c in levels]}
-        if with_prefix:
-            out["prefix"] = asyncio.run(prefix_ttft(base, key, f"run-{run}"))
+def run_suite(servers: dict[str, Callable], levels: list[int], num_tokens: int, run: int) -> dict[str, dict]:
+    """One run: every server up at once (idle ones cost nothing), each level run on each
+    server in turn, so that the servers compared at a level are measured seconds apart
+    on this shared, noisy machine rather than minutes apart."""
+    with ExitStack() as stack:
+        up = {name: stack.enter_context(start()) for name, start in servers.items()}
+        out: dict[str, dict] = {name: {"levels": []} for name in up}
+        for base, key in up.values():
+            asyncio.run(load(base, key, 1, 4, f"warmup-{run}"))
+        for c in levels:
+            for name, (base, key) in up.items():
+                print(f"run {run + 1}: {name} at concurrency {c}", file=sys.stderr, flush=True)
+                # The same prompts for every server (each is a fresh process, so none has seen
+                # them); new ones each run and level, so no prompt cache carries over.
+                out[name]["levels"].append(asyncio.run(load(base, key, c, num_tokens, f"run-{run}-{c}")))
+        for name, (base, key) in up.items():
+            if name != "llama-cpp-python":  # its server has no prefix cache across requests
+                out[name]["prefix"] = asyncio.run(prefix_ttft(base, key, f"run-{run}"))
     return out
 
 
@@ -205,9 +215,17 @@ def llama_bench(peers: Path, model: Path, threads: int) -> float:
 
 
 def report(results: dict[str, list[dict]], levels: list[int], bench_tg: list[float]) -> str:
+    def level(run: dict, c: int, field: str) -> float:
+        return getattr(next(lv for lv in run["levels"] if lv.concurrency == c), field)
+
     def med(name: str, c: int, field: str) -> float:
-        return statistics.median(getattr(next(lv for lv in r["levels"] if lv.concurrency == c), field)
-                                 for r in results[name])
+        return statistics.median(level(r, c, field) for r in results[name])
+
+    def ratio(name: str, peer: str, c: int, field: str) -> float:
+        """The median of the per-run ratios: each run measures both servers minutes apart at
+        most, so the machine's drift over a session cancels out of each ratio."""
+        return statistics.median(level(a, c, field) / level(b, c, field)
+                                 for a, b in zip(results[name], results[peer], strict=True))
 
     lines = ["| server | concurrency | output tok/s | TTFT p50 / p99 (s) | latency p50 / p99 (s) |",
              "|---|---|---|---|---|"]
@@ -219,9 +237,8 @@ def report(results: dict[str, list[dict]], levels: list[int], bench_tg: list[flo
     lines += ["", "| ratio Alizé/peer | " + " | ".join(f"c={c} tok/s" for c in levels) + " | TTFT p99 at c="
               f"{levels[-1]} |", "|---|" + "---|" * (len(levels) + 1)]
     for peer in (p for p in results if p != "alize"):
-        cells = [f"{med('alize', c, 'tokens_per_s') / med(peer, c, 'tokens_per_s'):.2f}x" for c in levels]
-        ttft = med("alize", levels[-1], "ttft_p99") / med(peer, levels[-1], "ttft_p99")
-        lines.append(f"| {peer} | " + " | ".join(cells) + f" | {ttft:.2f}x |")
+        cells = [f"{ratio('alize', peer, c, 'tokens_per_s'):.2f}x" for c in levels]
+        lines.append(f"| {peer} | " + " | ".join(cells) + f" | {ratio('alize', peer, levels[-1], 'ttft_p99'):.2f}x |")
     prefix = [(name, [r["prefix"] for r in results[name] if "prefix" in r]) for name in results]
     lines += ["", "| prefix cache (1,500-token system prompt) | cold TTFT (s) | warm TTFT (s) | warm/cold |",
               "|---|---|---|---|"]
@@ -257,10 +274,9 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in args.servers}
     bench_tg: list[float] = []
     for run in range(args.runs):
-        for name in args.servers:  # interleaved, so machine noise hits every server alike
-            print(f"run {run + 1}/{args.runs}: {name}", file=sys.stderr, flush=True)
-            results[name].append(run_server_suite(name, start[name], args.concurrency, args.tokens, run,
-                                                  with_prefix=name != "llama-cpp-python"))
+        for name, result in run_suite({n: start[n] for n in args.servers}, args.concurrency, args.tokens,
+                                      run).items():
+            results[name].append(result)
         bench_tg.append(llama_bench(peers, model, args.threads))
     print(f"SmolLM2-135M-Instruct Q4_1, {args.threads} threads, {args.tokens} tokens per request, "
           f"median of {args.runs} runs (logs: {logs})\n")
