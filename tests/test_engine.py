@@ -91,39 +91,3 @@ def test_assembler_cuts_at_stop_strings_across_tokens():
     asm2 = TextAssembler(stop=("END",))
     assert asm2.feed(b"EN") == "" and asm2.feed(b"o") == "ENo"
     assert asm2.finish() == ""
-
-
-def test_event_mailbox_wakes_the_loop_once_for_a_step_of_events():
-    """An engine step posts one event per running sequence from the engine thread: the
-    loop is woken once for all those it has not taken yet, and each queue gets its own
-    events in order; a later post wakes it again."""
-    import threading
-
-    from alize.engine.client import EventMailbox
-    from alize.engine.params import TokenEvent
-
-    async def run():
-        loop = asyncio.get_running_loop()
-        wakeups = []
-        real = loop.call_soon_threadsafe
-        loop.call_soon_threadsafe = lambda cb, *args: (wakeups.append(cb), real(cb, *args))[1]
-        mailbox = EventMailbox(loop)
-        queues = [asyncio.Queue() for _ in range(4)]
-
-        def step(n):  # the engine thread, while the loop is busy
-            for q in queues:
-                mailbox.post(q, TokenEvent(f"t{n}", 1, n))
-
-        for n in (1, 2):
-            worker = threading.Thread(target=step, args=(n,))
-            worker.start()
-            worker.join()  # the loop takes nothing meanwhile
-        await asyncio.sleep(0)
-        first = len(wakeups)
-        step(3)
-        await asyncio.sleep(0)
-        return first, len(wakeups), [[q.get_nowait().text for _ in range(q.qsize())] for q in queues]
-
-    first, total, received = asyncio.run(run())
-    assert first == 1 and total == 2
-    assert received == [["t1", "t2", "t3"]] * 4
