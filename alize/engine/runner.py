@@ -77,8 +77,8 @@ class LlamaRunner:
         self._state_buf = (ctypes.c_uint8 * 0)()  # grown on demand by copy_sequence
         self.eog_tokens = [t for t in range(self.n_vocab) if lc.llama_vocab_is_eog(self._vocab, t)]
         self._eog = frozenset(self.eog_tokens)
-        # Every token's text, looked up once: the engine thread then makes no foreign call
-        # (each releases the GIL) between sampling and the next decode.
+        # Every token's text, looked up once (~50 ms): postprocess then makes no ctypes call
+        # per token (each one releases the GIL, which the event loop may then hold a while).
         self._pieces = [self._piece(t, special=False) for t in range(self.n_vocab)]
         self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
         self._valid_grammars: set[str] = set()
