@@ -222,8 +222,8 @@ def report(results: dict[str, list[dict]], levels: list[int], bench_tg: list[flo
         return statistics.median(level(r, c, field) for r in results[name])
 
     def ratio(name: str, peer: str, c: int, field: str) -> float:
-        """The median of the per-run ratios: each run measures both servers minutes apart at
-        most, so the machine's drift over a session cancels out of each ratio."""
+        """The median of the per-run ratios: a run measures both servers at a level seconds
+        apart, so the machine's drift over a session cancels out of each ratio."""
         return statistics.median(level(a, c, field) / level(b, c, field)
                                  for a, b in zip(results[name], results[peer], strict=True))
 
