@@ -122,8 +122,12 @@ def test_constrained_and_free_requests_batch_without_interfering(server):
         with ThreadPoolExecutor(8) as pool:
             together = list(pool.map(send, [free, constrained] * 4))
     assert together[0::2] == [alone_free] * 4
-    assert together[1::2] == [alone_json] * 4
-    City.model_validate_json(alone_json)
+    # The same object, each time. Not always the same bytes: a prompt whose KV is computed in
+    # one batch, and the same prompt taken from the prefix cache with only its last token
+    # computed, give logits that differ in the last bits, and with llama.cpp's AVX-512 kernels
+    # this answer has a near-tie between `"capital": false` and `"capital":false` (seen even
+    # alone: cold, then warm). Interference would break the schema or change the object.
+    assert [City.model_validate_json(t) for t in together[1::2]] == [City.model_validate_json(alone_json)] * 4
 
 
 def _bounded_schemas(depth: int = 2) -> st.SearchStrategy[dict]:
