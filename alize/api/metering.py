@@ -1,8 +1,9 @@
 """ASGI middleware: a metered Call for every model request, recorded however it ends.
 
 The use case records a success itself, before the client sees the end of the answer.
-Here, once the response is over, whatever is still unrecorded is recorded with its
-status: an error response, or 499 when a stream was cut because the client left."""
+Here an error response is recorded before its status goes out, and once the response is
+over whatever is still unrecorded is recorded with its status (499 when a stream was cut
+because the client left, 500 for an exception)."""
 
 import logging
 
@@ -40,6 +41,8 @@ class Metering:
                 extra = [(k.lower().encode(), v.encode()) for k, v in call.headers.items()
                          if k.lower().encode() not in present]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
+                if status >= 400:
+                    await _record(call, status)  # before the client sees the error
             await send(message)
 
         try:
@@ -51,7 +54,13 @@ class Metering:
             final = status if status is not None else CLIENT_CLOSED
             if final < 400 and not call.recorded:
                 final = CLIENT_CLOSED  # the answer started but never reached its end
-            try:
-                await call.finish(final)
-            except Exception:
-                log.exception("could not record the usage of request %s", call.id)
+            await _record(call, final)
+
+
+async def _record(call: Call, status: int) -> None:
+    """Records the call once (later calls do nothing); a failure to record is logged, never
+    turned into another error for the client."""
+    try:
+        await call.finish(status)
+    except Exception:
+        log.exception("could not record the usage of request %s", call.id)
