@@ -1,7 +1,8 @@
-"""The scheduler alone (pure Python, no model): batch work runs behind interactive work."""
+"""The scheduler alone (pure Python, no model): batch work runs behind interactive work, and
+a prompt prefix is copied from another slot only when that is worth it."""
 
 from alize.engine.params import BACKGROUND, INTERACTIVE, GenerationRequest, SamplingParams
-from alize.engine.scheduler import Scheduler
+from alize.engine.scheduler import COPY_CELLS_PER_TOKEN, MIN_COPY, Scheduler
 from alize.engine.sequence import Sequence
 
 
@@ -65,12 +66,9 @@ def test_one_priority_alone_is_scheduled_as_before():
     assert decode_once(scheduler) == ["a", "b", "c"]
 
 
-
 def test_a_prefix_is_copied_only_when_it_saves_more_than_the_copy_moves():
     """A copy moves every cell the source holds: worth it for a prefix of at least
     1/COPY_CELLS_PER_TOKEN of the source (and MIN_COPY tokens), in the same scope only."""
-    from alize.engine.scheduler import COPY_CELLS_PER_TOKEN, MIN_COPY
-
     source_len = 3000
     scheduler = Scheduler(max_sequences=6, token_budget=4096)
     scheduler.add(sequence("long", prompt=list(range(source_len)), scope="k"))
