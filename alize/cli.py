@@ -22,7 +22,9 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 workspaces_app = typer.Typer(help="Manage workspaces (they own keys, limits and usage).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(workspaces_app, name="workspaces")
+limits_app = typer.Typer(help="The limit counters.", no_args_is_help=True)
 app.add_typer(batch_app, name="batch")
+app.add_typer(limits_app, name="limits")
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 250)  # piped: no truncated columns
 
@@ -74,8 +76,7 @@ def serve(
     config: Annotated[Path | None, typer.Option("--config", help="Model registry (TOML).")] = None,
 ) -> None:
     """Start the HTTP server."""
-    import uvicorn
-
+    from alize.api import server
     from alize.api.app import create_app
     from alize.services.accounts import AccountService
     from alize.store.accounts import count_keys
@@ -90,11 +91,12 @@ def serve(
             _show_key(secret, "First start: your API key")
             console.print(f"Admin key (for /admin/v1 and the console): [bold]{admin_secret}[/bold] (shown once)")
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level=settings.log_level, timeout_graceful_shutdown=5)
+        server.run(create_app(settings), settings.host, settings.port, settings.log_level)
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from exc
+    except KeyboardInterrupt:  # Ctrl-C, after a clean shutdown: no traceback
+        raise typer.Exit(130) from None
 
 
 @keys_app.command("create")
@@ -226,6 +228,40 @@ def usage(
     for row in [*report.rows, report.totals()]:
         table.add_row(*(str(row[c]) for c in COLUMNS))
     out.print(table)
+
+
+@limits_app.command("reconcile")
+def limits_reconcile(data_dir: DataDir = None, database_url: DatabaseUrl = None,
+                     redis_url: Annotated[str | None, typer.Option("--redis-url", help="The shared counters.")] = None,
+                     ) -> None:
+    """Sets this month's shared limit counters (Redis) to the usage table's totals plus the
+    reservations of live servers, and gives back those of dead ones."""
+    import asyncio
+
+    from alize.services.limits import Limiter
+    from alize.store.redis_counters import RedisCounters
+
+    url = _settings(redis_url=redis_url).redis_url
+    if not url:
+        console.print("No Redis (--redis-url or ALIZE_REDIS_URL): the counters live in the server process "
+                      "and are rebuilt from the usage table at each start; nothing to reconcile.")
+        return
+
+    async def reconcile(db: Any) -> list[tuple[str, int]]:
+        counters = RedisCounters(url)
+        try:
+            reclaimed = await counters.renew()
+            if reclaimed:
+                console.print(f"gave back the reservations of {reclaimed} stopped server(s)")
+            return await Limiter(counters, db).reconcile()
+        finally:
+            await counters.close()
+
+    with _database(data_dir, database_url) as db:
+        rows = asyncio.run(reconcile(db))
+    console.print(f"{len(rows)} counter(s) reconciled with the usage table of {db.engine.url.render_as_string()}")
+    for name, total in rows:
+        out.print(f"{name}\t{total}")
 
 
 def main() -> None:

@@ -262,3 +262,52 @@ def test_a_spent_budget_fails_lines_instead_of_overspending(server):
     assert all(e["response"]["status_code"] == 429 and "budget" in e["error"]["message"] for e in errors)
     rows = [r for r in usage_rows(sqlite_url(server)) if r.id.startswith(f"batch-{job['id'][:8]}-")]
     assert len(rows) == 6 and sum(r.cost_nano for r in rows) <= 2.5 * per_line
+
+
+def _job_running_with_lines_done(http: httpx.Client, lines: int, done: int) -> dict[str, Any]:
+    job = http.post("/v1/batch/jobs", json={"requests": [chat_line(i, max_tokens=16, logit_bias=EOS_BAN)
+                                                         for i in range(lines)],
+                                            "model": MODEL, "endpoint": "/v1/chat/completions"}).json()
+    deadline = time.monotonic() + 120
+    while http.get(f"/v1/batch/jobs/{job['id']}").json()["completed_requests"] < done:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return job
+
+
+def test_revoking_the_key_stops_its_running_job(server):
+    key = create_key(server)
+    with server.client(key["secret"]) as http, server.client(server.admin_key) as admin:
+        job = _job_running_with_lines_done(http, 40, 2)
+        assert admin.post(f"/admin/v1/keys/{key['id']}/revoke").status_code == 200
+        revoked_at = time.monotonic()
+    with server.client() as http:  # the job's own key no longer works: read it from the store
+        rows = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(rows) < 40:
+            rows = [r for r in usage_rows(sqlite_url(server)) if r.id.startswith(f"batch-{job['id'][:8]}-")]
+            time.sleep(0.2)
+    assert len(rows) == 40, "every line ends: answered before the revocation, or an error line after it"
+    answered = [r for r in rows if r.status == 200]
+    refused = [r for r in rows if r.status == 401]
+    assert len(answered) + len(refused) == 40 and len(refused) >= 30, (len(answered), len(refused))
+    # at most the lines already admitted when the key was revoked were answered and billed after it
+    late = [r for r in answered if r.created_at.timestamp() > time.time() - (time.monotonic() - revoked_at)]
+    assert len(late) <= 2, len(late)
+    assert all(r.cost_nano == 0 for r in refused)
+
+
+def test_a_budget_set_to_zero_applies_to_the_next_line(server):
+    workspace = f"budget-{time.time_ns()}"
+    with server.client(server.admin_key) as admin:
+        assert admin.post("/admin/v1/workspaces", json={"name": workspace}).status_code == 201
+    key = create_key(server, workspace=workspace)
+    with server.client(key["secret"]) as http, server.client(server.admin_key) as admin:
+        job = _job_running_with_lines_done(http, 30, 2)
+        r = admin.patch(f"/admin/v1/workspaces/{workspace}/limits", json={"budget_eur": 0})
+        assert r.status_code == 200, r.text
+        done = wait_job(http, job["id"])
+        errors = file_lines(http, done["error_file"])
+    assert done["status"] == "SUCCESS" and done["succeeded_requests"] <= 6, done
+    assert len(errors) >= 24 and all(e["response"]["status_code"] == 429 and "budget" in e["error"]["message"]
+                                     for e in errors)

@@ -168,6 +168,8 @@ def test_stream_include_usage_adds_an_empty_choices_chunk(http):
         "stream_options": {"include_usage": True}})
     assert is_done and chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] <= 4
     assert chunks[-2]["choices"][0]["finish_reason"] is not None
+    # Usage on exactly one chunk: OpenAI clients add up every usage they see.
+    assert [c for c in chunks if c.get("usage")] == [chunks[-1]]
 
 
 def test_french_stream_never_splits_a_character(http):

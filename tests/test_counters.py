@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
-from alize.store.counters import Adjustment, Check, MemoryCounters, RedisCounters
-from tests.databases import REDIS_URL
+from alize.store.counters import Adjustment, Check, MemoryCounters
+from alize.store.redis_counters import RedisCounters
+from tests.databases import REDIS_URL, redis_url
 
 
 def _name(kind: str) -> str:
@@ -18,11 +19,11 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def _backends(kind: str, n: int = 1):
+async def _backends(kind: str, n: int = 1, prefix: str = "alize-test:"):
     if kind == "memory":
         shared = MemoryCounters()
         return [shared] * n
-    return [RedisCounters(REDIS_URL, prefix="alize-test:") for _ in range(n)]
+    return [RedisCounters(redis_url(), prefix=prefix) for _ in range(n)]
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
@@ -79,6 +80,68 @@ def test_month_counters_are_seeded_then_settled(kind):
         booked = await c.reserve([Check(minute, "minute", 50, 60)])
         await c.adjust([Adjustment(minute, "minute", booked.stamp, -45)])
         assert (await c.reserve([Check(minute, "minute", 55, 60)])).ok
+        await c.close()
+
+    run(main())
+
+
+def _redis_value(name: str, prefix: str) -> int:
+    import redis
+
+    with redis.Redis.from_url(REDIS_URL) as r:
+        value = r.get(prefix + name)
+    return int(value) if value is not None else -1
+
+
+def _prefix() -> str:
+    """A namespace of its own: the holders of other tests (and runs) stay out of it."""
+    return f"alize-test-{uuid.uuid4().hex[:8]}:"
+
+
+def test_a_dead_replicas_reservations_are_given_back_and_its_late_settlements_add_only_use():
+    async def main():
+        prefix = _prefix()
+        a, b = await _backends("redis", 2, prefix)
+        month = _name("nano:2026-12")
+        await a.seed(month, 1000)
+        held = await a.reserve([Check(month, "month", 300, 10_000)])
+        kept = await a.reserve([Check(month, "month", 50, 10_000)])
+        assert held.ok and held.holder and _redis_value(month, prefix) == 1350
+        assert await b.renew() == 0  # a is alive: nothing to give back
+        # a stops renewing (kill -9): its lease lapses, and b gives its reservations back
+        await b._redis.delete(f"{prefix}lease:{held.holder}")
+        assert await b.renew() == 1
+        assert _redis_value(month, prefix) == 1000
+        # a's request was in fact still running and settles late: only what it used is added
+        await a.adjust([Adjustment(month, "month", held.stamp, 40 - 300, 300)], held.holder)
+        assert _redis_value(month, prefix) == 1040
+        await a.adjust([Adjustment(month, "month", kept.stamp, 10 - 50, 50)], kept.holder)
+        assert _redis_value(month, prefix) == 1050
+        # a's next reservation takes a new lease
+        again = await a.reserve([Check(month, "month", 5, 10_000)])
+        assert again.ok and again.holder != held.holder
+        await a.close()  # a clean shutdown gives back what is still reserved
+        assert _redis_value(month, prefix) == 1050
+        await b.close()
+
+    run(main())
+
+
+def test_settling_releases_the_reservation_and_reconcile_counts_live_ones():
+    async def main():
+        prefix = _prefix()
+        (c,) = await _backends("redis", 1, prefix)
+        month = _name("tokens:2026-12")
+        await c.seed(month, 0)
+        first = await c.reserve([Check(month, "month", 100, 1000)])
+        second = await c.reserve([Check(month, "month", 70, 1000)])
+        await c.adjust([Adjustment(month, "month", first.stamp, 30 - 100, 100)], first.holder)
+        assert _redis_value(month, prefix) == 100  # 30 used + 70 still reserved
+        await c.reconcile(month, 500)  # the usage table says 500: plus the 70 in flight
+        assert _redis_value(month, prefix) == 570
+        await c.adjust([Adjustment(month, "month", second.stamp, 0 - 70, 70)], second.holder)
+        assert _redis_value(month, prefix) == 500
+        assert month in await c.month_counters("2026-12")
         await c.close()
 
     run(main())

@@ -45,7 +45,12 @@ def test_base64_is_little_endian_float32(http):
 def test_output_dimension(http):
     body = http.post("/v1/embeddings", json={"model": "mistral-embed", "input": "hello",
                                              "output_dimension": 64}).json()
-    assert len(body["data"][0]["embedding"]) == 64
+    cut = np.array(body["data"][0]["embedding"])
+    assert len(cut) == 64
+    assert abs(np.linalg.norm(cut) - 1) < 1e-5  # still a unit vector
+    full = np.array(http.post("/v1/embeddings", json={"model": "mistral-embed", "input": "hello"}).json()
+                    ["data"][0]["embedding"])
+    assert np.allclose(cut, full[:64] / np.linalg.norm(full[:64]), atol=1e-6)  # the same direction
     r = http.post("/v1/embeddings", json={"model": "mistral-embed", "input": "x", "dimensions": 4096})
     assert r.status_code == 400
     assert http.post("/v1/embeddings", json={"model": "mistral-embed", "input": []}).status_code == 400

@@ -117,7 +117,8 @@ def test_unsupported_features_fail_closed(http):
         {"role": "user", "content": [{"type": "image_url", "image_url": "http://x/y.png"}]}]})
     assert_error(r, 400)
     r = http.post("/v1/chat/completions", json={"model": MODEL, "messages": USER, "response_format": {
-        "type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "number", "multipleOf": 2}}}})
+        "type": "json_schema", "json_schema": {"name": "n", "strict": True,
+                                               "schema": {"type": "number", "multipleOf": 2}}}})
     assert "multipleOf" in assert_error(r, 400)["message"]
 
 

@@ -76,3 +76,40 @@ def test_file_over_the_limit_is_413(tmp_path):
         assert r.status_code == 200
     finally:
         server.stop()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_large_files_stream_through_without_being_held_in_memory(server, tmp_path):
+    import hashlib
+
+    line = b'{"custom_id": "x", "body": {"max_tokens": 1, "messages": []}}' + b" " * 40 + b"\n"
+    big = tmp_path / "big.jsonl"
+    with open(big, "wb") as f:
+        for _ in range(100):
+            f.write(line * ((1 << 20) // len(line)))
+    size, lines = big.stat().st_size, big.read_bytes().count(b"\n")
+    pid = server.process.pid
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")  # resets the peak resident size to the current one
+    before = _peak_rss_mb(pid)
+    with server.client() as http, open(big, "rb") as upload:
+        r = http.post("/v1/files", files={"file": ("big.jsonl", upload)}, data={"purpose": "batch"})
+        assert r.status_code == 200, r.text
+        info = r.json()
+        assert (info["bytes"], info["num_lines"]) == (size, lines)
+        digest, total = hashlib.sha256(), 0
+        with http.stream("GET", f"/v1/files/{info['id']}/content") as download:
+            assert int(download.headers["content-length"]) == size
+            for part in download.iter_bytes():
+                digest.update(part)
+                total += len(part)
+        assert total == size and digest.hexdigest() == info["signature"]
+        http.delete(f"/v1/files/{info['id']}")
+    grown = _peak_rss_mb(pid) - before
+    assert grown < 40, f"a 100 MB upload and download raised the server's peak memory by {grown:.0f} MB"

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.databases import REDIS_URL, postgres_database
+from tests.databases import postgres_database, redis_url
 from tests.platform_helpers import EOS_BAN, create_key, post_many, sqlite_url, usage_rows
 from tests.server import Server, alize, start_server
 
@@ -54,7 +54,7 @@ def test_rpm_headers_and_retry_after(server):
 def replicas(tmp_path_factory) -> Iterator[tuple[str, Server, Server]]:
     """Two servers sharing one PostgreSQL database and one Redis."""
     with postgres_database() as url:
-        env = {"ALIZE_DATABASE_URL": url, "ALIZE_REDIS_URL": REDIS_URL, "ALIZE_PARALLEL": "4"}
+        env = {"ALIZE_DATABASE_URL": url, "ALIZE_REDIS_URL": redis_url(), "ALIZE_PARALLEL": "4"}
         a = start_server(tmp_path_factory.mktemp("replica-a"), env=env)
         try:
             b = start_server(tmp_path_factory.mktemp("replica-b"), env=env, create_keys=False)

@@ -26,6 +26,7 @@ def test_chat_stream_with_usage(client):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens <= 8
+    assert sum(1 for c in chunks if c.usage is not None) == 1
 
 
 def test_completions(client):

@@ -104,8 +104,8 @@ def test_auto_lets_the_model_answer_in_text(http):
     ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, 400, "nope"),
     ({"tools": [{"type": "function", "function": {"parameters": CITY}}]}, 400, "name"),
     ({"tools": [{"type": "function", "function": {"name": "x", "parameters": {"type": "wrong"}}}]}, 400, "JSON Schema"),
-    ({"tools": [{"type": "function", "function": {"name": "x", "parameters": {"type": "object", "properties": {
-        "n": {"type": "integer", "minimum": 1}}}}}]}, 400, "minimum"),
+    ({"tools": [{"type": "function", "function": {"name": "x", "strict": True, "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}}}]}, 400, "multipleOf"),
     ({"tools": None, "tool_choice": "any"}, 400, "tool_choice"),
     ({"messages": [*HISTORY[:4], {"role": "user", "content": "hi"}]}, 400, "after role 'tool'"),
     ({"messages": [HISTORY[0], {**HISTORY[1], "tool_calls": [{"id": "bad-id", "type": "function", "function": {
@@ -116,6 +116,46 @@ def test_bad_tools_and_histories_are_4xx(http, change, status, needle):
     r = http.post("/v1/chat/completions", json=body)
     assert r.status_code == status, r.text
     assert needle in r.text
+
+
+BOUNDED = {"type": "object", "properties": {"nights": {"type": "integer", "minimum": 1, "maximum": 7},
+                                           "price": {"type": "number", "exclusiveMinimum": 0, "maximum": 500},
+                                           "email": {"type": "string", "format": "email"}},
+           "required": ["nights", "price", "email"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_bounded_and_formatted_parameters_are_enforced(http, strict):
+    tools = [{"type": "function", "function": {"name": "book", "description": "Book a hotel", "strict": strict,
+                                               "parameters": BOUNDED}}]
+    for temperature in (0, 1.0):
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Book a hotel for me."}], "tools": tools,
+                "tool_choice": "any", "temperature": temperature, "max_tokens": 150}
+        r = http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        choice = r.json()["choices"][0]
+        assert choice["finish_reason"] == "tool_calls", choice
+        for call in choice["message"]["tool_calls"]:
+            arguments = json.loads(call["function"]["arguments"])
+            jsonschema.validate(arguments, BOUNDED)
+            assert "@" in arguments["email"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_forced_call_cut_by_max_tokens_leaks_no_call_syntax(http, stream):
+    body = {"model": MODEL, "messages": [*HISTORY, QUESTION], "tools": TOOLS, "tool_choice": "any",
+            "temperature": 0, "max_tokens": 3, "stream": stream}
+    if not stream:
+        choice = http.post("/v1/chat/completions", json=body).json()["choices"][0]
+        content, reason, calls = choice["message"]["content"], choice["finish_reason"], choice["message"]["tool_calls"]
+    else:
+        with http.stream("POST", "/v1/chat/completions", json=body) as r:
+            chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        reason = chunks[-1]["choices"][0]["finish_reason"]
+        calls = [c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("tool_calls")]
+    assert reason == "length"
+    assert not content and not calls, (content, calls)
 
 
 def test_openai_sdk_sees_tool_calls(server):

@@ -1,5 +1,6 @@
 """create_app(settings): the FastAPI application, with the platform started in its lifespan."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -7,8 +8,9 @@ from fastapi import FastAPI
 
 from alize import __version__
 from alize.api import errors, metrics
+from alize.api.deps import metered_call
 from alize.api.limits import BodySizeLimit
-from alize.api.metering import Metering
+from alize.api.metering import Metering, unmetered_model_routes
 from alize.api.routes import admin, batch, chat, embeddings, files, models
 from alize.config import Settings
 from alize.services.platform import Platform
@@ -18,6 +20,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.platform = platform or Platform.start(settings)
+        app.state.loop = asyncio.get_running_loop()  # for the shutdown signal (api/server.py)
         app.state.platform.start_background()
         try:
             yield
@@ -29,6 +32,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     errors.install(app)
     for module in (chat, embeddings, models, metrics, admin, files, batch):
         app.include_router(module.router)
+    unmetered = unmetered_model_routes(app.routes, metered_call)
+    if unmetered:  # fail closed: a model route must be metered, or the server does not start
+        raise RuntimeError(f"model routes missing from the metered endpoints: {', '.join(unmetered)}")
     app.add_middleware(Metering)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        larger={"/v1/files": settings.max_file_bytes + 64 * 1024})  # + multipart framing

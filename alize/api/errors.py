@@ -56,9 +56,13 @@ async def _alize_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = _clean(list(exc.errors()))
-    if any(e["type"] == "json_invalid" for e in errors):
-        return error_response(400, "The request body is not valid JSON", "invalid_request_error")
+    raw = list(exc.errors())
+    invalid_json = [e for e in raw if e.get("type") == "json_invalid"]
+    if invalid_json:
+        reason = (invalid_json[0].get("ctx") or {}).get("error")
+        return error_response(400, "The request body is not valid JSON" + (f": {reason}" if reason else ""),
+                              "invalid_request_error")
+    errors = _clean(raw)
     body = UnprocessableRequest.from_errors(errors).body()
     body["detail"] = errors
     return JSONResponse(body, status_code=422)

@@ -2,13 +2,23 @@
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alize.api.errors import error_body
 
 
-class BodyTooLarge(Exception):
-    pass
+def _message(max_bytes: int) -> str:
+    return f"Request body is larger than {max_bytes} bytes"
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while the body is read (a chunked body has no Content-Length to refuse it by):
+    an HTTPException, so that FastAPI's body parsing lets it through as the 413 it is
+    instead of turning it into a 400 "error parsing the body"."""
+
+    def __init__(self, max_bytes: int):
+        super().__init__(413, _message(max_bytes))
 
 
 class BodySizeLimit:
@@ -35,7 +45,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_bytes:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -52,8 +62,7 @@ class BodySizeLimit:
 
     @staticmethod
     async def _reject(send: Send, max_bytes: int) -> None:
-        body = json.dumps(error_body(f"Request body is larger than {max_bytes} bytes",
-                                     "payload_too_large")).encode()
+        body = json.dumps(error_body(_message(max_bytes), "payload_too_large")).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

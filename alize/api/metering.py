@@ -6,9 +6,14 @@ over whatever is still unrecorded is recorded with its status (499 when a stream
 because the client left, 500 for an exception)."""
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alize.api.disconnect import ClientGone
 from alize.services.metering import CLIENT_CLOSED, ENDPOINT_NAMES, Call
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,8 @@ class Metering:
 
         try:
             await self.app(scope, receive, metered_send)
+        except ClientGone:
+            status = CLIENT_CLOSED  # nobody to answer: the work was cancelled
         except Exception:
             status = status if status is not None and status >= 400 else 500
             raise
@@ -64,3 +71,28 @@ async def _record(call: Call, status: int) -> None:
         await call.finish(status)
     except Exception:
         log.exception("could not record the usage of request %s", call.id)
+
+
+def _depends_on(dependant: Dependant, target: Callable[..., Any]) -> bool:
+    return any(d.call is target or _depends_on(d, target) for d in dependant.dependencies)
+
+
+def api_routes(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, APIRoute]]:
+    """(full path, route) of every API route, those of included routers too."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield prefix + route.path, route
+        included = getattr(route, "original_router", None)  # FastAPI keeps included routers whole
+        if included is not None:
+            yield from api_routes(included.routes, prefix + route.include_context.prefix)
+
+
+def unmetered_model_routes(routes: Iterable[Any], metered_call: Callable[..., Any]) -> list[str]:
+    """Routes that take a metered call but that the middleware would not meter (their
+    path is not in ENDPOINT_NAMES, or they are not POST): each is a route that would
+    run a model with no limits and no usage record."""
+    out = []
+    for path, route in api_routes(routes):
+        if _depends_on(route.dependant, metered_call) and (path not in ENDPOINT_NAMES or route.methods != {"POST"}):
+            out.append(f"{','.join(sorted(route.methods))} {path}")
+    return out

@@ -1,15 +1,15 @@
 """AsyncEngine: the one bridge between asyncio and the engine thread."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from alize.engine.core import EngineCore
 from alize.engine.params import GenerationRequest, TokenEvent
-from alize.errors import QueueFull
+from alize.errors import Overloaded, QueueFull
 
 
 class AsyncEngine:
-    """Submit a request, receive its TokenEvents; leaving the iterator early aborts it.
+    """Submit requests, receive their TokenEvents; leaving the iterator early aborts them.
 
     At most `capacity` requests (running + waiting) are admitted; past that a request
     is refused at once with QueueFull (HTTP 429), never queued without bound."""
@@ -18,8 +18,17 @@ class AsyncEngine:
         self._core = core
         self.capacity = capacity
         self.num_inflight = 0  # touched only on the event loop: no lock needed
+        self.is_closed = False
+
+    def close(self) -> None:
+        """The server is stopping: admit nothing more, and end what runs (each consumer
+        gets a SHUTDOWN finish with the text generated so far)."""
+        self.is_closed = True
+        self._core.abort_all()
 
     def check_capacity(self, num_requests: int = 1) -> None:
+        if self.is_closed:
+            raise Overloaded("The server is shutting down; retry on another replica or in a moment")
         if self.num_inflight + num_requests > self.capacity:
             waiting = max(0, self.num_inflight - self._core.scheduler_size)
             raise QueueFull(
@@ -29,22 +38,32 @@ class AsyncEngine:
             )
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
-        self.check_capacity()
+        async for _, event in self.generate_many([request]):
+            yield event
+
+    async def generate_many(self, requests: list[GenerationRequest]) -> AsyncIterator[tuple[int, TokenEvent]]:
+        """Yields (index, event) for all `requests` as the engine produces them. They are
+        admitted together or not at all: the capacity check and the booking happen with no
+        await between them, so no other request can take the room in between."""
+        self.check_capacity(len(requests))
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[TokenEvent] = asyncio.Queue()
+        events: asyncio.Queue[tuple[int, TokenEvent]] = asyncio.Queue()
 
-        def sink(event: TokenEvent) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, event)
+        def sink_of(index: int) -> Callable[[TokenEvent], None]:
+            return lambda event: loop.call_soon_threadsafe(events.put_nowait, (index, event))
 
-        self.num_inflight += 1
-        self._core.submit(request, sink)
-        is_done = False
+        self.num_inflight += len(requests)
+        unfinished = set(range(len(requests)))
+        for i, request in enumerate(requests):
+            self._core.submit(request, sink_of(i))
         try:
-            while not is_done:
-                event = await events.get()
-                is_done = event.finish_reason is not None
-                yield event
+            while unfinished:
+                index, event = await events.get()
+                if event.finish_reason is not None:
+                    unfinished.discard(index)
+                    self.num_inflight -= 1
+                yield index, event
         finally:
-            self.num_inflight -= 1
-            if not is_done:  # the consumer went away (client disconnect, cancellation)
-                self._core.abort(request.request_id)
+            self.num_inflight -= len(unfinished)
+            for index in unfinished:  # the consumer went away (client disconnect, cancellation)
+                self._core.abort(requests[index].request_id)

@@ -59,6 +59,10 @@ class EngineCore:
     def abort(self, request_id: str) -> None:
         self._inbox.put(("abort", request_id))
 
+    def abort_all(self) -> None:
+        """Ends every sequence, running or waiting, with FinishReason.SHUTDOWN."""
+        self._inbox.put(("abort_all", None))
+
     # -- the engine thread --------------------------------------------------
     def _loop(self) -> None:
         while not self._is_stopping:
@@ -94,6 +98,9 @@ class EngineCore:
             seq = self.scheduler.find(str(arg))
             if seq is not None:
                 self._finish(seq, FinishReason.ABORT)
+        elif command == "abort_all":
+            for seq in (*self.scheduler.running, *self.scheduler.waiting):
+                self._finish(seq, FinishReason.SHUTDOWN, error="the server is shutting down")
         elif command == "stop":
             self._is_stopping = True
 

@@ -9,6 +9,7 @@ class FinishReason(StrEnum):
     LENGTH = "length"  # max_tokens reached
     MODEL_LENGTH = "model_length"  # the context window is full
     ABORT = "abort"  # the client went away
+    SHUTDOWN = "shutdown"  # the server is stopping: cut, with what was generated so far
     TIMEOUT = "timeout"  # waited in the queue longer than allowed
     ERROR = "error"  # the engine failed
 

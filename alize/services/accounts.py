@@ -17,6 +17,14 @@ class Conflict(InvalidRequest):
     type = "conflict"
 
 
+# The largest values stored: per-minute limits are 32-bit columns, month totals 64-bit ones
+# that must stay below the counters' "unlimited" (2**62), money in nano-euros.
+MAX_LIMITS = {"rpm": 2**31 - 1, "tpm": 2**31 - 1, "monthly_tokens": 10**18}
+MAX_BUDGET_EUR = Decimal(10**9)
+MAX_EXPIRY_DAYS = 36_500  # a hundred years
+MAX_GRACE_SECONDS = 366 * 86_400
+
+
 def budget_nano(eur: float | str | Decimal | None) -> int | None:
     """Euros as exact nano-euros; None stays unlimited."""
     if eur is None:
@@ -25,8 +33,8 @@ def budget_nano(eur: float | str | Decimal | None) -> int | None:
         value = Decimal(str(eur))
     except InvalidOperation:
         raise InvalidRequest(f"budget {eur!r} is not a number of euros", param="budget_eur") from None
-    if value < 0:
-        raise InvalidRequest("budget must not be negative", param="budget_eur")
+    if not value.is_finite() or not 0 <= value <= MAX_BUDGET_EUR:
+        raise InvalidRequest(f"budget must be between 0 and {MAX_BUDGET_EUR} euros", param="budget_eur")
     return int(value * 1_000_000_000)
 
 
@@ -40,10 +48,10 @@ class LimitsSpec:
     budget_eur: float | str | None = None
 
     def limits(self) -> Limits:
-        for name in ("rpm", "tpm", "monthly_tokens"):
+        for name, most in MAX_LIMITS.items():
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise InvalidRequest(f"{name} must not be negative", param=name)
+            if value is not None and not 0 <= value <= most:
+                raise InvalidRequest(f"{name} must be between 0 and {most}", param=name)
         return Limits(self.rpm, self.tpm, self.monthly_tokens, budget_nano(self.budget_eur))
 
 
@@ -91,8 +99,9 @@ class AccountService:
                    admin: bool = False) -> tuple[KeyInfo, str]:
         if not name.strip():
             raise InvalidRequest("a key needs a name", param="name")
-        if expires_in_days is not None and expires_in_days <= 0:
-            raise InvalidRequest("expires_in_days must be positive", param="expires_in_days")
+        if expires_in_days is not None and not 0 < expires_in_days <= MAX_EXPIRY_DAYS:
+            raise InvalidRequest(f"expires_in_days must be more than 0 and at most {MAX_EXPIRY_DAYS}",
+                                 param="expires_in_days")
         expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days is not None else None
         spec = NewKey(name, workspace, tuple(m.strip() for m in models or [] if m.strip()), expires,
                       (limits or LimitsSpec()).limits(), admin)
@@ -108,7 +117,7 @@ class AccountService:
             return accounts.revoke_key(self.db, key_id)
 
     def rotate_key(self, key_id: str, grace_seconds: float) -> tuple[KeyInfo, str]:
-        if grace_seconds < 0:
-            raise InvalidRequest("grace must not be negative", param="grace_seconds")
+        if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
+            raise InvalidRequest(f"grace must be between 0 and {MAX_GRACE_SECONDS} seconds", param="grace_seconds")
         with _translated():
             return accounts.rotate_key(self.db, key_id, timedelta(seconds=grace_seconds))

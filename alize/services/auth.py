@@ -9,6 +9,15 @@ from alize.store.accounts import KeyInfo, utcnow
 from alize.store.db import Database
 
 
+def check_usable(key: KeyInfo) -> KeyInfo:
+    """The key, unless it has been revoked or has expired (then a 401 saying which)."""
+    if key.revoked_at is not None:
+        raise Unauthorized("Unauthorized: the API key has been revoked")
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        raise Unauthorized("Unauthorized: the API key has expired")
+    return key
+
+
 class AuthService:
     def __init__(self, db: Database):
         self.db = db
@@ -23,11 +32,7 @@ class AuthService:
         key = await asyncio.to_thread(accounts.find_key, self.db, secret)
         if key is None:
             raise Unauthorized("Unauthorized: the API key is not valid")
-        if key.revoked_at is not None:
-            raise Unauthorized("Unauthorized: the API key has been revoked")
-        if key.expires_at is not None and key.expires_at <= utcnow():
-            raise Unauthorized("Unauthorized: the API key has expired")
-        return key
+        return check_usable(key)
 
     async def authenticate_admin(self, authorization: str | None) -> KeyInfo:
         key = await self.authenticate(authorization)

@@ -10,12 +10,13 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from alize.engine.params import BACKGROUND
-from alize.errors import AlizeError, EngineFailure, Overloaded, TooManyRequests
+from alize.errors import AlizeError, EngineFailure, Overloaded, TooManyRequests, Unauthorized
+from alize.services.auth import check_usable
 from alize.services.batch_lines import Line, LineRunner, line_id, output_line, read_lines
 from alize.services.files import FileService
 from alize.services.metering import ENDPOINT_NAMES, Call, Meter
@@ -38,8 +39,9 @@ class _Run:
     """One job being run: its lines in flight, and whether it is stopping."""
 
     job: JobInfo
-    key: KeyInfo
+    key: KeyInfo  # as read for the line admitted last: each line reads it anew
     stopping: bool = False
+    refused: Unauthorized | None = None  # the key was revoked or expired: the rest fail with this
     generating: set[asyncio.Task[object]] = field(default_factory=set)
 
 
@@ -99,9 +101,10 @@ class BatchWorker:
             await asyncio.to_thread(batches.set_total, self.db, job.id, len(lines))
         done = await asyncio.to_thread(batches.done_lines, self.db, job.id)
         key = await asyncio.to_thread(get_key, self.db, job.key_id)
-        outcome = await self._run_lines(_Run(job, key), [line for line in lines if line.index not in done])
+        run = _Run(job, key)
+        outcome = await self._run_lines(run, [line for line in lines if line.index not in done])
         if outcome is not None:  # None: the lease was lost; whoever holds the job now ends it
-            await self._finish(job, outcome)
+            await self._finish(job, outcome, failure=run.refused.message if run.refused else None)
 
     def _read(self, job: JobInfo) -> list[Line]:
         inputs = [self.files.content(job.workspace_id, file_id) for file_id in job.input_files]
@@ -120,7 +123,9 @@ class BatchWorker:
 
         async def consume() -> None:
             for line in pending:
-                if run.stopping:
+                if run.refused is not None:  # the key is gone: each line left is an error line saying so
+                    line = replace(line, body=None, error=run.refused)
+                elif run.stopping:
                     return
                 await self._run_line(run, line)
 
@@ -142,7 +147,7 @@ class BatchWorker:
                 task.cancel()
             await asyncio.gather(workers, return_exceptions=True)
         workers.result()  # a line that could not be written (database error) stops the job here
-        return outcome
+        return "FAILED" if run.refused is not None and outcome == "SUCCESS" else outcome
 
     async def _run_line(self, run: _Run, line: Line) -> None:
         call = self._call(run, line)
@@ -168,6 +173,11 @@ class BatchWorker:
         assert line.body is not None
         runner = self.runners[run.job.endpoint]
         while True:
+            try:  # the key as it is now: revoked, expired or with new limits since the last line
+                run.key = call.key = check_usable(await asyncio.to_thread(get_key, self.db, run.job.key_id))
+            except Unauthorized as exc:
+                run.refused = Unauthorized(f"The batch job stopped: {exc.message.removeprefix('Unauthorized: ')}")
+                return call, exc.status_code, run.refused.body(), run.refused
             task = asyncio.create_task(runner(line.body, call))
             run.generating.add(task)
             try:

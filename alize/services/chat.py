@@ -1,9 +1,10 @@
 """POST /v1/chat/completions as a use case: messages in, completion or chunks out."""
 
+import logging
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
-from alize.errors import InvalidRequest
+from alize.errors import EngineFailure, InvalidRequest
 from alize.protocol.chat import (
     ChatChoice,
     ChatCompletionChunk,
@@ -27,18 +28,20 @@ from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.prompts import add_system, conversation, prompt_tokens
 from alize.services.sampling import SamplingFields, build_params, pick_seed
-from alize.services.structured import response_grammar
-from alize.services.tools import ToolPlan, parse_calls, plan_tools
+from alize.services.structured import plan_response, text_is_valid
+from alize.services.tools import parse_calls, plan_tools
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 class ChatService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
-    def prepare(self, request: ChatCompletionRequest, call: Call | None = None) -> tuple[Prepared, str]:
+    def prepare(self, request: ChatCompletionRequest, call: Call) -> tuple[Prepared, str]:
         entry, model = self.hub.chat_model(request.model)
-        grammar, instruction = response_grammar(request.response_format)
+        response = plan_response(request.response_format)
+        grammar, instruction = response.grammar, response.instruction
         plan = plan_tools(request, model.tool_style)
         if plan is not None and grammar is not None:
             raise InvalidRequest("tools and a JSON response_format cannot be combined", param="response_format")
@@ -65,11 +68,13 @@ class ChatService:
         )
         params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
         if grammar is not None and not model.runner.check_grammar(grammar):
-            raise InvalidRequest("the response_format could not be compiled to a grammar", param="response_format")
-        return Prepared(entry, model, tokens, params, n=request.n or 1, call=call or Call.detached(),
-                        tools=plan), prefix
+            # the schema passed every check: a grammar llama.cpp refuses is Alizé's bug, not the client's
+            log.error("llama.cpp refused the grammar built for this request:\n%s", grammar)
+            raise EngineFailure("the grammar built for this request's schema was refused by llama.cpp")
+        return Prepared(entry, model, tokens, params, n=request.n or 1, call=call,
+                        tools=plan, check=response.check), prefix
 
-    async def complete(self, request: ChatCompletionRequest, call: Call | None = None) -> ChatCompletionResponse:
+    async def complete(self, request: ChatCompletionRequest, call: Call) -> ChatCompletionResponse:
         prep, prefix = self.prepare(request, call)
         return await self.respond(prep, prefix)
 
@@ -81,7 +86,7 @@ class ChatService:
             id=prep.id,
             created=prep.created,
             model=prep.model_id,
-            choices=[_choice(c.index, prefix + c.text, wire_finish_reason(c.finish_reason), prep.tools)
+            choices=[_choice(c.index, prefix, c.text, wire_finish_reason(c.finish_reason), prep)
                      for c in result.choices],
             usage=usage(result.num_prompt_tokens, result.num_completion_tokens, result.num_cached_tokens),
         )
@@ -98,6 +103,7 @@ class ChatService:
         first = await anext(events)
         if first[1].num_completion_tokens == 0 and first[1].finish_reason is not None:
             raise_for_failure(first[1])
+        prep.call.delivering = True
         for i in range(prep.n):
             yield chunk([ChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
             if prefix:
@@ -105,7 +111,7 @@ class ChatService:
         completion_tokens = [0] * prep.n
         remaining = prep.n
         num_cached = first[1].num_cached_tokens
-        held = [_HeldText(prep.tools) for _ in range(prep.n)]
+        held = [_HeldText(prep) for _ in range(prep.n)]
         async for index, event in _chain(first, events):
             completion_tokens[index] = event.num_completion_tokens
             if event.finish_reason is None:
@@ -114,37 +120,40 @@ class ChatService:
                     yield chunk([ChunkChoice(index=index, delta=DeltaMessage(content=text))])
                 continue
             remaining -= 1
-            # Mistral puts usage on the last finishing chunk; OpenAI clients that asked
-            # for include_usage get it again on an extra chunk with no choices.
+            # Usage goes on exactly one chunk (clients add up what they find): Mistral's
+            # last finishing chunk, or for OpenAI clients that asked for include_usage an
+            # extra chunk with no choices after it.
             final_usage = usage(len(prep.prompt_tokens), sum(completion_tokens), num_cached) if not remaining else None
             if final_usage is not None:
                 await prep.call.succeed()  # recorded before the client sees the last chunk
             delta, reason = held[index].finish(event.text, stream_finish_reason(event.finish_reason))
-            yield chunk([ChunkChoice(index=index, delta=delta, finish_reason=reason)], final_usage)
+            yield chunk([ChunkChoice(index=index, delta=delta, finish_reason=reason)],
+                        None if include_usage else final_usage)
             if final_usage is not None and include_usage:
                 yield chunk([], final_usage)
 
 
 class _HeldText:
-    """Streaming with tools: an answer that starts like calls ("[", or "<" for <tool_call>)
-    may be tool calls, which are sent whole in one delta when the answer ends; any other
-    answer streams as text."""
+    """One streamed choice. With tools, an answer that starts like calls ("[", or "<" for
+    <tool_call>) may be tool calls, which are sent whole in one delta when the answer ends;
+    any other answer streams as text."""
 
-    def __init__(self, tools: ToolPlan | None):
-        self.tools = tools
-        self.mode = "text" if tools is None else "undecided"
-        self.buffer = ""
+    def __init__(self, prep: Prepared):
+        self.prep = prep
+        self.mode = "text" if prep.tools is None else "undecided"
+        self.buffer = ""  # held back, while the answer may be calls
+        self.text = ""  # everything, for the final check
 
     def feed(self, text: str) -> str:
+        self.text += text
         if self.mode == "text":
             return text
         self.buffer += text
-        start = self.buffer.lstrip()
-        if not start:
+        if not self.buffer.strip():
             return ""
         if self.mode == "undecided":
-            assert self.tools is not None
-            self.mode = "calls" if start.startswith(self.tools.opener) else "text"
+            assert self.prep.tools is not None
+            self.mode = "calls" if self.prep.tools.starts_calls(self.buffer) else "text"
         if self.mode == "text":
             out, self.buffer = self.buffer, ""
             return out
@@ -152,20 +161,35 @@ class _HeldText:
 
     def finish(self, text: str, finish_reason: str) -> tuple[DeltaMessage, str]:
         rest = self.feed(text)
-        if self.mode != "calls":
-            return DeltaMessage(content=rest + self.buffer), finish_reason
-        assert self.tools is not None
-        calls = parse_calls(self.buffer, self.tools)
+        content, calls, reason = settle(self.prep, self.text, finish_reason)
+        if calls is not None:
+            return DeltaMessage(content="", tool_calls=calls), reason
+        if self.mode == "calls":
+            return DeltaMessage(content=""), reason  # cut calls: never raw call syntax as text
+        return DeltaMessage(content=rest + self.buffer), reason
+
+
+def settle(prep: Prepared, text: str, finish_reason: str) -> tuple[str, list[dict] | None, str]:
+    """(content, tool calls, finish reason) of a whole answer. Calls cut short (max_tokens)
+    give no content rather than the model's raw call syntax; an answer that ended but does
+    not follow its schema (what no grammar enforces: multipleOf, uniqueItems...) keeps its
+    content and gets finish_reason "error"."""
+    plan = prep.tools
+    if plan is not None and plan.starts_calls(text):
+        calls = parse_calls(text, plan)
         if calls is None:
-            return DeltaMessage(content=self.buffer), finish_reason
-        return DeltaMessage(content="", tool_calls=calls), "tool_calls"
+            return "", None, finish_reason
+        return "", calls, "tool_calls" if plan.arguments_valid(calls) else "error"
+    if prep.check is not None and finish_reason == "stop" and not text_is_valid(text, prep.check):
+        return text, None, "error"
+    return text, None, finish_reason
 
 
-def _choice(index: int, text: str, finish_reason: str, tools: ToolPlan | None) -> ChatChoice:
-    calls = parse_calls(text, tools) if tools is not None else None
-    if calls is None:
-        return ChatChoice(index=index, message=ChatMessageOut(content=text), finish_reason=finish_reason)
-    return ChatChoice(index=index, message=ChatMessageOut(content="", tool_calls=calls), finish_reason="tool_calls")
+def _choice(index: int, prefix: str, text: str, finish_reason: str, prep: Prepared) -> ChatChoice:
+    content, calls, reason = settle(prep, text, finish_reason)
+    message = ChatMessageOut(content="", tool_calls=calls) if calls is not None else ChatMessageOut(
+        content=prefix + content)
+    return ChatChoice(index=index, message=message, finish_reason=reason)
 
 
 async def _chain(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:

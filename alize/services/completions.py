@@ -20,7 +20,7 @@ class CompletionService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
-    def prepare(self, request: CompletionRequest, call: Call | None = None) -> list[Prepared]:
+    def prepare(self, request: CompletionRequest, call: Call) -> list[Prepared]:
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         if not prompts:
             raise InvalidRequest("prompt must not be an empty list", param="prompt")
@@ -33,14 +33,14 @@ class CompletionService:
             presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
             logit_bias=request.logit_bias,
         )
-        preps, call, created = [], call or Call.detached(), now()
+        preps, created = [], now()
         for prompt in prompts:
             tokens = fim_prompt_tokens(model, prompt, request.suffix or "")
             params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
             preps.append(Prepared(entry, model, tokens, params, n=request.n or 1, call=call, created=created))
         return preps
 
-    async def complete(self, request: CompletionRequest, call: Call | None = None) -> CompletionResponse:
+    async def complete(self, request: CompletionRequest, call: Call) -> CompletionResponse:
         preps = self.prepare(request, call)
         await admit(preps)
         choices, num_prompt, num_completion, num_cached = [], 0, 0, 0
@@ -68,6 +68,7 @@ class CompletionService:
                                       choices=choices, usage=usage_info)
 
         await admit(preps)
+        first.call.delivering = True
         num_prompt = num_completion = 0
         for p, prep in enumerate(preps):
             num_prompt += len(prep.prompt_tokens)

@@ -18,8 +18,7 @@ class EmbeddingService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
-    async def create(self, request: EmbeddingRequest, call: Call | None = None) -> EmbeddingResponse:
-        call = call or Call.detached()
+    async def create(self, request: EmbeddingRequest, call: Call) -> EmbeddingResponse:
         entry, embedder = self.hub.embedder(request.model)
         texts = [request.input] if isinstance(request.input, str) else request.input
         if not texts:
@@ -42,12 +41,20 @@ class EmbeddingService:
         await call.admit(entry, total, 0)
         vectors = await asyncio.to_thread(embedder.embed, texts)
         if dimension is not None:
-            vectors = vectors[:, :dimension]
+            vectors = truncate(vectors, dimension)
         data = [EmbeddingData(embedding=_encode(v, request.encoding_format), index=i)
                 for i, v in enumerate(vectors)]
         await call.succeed()
         return EmbeddingResponse(id=call.id, model=entry.id, data=data,
                                  usage=UsageInfo(prompt_tokens=total, completion_tokens=0, total_tokens=total))
+
+
+def truncate(vectors: np.ndarray, dimension: int) -> np.ndarray:
+    """The first `dimension` components of each vector, made unit length again (a cut
+    unit vector is shorter than 1, and cosine-by-dot-product clients rely on unit length)."""
+    cut = vectors[:, :dimension]
+    norms = np.linalg.norm(cut, axis=1, keepdims=True)
+    return (cut / np.where(norms == 0, 1, norms)).astype(np.float32)
 
 
 def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:

@@ -2,11 +2,13 @@
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from alize.errors import InvalidRequest, NotFound, PayloadTooLarge, StorageError
 from alize.store import files as file_store
-from alize.store.blobs import BlobCorrupted, BlobStore
+from alize.store.blobs import CHUNK, BlobCorrupted, BlobStore
 from alize.store.db import Database
 from alize.store.files import FileInfo
 
@@ -19,20 +21,19 @@ class FileService:
         self.blobs = blobs
         self.max_bytes = max_bytes
 
-    async def upload(self, workspace_id: str, filename: str, purpose: str, data: bytes,
+    async def upload(self, workspace_id: str, filename: str, purpose: str, source: BinaryIO,
                      mimetype: str | None) -> FileInfo:
+        """Stores the bytes read from `source` (a file object), a chunk at a time."""
         if purpose not in PURPOSES:
             raise InvalidRequest(f"purpose must be one of {', '.join(PURPOSES)}", param="purpose")
-        if len(data) > self.max_bytes:
-            raise PayloadTooLarge(f"The file is larger than {self.max_bytes} bytes")
         if not filename:
             raise InvalidRequest("the file part needs a filename", param="file")
         file_id = str(uuid.uuid4())
-        sha256 = await asyncio.to_thread(self.blobs.put, file_id, data)
-        lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        counted = _Counted(source, self.max_bytes)
+        sha256 = await asyncio.to_thread(self.blobs.put, file_id, counted)
         info = FileInfo(file_id, workspace_id, filename[:500], purpose,
-                        "batch_request" if purpose == "batch" else "instruct", "upload", len(data), sha256,
-                        lines if purpose == "batch" else None, mimetype, datetime.now(UTC))
+                        "batch_request" if purpose == "batch" else "instruct", "upload", counted.size, sha256,
+                        counted.lines if purpose == "batch" else None, mimetype, datetime.now(UTC))
         try:
             await asyncio.to_thread(file_store.add, self.db, info)
         except Exception:
@@ -45,7 +46,7 @@ class FileService:
         """Writes the bytes of a file Alizé produces (a batch job's results) and returns its
         record, for the caller to add in its own transaction."""
         data = "".join(f"{line}\n" for line in lines).encode()
-        sha256 = await asyncio.to_thread(self.blobs.put, file_id, data)
+        sha256 = await asyncio.to_thread(self.blobs.put, file_id, [data])
         return FileInfo(file_id, workspace_id, filename, "batch", sample_type, "mistral", len(data), sha256,
                         len(lines), "application/jsonl", datetime.now(UTC))
 
@@ -59,14 +60,41 @@ class FileService:
              search: str | None) -> tuple[list[FileInfo], int]:
         return file_store.list_page(self.db, workspace_id, page, page_size, purpose, search)
 
-    def content(self, workspace_id: str, file_id: str) -> bytes:
+    def open_content(self, workspace_id: str, file_id: str) -> tuple[FileInfo, Iterator[bytes]]:
+        """The file's record and its bytes as chunks, once they are checked against their
+        checksum (so that damage is a clear error before any byte is sent)."""
         info = self.get(workspace_id, file_id)
         try:
-            return self.blobs.get(info.id, info.sha256)
+            self.blobs.verify(info.id, info.sha256)
         except (BlobCorrupted, FileNotFoundError) as exc:
             raise StorageError(f"The bytes of file {file_id} are damaged or missing") from exc
+        return info, self.blobs.chunks(info.id)
+
+    def content(self, workspace_id: str, file_id: str) -> bytes:
+        return b"".join(self.open_content(workspace_id, file_id)[1])
 
     def delete(self, workspace_id: str, file_id: str) -> None:
         if not file_store.remove(self.db, workspace_id, file_id):
             raise NotFound(f"No file with id {file_id}")
         self.blobs.delete(file_id)
+
+
+class _Counted:
+    """A file object's chunks, counted (bytes, lines) as they pass; past `max_bytes` it
+    raises PayloadTooLarge, which leaves nothing stored."""
+
+    def __init__(self, source: BinaryIO, max_bytes: int):
+        self.source, self.max_bytes = source, max_bytes
+        self.size = self.lines = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        last = b"\n"
+        while chunk := self.source.read(CHUNK):
+            self.size += len(chunk)
+            if self.size > self.max_bytes:
+                raise PayloadTooLarge(f"The file is larger than {self.max_bytes} bytes")
+            self.lines += chunk.count(b"\n")
+            last = chunk[-1:]
+            yield chunk
+        if last != b"\n":
+            self.lines += 1  # a last line without its newline

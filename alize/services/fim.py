@@ -54,7 +54,7 @@ class FIMService:
         self.hub = hub
         self.chat = chat
 
-    def prepare(self, request: FIMCompletionRequest, call: Call | None = None) -> Prepared:
+    def prepare(self, request: FIMCompletionRequest, call: Call) -> Prepared:
         entry, model = self.hub.chat_model(request.model, capability="completion_fim")
         tokens = fim_prompt_tokens(model, request.prompt, request.suffix or "")
         fields = SamplingFields(
@@ -63,9 +63,9 @@ class FIMService:
             min_tokens=request.min_tokens,
         )
         params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
-        return Prepared(entry, model, tokens, params, call=call or Call.detached())
+        return Prepared(entry, model, tokens, params, call=call)
 
-    async def complete(self, request: FIMCompletionRequest, call: Call | None = None) -> ChatCompletionResponse:
+    async def complete(self, request: FIMCompletionRequest, call: Call) -> ChatCompletionResponse:
         return await self.chat.respond(self.prepare(request, call))
 
     def stream(self, prep: Prepared, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:

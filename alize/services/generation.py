@@ -1,10 +1,10 @@
 """Running a prepared prompt through the engine: n choices, collected or streamed."""
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from alize.engine.chat_model import ChatModel
 from alize.engine.params import FinishReason, GenerationRequest, SamplingParams, TokenEvent
@@ -30,9 +30,10 @@ class Prepared:
     model: ChatModel
     prompt_tokens: list[int]
     params: SamplingParams
+    call: Call  # who asks, and the meter of the request
     n: int = 1
-    call: Call = field(default_factory=Call.detached)  # who asks, and the meter of the request
     tools: ToolPlan | None = None  # function calling: the answer may be (or must be) tool calls
+    check: Callable[[Any], bool] | None = None  # structured output: validates the parsed answer
     created: int = field(default_factory=now)
 
     @property
@@ -81,10 +82,12 @@ def raise_for_failure(event: TokenEvent) -> None:
         raise Overloaded(f"The model is overloaded: the request {event.error}; retry later")
     if event.finish_reason is FinishReason.ERROR:
         raise EngineFailure(f"Generation failed: {event.error}")
+    if event.finish_reason is FinishReason.SHUTDOWN:
+        raise Overloaded("The server is shutting down; retry on another replica or in a moment")
 
 
 def wire_finish_reason(reason: FinishReason) -> str:
-    if reason in (FinishReason.ABORT, FinishReason.TIMEOUT):
+    if reason in (FinishReason.ABORT, FinishReason.TIMEOUT, FinishReason.SHUTDOWN):
         return "error"
     return reason.value
 
@@ -110,32 +113,10 @@ def _requests(prep: Prepared) -> list[GenerationRequest]:
 async def stream_events(prep: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]:
     """Yields (choice index, event) for every choice as the engine produces them."""
     requests = _requests(prep)
-    engine = prep.model.engine
-    engine.check_capacity(len(requests))
-    if len(requests) == 1:
-        async for event in engine.generate(requests[0]):
-            prep.call.progress(requests[0].request_id, event.num_completion_tokens, event.num_cached_tokens)
-            yield 0, event
-        return
-    events: asyncio.Queue[tuple[int, TokenEvent]] = asyncio.Queue()
-
-    async def pump(index: int, request: GenerationRequest) -> None:
-        async for event in engine.generate(request):
-            await events.put((index, event))
-
-    tasks = [asyncio.create_task(pump(i, r)) for i, r in enumerate(requests)]
-    try:
-        remaining = len(tasks)
-        while remaining:
-            index, event = await events.get()
-            prep.call.progress(requests[index].request_id, event.num_completion_tokens,
-                               event.num_cached_tokens if index == 0 else None)
-            if event.finish_reason is not None:
-                remaining -= 1
-            yield index, event
-    finally:
-        for task in tasks:
-            task.cancel()
+    async for index, event in prep.model.engine.generate_many(requests):
+        prep.call.progress(requests[index].request_id, event.num_completion_tokens,
+                           event.num_cached_tokens if index == 0 else None)
+        yield index, event
 
 
 async def collect(prep: Prepared) -> Result:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from alize.errors import RateLimited
+from alize.store import accounts
 from alize.store.accounts import KeyInfo, Limits
 from alize.store.counters import Adjustment, Check, Counters
 from alize.store.db import Database
@@ -26,6 +27,7 @@ class Reservation:
     tokens: int
     nano: int
     headers: dict[str, str] = field(default_factory=dict)
+    holder: str | None = None  # the counters' ledger it is recorded in (Redis)
 
 
 def month_start(moment: datetime) -> datetime:
@@ -121,7 +123,8 @@ class Limiter:
             headers = _headers(labelled, verdict.used, now, denied=True)
             headers["Retry-After"] = str(retry)
             raise RateLimited(_denial_message(scope, what, check, verdict.used[verdict.denied], retry), headers)
-        return Reservation(checks, verdict.stamp, tokens, nano, _headers(labelled, verdict.used, now))
+        return Reservation(checks, verdict.stamp, tokens, nano, _headers(labelled, verdict.used, now),
+                           verdict.holder)
 
     async def _seed(self, scope: _Scope, check: Check, since: datetime) -> None:
         tokens, nano = await asyncio.to_thread(month_totals, self.db, scope.kind, scope.id, since)
@@ -134,10 +137,37 @@ class Limiter:
             if check.name.endswith(":rpm"):
                 continue
             is_money = ":nano:" in check.name
-            delta = (nano - reservation.nano) if is_money else (tokens - reservation.tokens)
-            if delta:
-                adjustments.append(Adjustment(check.name, check.window, reservation.stamp, delta))
-        await self.counters.adjust(adjustments)
+            reserved = reservation.nano if is_money else reservation.tokens
+            delta = (nano if is_money else tokens) - reserved
+            if delta or (check.window == "month" and reserved):
+                adjustments.append(Adjustment(check.name, check.window, reservation.stamp, delta,
+                                              reserved if check.window == "month" else 0))
+        await self.counters.adjust(adjustments, reservation.holder)
+
+    async def add(self, key_id: str, workspace_id: str, moment: datetime, tokens: int, nano: int) -> None:
+        """Adds usage recorded outside a reservation (a stream billed after its server died)
+        to the month counters of its key and workspace."""
+        month = moment.astimezone(UTC).strftime("%Y-%m")
+        await self.counters.adjust([
+            Adjustment(f"{kind}:{scope_id}:{what}:{month}", "month", 0, amount)
+            for kind, scope_id in (("key", key_id), ("workspace", workspace_id))
+            for what, amount in (("tokens", tokens), ("nano", nano)) if amount])
+
+    async def reconcile(self, now: datetime | None = None) -> list[tuple[str, int]]:
+        """Sets this month's shared counters (Redis) to the usage table's totals plus the
+        reservations in flight; returns (counter, total) for each. In process there is
+        nothing to do: counters are seeded from the usage table at each start."""
+        now = now or datetime.now(UTC)
+        month, since = now.strftime("%Y-%m"), month_start(now)
+        out = []
+        for name in await self.counters.month_counters(month):
+            kind, scope_id, what, _ = name.split(":", 3)
+            if not await asyncio.to_thread(accounts.exists, self.db, kind, scope_id):
+                continue  # another installation's, sharing the Redis: not ours to set
+            tokens, nano = await asyncio.to_thread(month_totals, self.db, kind, scope_id, since)
+            await self.counters.reconcile(name, nano if what == "nano" else tokens)
+            out.append((name, nano if what == "nano" else tokens))
+        return out
 
 
 def _headers(labelled: list[tuple[_Scope, str, Check]], used: list[int], now: datetime,

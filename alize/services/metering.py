@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
@@ -22,13 +22,17 @@ from alize.errors import Forbidden
 from alize.registry import ModelEntry
 from alize.services.limits import Limiter, Reservation
 from alize.services.models import may_use
+from alize.store import inflight
 from alize.store import usage as usage_store
 from alize.store.accounts import KeyInfo
 from alize.store.db import Database
 
 log = logging.getLogger(__name__)
 
-CLIENT_CLOSED = 499  # the client went away before the answer ended (nginx's code)
+CLIENT_CLOSED = 499  # the answer was cut before its end: the client went away, or its server died
+LEASE_S = 30  # a stream's progress not renewed for this long belongs to a dead server
+PROGRESS_S = 1  # how often streams' progress is written (a crash loses at most this much)
+RECLAIM_EVERY = 5  # progress writes between two looks for dead servers
 # The metered paths and the endpoint name their usage records carry (batch lines too).
 ENDPOINT_NAMES = {
     "/v1/chat/completions": "chat.completions",
@@ -64,16 +68,12 @@ class Call:
     cached_tokens: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     recorded: bool = False
+    delivering: bool = False  # its answer is streaming out: what it delivered is billed even if cut
     held: bool = False  # recorded by its owner (record_with), not by finish()
     _started: float = field(default_factory=time.monotonic)
     _created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _progress: dict[str, int] = field(default_factory=dict)
     _reservation: Reservation | None = None
-
-    @classmethod
-    def detached(cls, endpoint: str = "internal") -> "Call":
-        """A call that meters nothing (for code run outside the API)."""
-        return cls(None, endpoint)
 
     @property
     def completion_tokens(self) -> int:
@@ -93,6 +93,7 @@ class Call:
         self._reservation = await self.meter.limiter.reserve(self.key, prompt_tokens + max_completion_tokens, worst)
         self.headers.update(self._reservation.headers)
         self.prompt_tokens = prompt_tokens  # admitted: from here on the prompt is billed
+        self.meter.live[self.id] = self
 
     def progress(self, part: str, completion_tokens: int, cached_tokens: int | None = None) -> None:
         """The tokens generated so far by one part (choice) of the request."""
@@ -122,6 +123,7 @@ class Call:
         """Records nothing and releases the reservation: the work was thrown away."""
         self.recorded = True
         if self._reservation is not None and self.meter is not None:
+            self.meter.live.pop(self.id, None)
             await self.meter.limiter.settle(self._reservation, 0, 0)
 
     def usage(self, status: int) -> usage_store.Usage:
@@ -139,15 +141,37 @@ class Call:
 
 
 class Meter:
-    def __init__(self, db: Database, limiter: Limiter):
+    def __init__(self, db: Database, limiter: Limiter, holder: str | None = None):
         self.db = db
         self.limiter = limiter
+        self.holder = holder or uuid.uuid4().hex  # this server's lease on its streams' progress
+        self.live: dict[str, Call] = {}  # admitted and not yet recorded
 
     def open(self, endpoint: str) -> Call:
         return Call(self, endpoint)
 
+    async def tick(self, reclaim: bool = True) -> int:
+        """Every second: this server's streams' progress, under its lease. With reclaim
+        (every few seconds, and at start-up): the streams of servers whose lease lapsed
+        (killed) billed for what they delivered, and added to the limit counters; the
+        counters' lapsed reservations given back. Returns how many streams were billed so."""
+        now = datetime.now(UTC)
+        progress = [c.usage(CLIENT_CLOSED) for c in self.live.values() if c.delivering and not c.recorded]
+        await asyncio.to_thread(inflight.hold, self.db, self.holder, now + timedelta(seconds=LEASE_S), progress)
+        if not reclaim:
+            return 0
+        billed = await asyncio.to_thread(inflight.reclaim, self.db, now, CLIENT_CLOSED)
+        for usage in billed:
+            log.warning("billed %d tokens delivered by stream %s before its server stopped",
+                        usage.completion_tokens, usage.id)
+            await self.limiter.add(usage.key_id, usage.workspace_id, usage.created_at,
+                                   usage.prompt_tokens + usage.completion_tokens, usage.cost_nano)
+        await self.limiter.counters.renew()
+        return len(billed)
+
     async def record(self, call: Call, status: int,
                      write: Callable[[usage_store.Usage], bool] | None = None) -> bool:
+        self.live.pop(call.id, None)
         row = call.usage(status)
         written = False
         try:

@@ -52,6 +52,11 @@ class ModelHub:
             self._embedders[backend.name] = Embedder(backend.name, path, self._threads)
         log.info("loaded %s from %s in %.1f s", backend.name, path, time.monotonic() - started)
 
+    def stop_generating(self) -> None:
+        """Shutting down: every chat engine admits nothing more and ends what it runs."""
+        for model in self._chat.values():
+            model.engine.close()
+
     def close(self) -> None:
         for model in self._chat.values():
             model.close()

@@ -1,6 +1,7 @@
 """Everything a running server needs, built once at start-up."""
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass, field
 
@@ -17,12 +18,13 @@ from alize.services.embeddings import EmbeddingService
 from alize.services.files import FileService
 from alize.services.fim import FIMService
 from alize.services.limits import Limiter
-from alize.services.metering import Call, Meter
+from alize.services.metering import PROGRESS_S, RECLAIM_EVERY, Call, Meter
 from alize.services.models import ModelHub
 from alize.services.reports import ReportService
 from alize.store.blobs import DirectoryBlobStore
-from alize.store.counters import Counters, MemoryCounters, RedisCounters
+from alize.store.counters import Counters, MemoryCounters
 from alize.store.db import Database
+from alize.store.redis_counters import RedisCounters
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,26 @@ class Platform:
                    BatchService(db, hub, files, on_change=worker.wake), worker)
 
     def start_background(self) -> None:
-        """Starts the batch worker on the running event loop."""
+        """Starts the batch worker and the meter's leases on the running event loop."""
         self._background.append(asyncio.create_task(self.batch_worker.run(), name="batch-worker"))
+        self._background.append(asyncio.create_task(self._keep_leases(), name="meter-leases"))
+
+    async def _keep_leases(self) -> None:
+        """At start-up, the shared limit counters reconciled with the usage table; then every
+        second the meter's tick (streams' progress; every few seconds, dead servers'
+        reservations given back and their streams billed). A failure (the database or Redis away) is logged
+        and tried again at the next tick."""
+        try:
+            for name, total in await self.meter.limiter.reconcile():
+                log.info("limit counter %s reconciled with the usage table: %d", name, total)
+        except Exception:
+            log.exception("could not reconcile the limit counters at start-up")
+        for n in itertools.count():
+            try:
+                await self.meter.tick(reclaim=n % RECLAIM_EVERY == 0)
+            except Exception:
+                log.exception("the meter's tick failed; trying again in %d s", PROGRESS_S)
+            await asyncio.sleep(PROGRESS_S)
 
     def open_call(self, endpoint: str) -> Call:
         return self.meter.open(endpoint)
@@ -81,10 +101,22 @@ class Platform:
     def cache_scope(self, key_id: str) -> str | None:
         return cache_scope(self.settings, key_id)
 
-    async def aclose(self) -> None:
+    async def drain(self) -> None:
+        """The server is stopping (SIGINT, SIGTERM): batch lines in flight are cut unwritten
+        (they run again after the restart), then every open request ends at once, streams
+        with a last chunk (finish_reason "error") and [DONE], so that the server exits in
+        a moment rather than after the graceful-shutdown timeout."""
+        await self._stop_background()
+        self.hub.stop_generating()
+
+    async def _stop_background(self) -> None:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
+
+    async def aclose(self) -> None:
+        await self._stop_background()
         await self.counters.close()
         self.hub.close()
         self.db.close()

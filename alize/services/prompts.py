@@ -27,17 +27,22 @@ CALL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
 Message = dict[str, Any]
 
 
-def content_text(content: str | list[dict[str, Any]] | None, where: str) -> str:
+def content_text(content: str | list[dict[str, Any]] | None, where: str, in_thinking: bool = False) -> str:
     """The text of a message's content; non-text chunks need a capability we lack."""
     if content is None or isinstance(content, str):
         return content or ""
     parts = []
     for chunk in content:
+        if not isinstance(chunk, dict):
+            raise InvalidRequest(f"{where}: each content chunk must be an object with a 'type'", param="messages")
         kind = chunk.get("type", "text" if "text" in chunk else None)  # "type" defaults to text
         if kind == "text" and isinstance(chunk.get("text"), str):
             parts.append(chunk["text"])
-        elif kind == "thinking" and isinstance(chunk.get("thinking"), list):
-            parts.append(content_text(chunk["thinking"], where))
+        elif kind == "thinking" and not in_thinking and isinstance(chunk.get("thinking"), list):
+            parts.append(content_text(chunk["thinking"], where, in_thinking=True))
+        elif kind == "thinking":
+            raise InvalidRequest(f"{where}: a thinking chunk needs a list of text chunks in 'thinking'",
+                                 param="messages")
         elif kind == "text":
             raise InvalidRequest(f"{where}: a text chunk needs a string 'text'", param="messages")
         else:

@@ -19,7 +19,7 @@ from typing import Any
 from alize.engine.grammar import CALL_STYLES, tool_calls_gbnf
 from alize.errors import InvalidRequest
 from alize.protocol.chat import ChatCompletionRequest
-from alize.services.structured import check_json_schema, grammar_errors
+from alize.services.structured import Check, check_json_schema, grammar_errors, validator_of
 
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 ID_ALPHABET = string.ascii_letters + string.digits
@@ -37,14 +37,25 @@ class ToolPlan:
     names: tuple[str, ...]
     style: str = "generic"  # engine.grammar.CALL_STYLES
     tools: tuple[dict[str, Any], ...] = ()  # the offered tools, as the prompt format takes them
+    checks: tuple[tuple[str, Check], ...] = ()  # each function's arguments validator
 
     @property
     def opener(self) -> str:
         """How an answer that is calls begins (an answer otherwise streams as text)."""
         return CALL_STYLES[self.style][3]
 
+    def starts_calls(self, text: str) -> bool:
+        """Whether an answer is (the beginning of) tool calls rather than text."""
+        return text.lstrip().startswith(self.opener)
 
-def _functions(tools: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
+    def arguments_valid(self, calls: list[dict[str, Any]]) -> bool:
+        """Whether every call's arguments follow its function's parameters (the grammar
+        enforces all but what no grammar can: multipleOf, uniqueItems...)."""
+        checks = dict(self.checks)
+        return all(checks[c["function"]["name"]](json.loads(c["function"]["arguments"])) for c in calls)
+
+
+def _functions(tools: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any], bool]]:
     out, seen = [], set()
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
@@ -64,7 +75,8 @@ def _functions(tools: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, An
             raise InvalidRequest(f"{where}.function.parameters must be a JSON Schema object", param="tools")
         check_json_schema(parameters, f"{where}.function.parameters", "tools")
         description = function.get("description") or ""
-        out.append((name, description if isinstance(description, str) else "", parameters))
+        out.append((name, description if isinstance(description, str) else "", parameters,
+                    function.get("strict") is True))
     return out
 
 
@@ -100,17 +112,20 @@ def plan_tools(request: ChatCompletionRequest, style: str = "generic") -> ToolPl
     offered = [f for f in functions if f[0] in names]
     parallel = request.parallel_tool_calls is not False
     with grammar_errors("tools"):
-        grammar = tool_calls_gbnf([(name, params) for name, _, params in offered], parallel,
+        grammar = tool_calls_gbnf([(name, params, strict) for name, _, params, strict in offered], parallel,
                                   allow_text=not forced, style=style)
     tools = tuple({"type": "function", "function": {"name": n, "description": d, "parameters": p}}
-                  for n, d, p in offered)
+                  for n, d, p, _ in offered)
+    checks = tuple((n, validator_of(p)) for n, _, p, _ in offered)
     if style != "generic":
-        return ToolPlan(grammar, "", tuple(names), style, tools)
-    listing = json.dumps([{"name": n, "description": d, "parameters": p} for n, d, p in offered], ensure_ascii=False)
+        return ToolPlan(grammar, "", tuple(names), style, tools, checks)
+    listing = json.dumps([{"name": n, "description": d, "parameters": p} for n, d, p, _ in offered],
+                         ensure_ascii=False)
     how = ('To call functions, answer with only a JSON array of calls, like '
            '[{"name": "function_name", "arguments": {"argument": "value"}}].')
     rule = "You must call a function." if forced else "If no function is needed, answer normally."
-    return ToolPlan(grammar, f"You can call these functions:\n{listing}\n{how} {rule}", tuple(names), style, tools)
+    return ToolPlan(grammar, f"You can call these functions:\n{listing}\n{how} {rule}", tuple(names), style, tools,
+                    checks)
 
 
 HERMES_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)

@@ -181,6 +181,13 @@ def _key_row(session: Session, key_id: str) -> tuple[ApiKey, Workspace]:
     return found[0], found[1]
 
 
+def exists(db: Database, kind: str, scope_id: str) -> bool:
+    """Whether this database has the key or workspace with that id."""
+    table = ApiKey if kind == "key" else Workspace
+    with db.session() as session:
+        return session.get(table, scope_id) is not None
+
+
 def get_key(db: Database, key_id: str) -> KeyInfo:
     with db.session() as session:
         return _key_info(*_key_row(session, key_id))

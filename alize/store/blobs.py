@@ -1,10 +1,16 @@
 """Where file bytes live. A small interface, so that an S3-compatible store can be added;
-the default is a directory under the data dir, written atomically and checksummed."""
+the default is a directory under the data dir, written atomically and checksummed.
+
+Bytes are streamed in both directions, a chunk at a time: a 512 MiB upload or download
+costs a chunk of memory, not the file."""
 
 import hashlib
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
+
+CHUNK = 1 << 20
 
 
 class BlobCorrupted(Exception):
@@ -12,8 +18,9 @@ class BlobCorrupted(Exception):
 
 
 class BlobStore(Protocol):
-    def put(self, blob_id: str, data: bytes) -> str: ...  # returns the sha256
-    def get(self, blob_id: str, sha256: str) -> bytes: ...
+    def put(self, blob_id: str, chunks: Iterable[bytes]) -> str: ...  # returns the sha256
+    def verify(self, blob_id: str, sha256: str) -> None: ...
+    def chunks(self, blob_id: str) -> Iterator[bytes]: ...
     def delete(self, blob_id: str) -> None: ...
 
 
@@ -27,22 +34,36 @@ class DirectoryBlobStore:
             raise ValueError(f"bad blob id {blob_id!r}")
         return self.root / blob_id
 
-    def put(self, blob_id: str, data: bytes) -> str:
-        """Writes to a temporary file, syncs it, then renames it into place."""
+    def put(self, blob_id: str, chunks: Iterable[bytes]) -> str:
+        """Writes the chunks to a temporary file, hashing as it goes, syncs it, then renames
+        it into place. If the chunks fail (too large, the client gone), nothing is left."""
         path = self._path(blob_id)
         tmp = path.with_name(f".{blob_id}.tmp")
-        with open(tmp, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-        return hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256()
+        try:
+            with open(tmp, "wb") as out:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return digest.hexdigest()
 
-    def get(self, blob_id: str, sha256: str) -> bytes:
-        data = self._path(blob_id).read_bytes()
-        if hashlib.sha256(data).hexdigest() != sha256:
+    def verify(self, blob_id: str, sha256: str) -> None:
+        """Raises BlobCorrupted unless the stored bytes hash to `sha256` (read a chunk at a time)."""
+        digest = hashlib.sha256()
+        for chunk in self.chunks(blob_id):
+            digest.update(chunk)
+        if digest.hexdigest() != sha256:
             raise BlobCorrupted(f"file {blob_id} does not match its checksum")
-        return data
+
+    def chunks(self, blob_id: str) -> Iterator[bytes]:
+        with open(self._path(blob_id), "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
 
     def delete(self, blob_id: str) -> None:
         self._path(blob_id).unlink(missing_ok=True)

@@ -73,6 +73,29 @@ class UsageRecord(Base):
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class InflightRequest(Base):
+    """A streaming request's usage so far, held under its server's lease (renewed while the
+    server lives). Deleted when the request is recorded; a row whose lease has lapsed is
+    turned into its usage record by any server (store/inflight.py)."""
+
+    __tablename__ = "inflight"
+    __table_args__ = (Index("ix_inflight_lease", "lease_until"), Index("ix_inflight_holder", "holder"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the usage record's id
+    holder: Mapped[str] = mapped_column(String(64))
+    lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    workspace_id: Mapped[str] = mapped_column(String(36))
+    key_id: Mapped[str] = mapped_column(String(36))
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    endpoint: Mapped[str] = mapped_column(String(100))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    cached_tokens: Mapped[int] = mapped_column(Integer)
+    cost_nano: Mapped[int] = mapped_column(BigInteger)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+
+
 class StoredFile(Base):
     """An uploaded (or produced) file; its bytes live in the blob store under its id."""
 

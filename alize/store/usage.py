@@ -4,12 +4,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, case, func, select
+from sqlalchemy import Connection, Insert, case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alize.store.db import Database
-from alize.store.tables import UsageRecord
+from alize.store.tables import InflightRequest, UsageRecord
 
 GROUPS = ("day", "model", "key", "workspace")
 
@@ -45,9 +45,11 @@ def record_in(db: Database, connection: Connection, usage: Usage) -> bool:
 
 
 def record(db: Database, usage: Usage) -> bool:
-    """Writes the record and commits it; a second record with the same id is ignored.
+    """Writes the record and commits it, with the end of the request's progress row (store/
+    inflight.py) if it had one; a second record with the same id is ignored.
     Returns whether this call wrote it."""
     with db.engine.begin() as connection:
+        connection.execute(delete(InflightRequest).where(InflightRequest.id == usage.id))
         return record_in(db, connection, usage)
 
 

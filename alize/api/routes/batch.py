@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from alize.api.deps import KeyDep, PlatformDep
+from alize.api.deps import MAX_PAGE, KeyDep, PlatformDep
 from alize.api.strict_json import StrictJSONRoute
 from alize.errors import InvalidRequest
 from alize.protocol.batch import BatchJobIn, Status
@@ -59,7 +59,7 @@ def _metadata_filter(request: Request, metadata: str | None) -> tuple[tuple[str,
 
 
 @router.get("/v1/batch/jobs")
-def list_jobs(request: Request, key: KeyDep, platform: PlatformDep, page: Annotated[int, Query(ge=0)] = 0,
+def list_jobs(request: Request, key: KeyDep, platform: PlatformDep, page: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 0,
               page_size: Annotated[int, Query(ge=1, le=1000)] = 100, model: str | None = None,
               agent_id: str | None = None, metadata: str | None = None, created_after: datetime | None = None,
               created_by_me: bool = False, status: Annotated[list[Status] | None, Query()] = None,

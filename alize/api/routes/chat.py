@@ -1,7 +1,8 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from alize.api.deps import CallDep, PlatformDep
+from alize.api.disconnect import unless_client_leaves
 from alize.api.sse import sse_response
 from alize.api.strict_json import StrictJSONRoute
 from alize.protocol.chat import ChatCompletionRequest
@@ -16,27 +17,27 @@ def _include_usage(body: ChatCompletionRequest | FIMCompletionRequest | Completi
 
 
 @router.post("/v1/chat/completions")
-async def chat_completion(body: ChatCompletionRequest, call: CallDep, platform: PlatformDep) -> Response:
+async def chat_completion(body: ChatCompletionRequest, call: CallDep, platform: PlatformDep, request: Request) -> Response:
     if body.stream:
         prep, prefix = platform.chat.prepare(body, call)
         return await sse_response(platform.chat.stream(prep, prefix, _include_usage(body)))
-    result = await platform.chat.complete(body, call)
+    result = await unless_client_leaves(request, platform.chat.complete(body, call))
     return JSONResponse(result.model_dump(mode="json"))
 
 
 @router.post("/v1/fim/completions")
-async def fim_completion(body: FIMCompletionRequest, call: CallDep, platform: PlatformDep) -> Response:
+async def fim_completion(body: FIMCompletionRequest, call: CallDep, platform: PlatformDep, request: Request) -> Response:
     if body.stream:
         prep = platform.fim.prepare(body, call)
         return await sse_response(platform.fim.stream(prep, _include_usage(body)))
-    result = await platform.fim.complete(body, call)
+    result = await unless_client_leaves(request, platform.fim.complete(body, call))
     return JSONResponse(result.model_dump(mode="json"))
 
 
 @router.post("/v1/completions")
-async def completion(body: CompletionRequest, call: CallDep, platform: PlatformDep) -> Response:
+async def completion(body: CompletionRequest, call: CallDep, platform: PlatformDep, request: Request) -> Response:
     if body.stream:
         preps = platform.completions.prepare(body, call)
         return await sse_response(platform.completions.stream(body, preps, _include_usage(body)))
-    result = await platform.completions.complete(body, call)
+    result = await unless_client_leaves(request, platform.completions.complete(body, call))
     return JSONResponse(result.model_dump(mode="json"))

@@ -3,9 +3,9 @@
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
-from alize.api.deps import KeyDep, PlatformDep
+from alize.api.deps import MAX_PAGE, KeyDep, PlatformDep
 from alize.api.strict_json import StrictJSONRoute
 from alize.store.files import FileInfo
 
@@ -22,13 +22,13 @@ def file_out(info: FileInfo) -> dict[str, object]:
 @router.post("/v1/files")
 async def upload_file(key: KeyDep, platform: PlatformDep, file: Annotated[UploadFile, File()],
                       purpose: Annotated[str, Form()] = "batch") -> dict[str, object]:
-    data = await file.read(platform.files.max_bytes + 1)
-    info = await platform.files.upload(key.workspace.id, file.filename or "", purpose, data, file.content_type)
+    # the part is already spooled to disk by the multipart parser: copied from there a chunk at a time
+    info = await platform.files.upload(key.workspace.id, file.filename or "", purpose, file.file, file.content_type)
     return file_out(info)
 
 
 @router.get("/v1/files")
-def list_files(key: KeyDep, platform: PlatformDep, page: Annotated[int, Query(ge=0)] = 0,
+def list_files(key: KeyDep, platform: PlatformDep, page: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 0,
                page_size: Annotated[int, Query(ge=1, le=1000)] = 100, include_total: bool = True,
                purpose: str | None = None, search: str | None = None) -> dict[str, object]:
     items, total = platform.files.list(key.workspace.id, page, page_size, purpose, search)
@@ -42,7 +42,9 @@ def retrieve_file(file_id: str, key: KeyDep, platform: PlatformDep) -> dict[str,
 
 @router.get("/v1/files/{file_id}/content")
 def file_content(file_id: str, key: KeyDep, platform: PlatformDep) -> Response:
-    return Response(platform.files.content(key.workspace.id, file_id), media_type="application/octet-stream")
+    info, chunks = platform.files.open_content(key.workspace.id, file_id)
+    return StreamingResponse(chunks, media_type="application/octet-stream",
+                             headers={"Content-Length": str(info.bytes)})
 
 
 @router.delete("/v1/files/{file_id}")
