@@ -11,15 +11,15 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-ROOT = Path(__file__).resolve().parent.parent
-SPEC_DIR = Path(os.environ.get("ALIZE_SPEC_DIR", ROOT.parent / "shared" / "mistral-api"))
+# The spec and its errata live with the tests (tests/mistral-api/README.md says where from).
+SPEC_DIR = Path(os.environ.get("ALIZE_SPEC_DIR", Path(__file__).resolve().parent / "mistral-api"))
 SPEC_PATH = SPEC_DIR / "openapi-core.yaml"
 
 
 @cache
 def spec() -> dict[str, Any]:
     if not SPEC_PATH.exists():
-        raise FileNotFoundError(f"the official spec is needed at {SPEC_PATH} (or set ALIZE_SPEC_DIR)")
+        raise FileNotFoundError(f"the official spec is missing from {SPEC_PATH} (ALIZE_SPEC_DIR)")
     data = yaml.safe_load(SPEC_PATH.read_text())
     return apply_errata(data)
 
