@@ -1,11 +1,15 @@
 # The two set-up commands of the README. Each sets up .venv as needed, then runs.
+#   make serve ARGS="--port 8121 --config models.toml"   (ALIZE_* variables work too)
+#   make test ARGS="-k structured -x"
 .PHONY: serve test setup setup-test check
+ARGS ?=
 
 serve: setup
-	.venv/bin/alize serve
+	.venv/bin/alize serve $(ARGS)
 
 test: setup-test
-	.venv/bin/python -m pytest -q
+	@scripts/services.sh
+	.venv/bin/python -m pytest -q $(ARGS)
 
 setup:
 	@scripts/setup.sh
