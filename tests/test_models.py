@@ -23,6 +23,29 @@ def test_list_conforms_and_covers_mistral_names(http):
     assert cards["mistral-embed"]["name"] == "all-minilm-l6-v2"
     assert not cards["mistral-embed"]["capabilities"]["completion_chat"]
     assert cards["codestral-latest"]["capabilities"]["completion_fim"]
+    # tools work on every chat model (the grammar writes the calls): the cards say so
+    assert all(c["capabilities"]["function_calling"] == c["capabilities"]["completion_chat"] for c in cards.values())
+
+
+def test_dated_and_family_ids_of_mistral_examples_are_served(http):
+    for model_id, backed_by in (("mistral-large-2411", "mistral-large-latest"),
+                                ("mistral-medium-2505", "mistral-medium-latest"),
+                                ("mistral-medium-3-5", "mistral-medium-latest"),
+                                ("mistral-small-2506", "mistral-small-latest"),
+                                ("codestral-2501", "codestral-latest")):
+        r = http.post("/v1/chat/completions", json={"model": model_id, "max_tokens": 1,
+                                                    "messages": [{"role": "user", "content": "Hi"}]})
+        assert r.status_code == 200 and r.json()["model"] == model_id, r.text
+        card = http.get(f"/v1/models/{model_id}").json()
+        assert card["id"] == model_id and backed_by in card["aliases"], card
+    r = http.post("/v1/embeddings", json={"model": "codestral-embed", "input": "x"})
+    assert r.status_code == 200, r.text
+    for model_id, capability in (("pixtral-large-2411", "vision"), ("mistral-ocr-latest", "OCR"),
+                                 ("voxtral-mini-2507", "audio")):
+        r = http.post("/v1/chat/completions", json={"model": model_id, "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 400 and capability in r.json()["message"], r.text
+    assert http.post("/v1/chat/completions", json={"model": "gpt-9", "messages": [
+        {"role": "user", "content": "x"}]}).status_code == 404
 
 
 def test_retrieve(http):
