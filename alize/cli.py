@@ -1,20 +1,24 @@
 """The `alize` command: serve the API; manage workspaces, keys and usage (with or without
 a running server: they work on the database directly)."""
 
+import json
 import logging
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
 from alize.cli_batch import batch_app
-from alize.config import Settings
+from alize.config import DEFAULT_DATA_DIR, LEGACY_DATA_DIR, Settings
 from alize.errors import AlizeError, ConfigError
 
 app = typer.Typer(help="Alizé: the Mistral API on your own machine.", no_args_is_help=True)
@@ -36,23 +40,62 @@ MonthlyTokens = Annotated[int | None, typer.Option("--monthly-tokens", min=0, he
 Budget = Annotated[float | None, typer.Option("--budget-eur", min=0, help="Euros per month.")]
 
 
+def _fail(message: str, code: int = 2) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
 def _settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """The settings, or one line naming the setting that is wrong and exit 2."""
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        _fail(f"setting {name} (ALIZE_{name.upper()}): {error['msg']} (got {error.get('input')!r})")
+    legacy = LEGACY_DATA_DIR / "alize.db"
+    if settings.data_dir == DEFAULT_DATA_DIR and not settings.database_url and legacy.is_file():
+        console.print(f"[yellow]note:[/yellow] {legacy.resolve()} (the data dir of earlier versions, relative to "
+                      f"the current folder) is not used: the data dir is now {DEFAULT_DATA_DIR}. To keep using "
+                      f"it, pass --data-dir {LEGACY_DATA_DIR.resolve()} or set ALIZE_DATA_DIR.", highlight=False,
+                      soft_wrap=True)
+    return settings
+
+
+def _store_name(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @contextmanager
-def _database(data_dir: Path | None, database_url: str | None) -> Iterator[Any]:
+def _database(data_dir: Path | None, database_url: str | None, changes: bool = False) -> Iterator[Any]:
+    """The migrated store; a command that creates or changes something says which store."""
     from alize.store.db import Database
 
-    db = Database(_settings(data_dir=data_dir, database_url=database_url).resolved_database_url)
+    url = _settings(data_dir=data_dir, database_url=database_url).resolved_database_url
+    db = Database(url)
     try:
         db.migrate()
+        if changes:
+            console.print(f"store: {_store_name(url)}", highlight=False, soft_wrap=True)
         yield db
     except AlizeError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from exc
     finally:
         db.close()
+
+
+def _check_port(host: str, port: int) -> None:
+    """A busy port is reported at once, before minutes of model loading."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror} (another server? choose one with --port "
+                  "or ALIZE_PORT)")
 
 
 def _show_key(secret: str, title: str) -> None:
@@ -78,11 +121,22 @@ def serve(
     """Start the HTTP server."""
     from alize.api import server
     from alize.api.app import create_app
+    from alize.registry import Registry
     from alize.services.accounts import AccountService
     from alize.store.accounts import count_keys
 
     settings = _settings(host=host, port=port, data_dir=data_dir, config_file=config)
+    try:  # everything that can be wrong with the configuration, before any model loads
+        registry = Registry.load(settings.config_file)
+        for backend in registry.backends.values():
+            registry.resolve_path(backend)
+            registry.chat_template(backend)
+    except ConfigError as exc:
+        _fail(exc.message)
+    _check_port(settings.host, settings.port)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"data dir {settings.data_dir}; database {_store_name(settings.resolved_database_url)}; "
+                  f"models: {registry.source}", highlight=False, soft_wrap=True)
     with _database(data_dir, None) as db:
         if count_keys(db) == 0:
             accounts = AccountService(db)
@@ -110,24 +164,40 @@ def keys_create(
     data_dir: DataDir = None, database_url: DatabaseUrl = None,
 ) -> None:
     """Create an API key and print its secret once (on stdout; its id on stderr)."""
+    from alize.registry import Registry
     from alize.services.accounts import AccountService, LimitsSpec
 
-    with _database(data_dir, database_url) as db:
+    wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    if wanted:
+        try:
+            unknown = Registry.load(_settings().config_file).unknown(wanted)
+        except ConfigError as exc:
+            _fail(exc.message)
+        if unknown:
+            _fail(f"--models: this server does not serve {', '.join(unknown)} (see GET /v1/models)")
+    with _database(data_dir, database_url, changes=True) as db:
         info, secret = AccountService(db).create_key(
-            name, workspace, models.split(",") if models else None, expires_in,
-            LimitsSpec(rpm, tpm, monthly_tokens, budget_eur), admin)
+            name, workspace, wanted, expires_in, LimitsSpec(rpm, tpm, monthly_tokens, budget_eur), admin)
     console.print(f"key id {info.id} ({info.name}, {info.prefix}…, workspace {info.workspace.name})")
     print(secret)
 
 
 @keys_app.command("list")
 def keys_list(workspace: Annotated[str | None, typer.Option("--workspace")] = None,
+              as_json: Annotated[bool, typer.Option("--json", help="JSON lines, for scripts.")] = False,
               data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """List keys (by prefix; secrets are never shown again)."""
     from alize.services.accounts import AccountService
 
     with _database(data_dir, database_url) as db:
         keys = AccountService(db).list_keys(workspace)
+    if as_json:
+        for k in keys:
+            print(json.dumps({"id": k.id, "name": k.name, "prefix": k.prefix, "workspace": k.workspace.name,
+                              "revoked": k.revoked_at is not None, "admin": k.is_admin, "models": list(k.models),
+                              "limits": asdict(k.limits),
+                              "expires_at": k.expires_at.isoformat() if k.expires_at else None}))
+        return
     table = Table("id", "name", "prefix", "workspace", "state", "models", "limits", "expires")
     for k in keys:
         state = "revoked" if k.revoked_at else ("admin" if k.is_admin else "active")
@@ -137,24 +207,27 @@ def keys_list(workspace: Annotated[str | None, typer.Option("--workspace")] = No
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id, name or prefix.")],
+                data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Revoke a key: refused from its very next request on."""
     from alize.services.accounts import AccountService
 
-    with _database(data_dir, database_url) as db:
-        info = AccountService(db).revoke_key(key_id)
+    with _database(data_dir, database_url, changes=True) as db:
+        accounts = AccountService(db)
+        info = accounts.revoke_key(accounts.find_key(key).id)
     console.print(f"revoked {info.id} ({info.name})")
 
 
 @keys_app.command("rotate")
-def keys_rotate(key_id: str,
+def keys_rotate(key: Annotated[str, typer.Argument(help="The key's id, name or prefix.")],
                 grace: Annotated[float, typer.Option("--grace", min=0, help="Seconds the old secret still works.")] = 3600,
                 data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Give a key a new secret (printed once); the old one works for --grace seconds."""
     from alize.services.accounts import AccountService
 
-    with _database(data_dir, database_url) as db:
-        info, secret = AccountService(db).rotate_key(key_id, grace)
+    with _database(data_dir, database_url, changes=True) as db:
+        accounts = AccountService(db)
+        info, secret = accounts.rotate_key(accounts.find_key(key).id, grace)
     console.print(f"rotated {info.id} ({info.name}); the old secret works for {grace:g} s more")
     print(secret)
 
@@ -165,7 +238,7 @@ def workspaces_create(name: str, rpm: Rpm = None, tpm: Tpm = None, monthly_token
     """Create a workspace, with optional limits."""
     from alize.services.accounts import AccountService, LimitsSpec
 
-    with _database(data_dir, database_url) as db:
+    with _database(data_dir, database_url, changes=True) as db:
         ws = AccountService(db).create_workspace(name, LimitsSpec(rpm, tpm, monthly_tokens, budget_eur))
     console.print(f"workspace {ws.name} ({ws.id}): {_limits_text(ws.limits)}")
 
@@ -199,7 +272,7 @@ def workspaces_limits(
         if field not in ("rpm", "tpm", "monthly_tokens", "budget_eur"):
             raise typer.BadParameter(f"unknown limit {field!r}", param_hint="--unset")
         changes[field] = None
-    with _database(data_dir, database_url) as db:
+    with _database(data_dir, database_url, changes=bool(changes)) as db:
         accounts = AccountService(db)
         ws = accounts.set_workspace_limits(name, changes) if changes else accounts.get_workspace(name)
     out.print(f"workspace {ws.name}: {_limits_text(ws.limits)}")
@@ -212,6 +285,7 @@ def usage(
     group_by: Annotated[str, typer.Option("--group-by", help="day, model, key or workspace.")] = "day",
     workspace: Annotated[str | None, typer.Option("--workspace")] = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, for scripts.")] = False,
     data_dir: DataDir = None, database_url: DatabaseUrl = None,
 ) -> None:
     """Usage and cost over a date range (UTC days)."""
@@ -224,9 +298,15 @@ def usage(
     if as_csv:
         print(report.csv(), end="")
         return
-    table = Table(group_by, *COLUMNS[1:], title=f"Usage {report.start} .. {report.end}")
+    if as_json:
+        for row in report.rows:
+            print(json.dumps({group_by: row["group"], **{c: row[c] for c in COLUMNS[1:]}}))
+        return
+    names = group_by in ("key", "workspace")  # by name; the id after it
+    table = Table(group_by, *COLUMNS[2:], title=f"Usage {report.start} .. {report.end}")
     for row in [*report.rows, report.totals()]:
-        table.add_row(*(str(row[c]) for c in COLUMNS))
+        label = f"{row['name']} ({row['group'][:8]})" if names and row["group"] != "total" else str(row["group"])
+        table.add_row(label, *(str(row[c]) for c in COLUMNS[2:]))
     out.print(table)
 
 

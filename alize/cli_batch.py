@@ -1,6 +1,7 @@
 """`alize batch`: submit a JSONL file as a batch job to a running server, follow it with a
 progress bar, check, cancel, download. It speaks the HTTP API, like any client."""
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -74,6 +75,8 @@ def submit(
     url: Url = DEFAULT_URL, api_key: ApiKey = None,
 ) -> None:
     """Upload FILE, start a job on it, and (unless --no-wait) follow it and save its results."""
+    if model is None:
+        _refuse_lines_without_a_model(file)
     with _client(url, api_key) as client, file.open("rb") as data:
         uploaded = _call(client, "POST", "/v1/files", files={"file": (file.name, data, "application/jsonl")},
                          data={"purpose": "batch"}).json()
@@ -84,11 +87,38 @@ def submit(
             return
         job = _follow(client, job, poll)
         console.print(_summary(job))
-        if job["output_file"] and output is not None:
-            output.write_bytes(_call(client, "GET", f"/v1/files/{job['output_file']}/content").content)
-            console.print(f"results written to {output}")
-    if job["status"] != "SUCCESS":
-        raise typer.Exit(1)
+        for error in job.get("errors") or []:  # grouped by cause
+            console.print(f"  {error['count']} x {error['message']}", highlight=False, soft_wrap=True)
+        if output is not None:
+            _save(client, job, "output_file", output, "results")
+            _save(client, job, "error_file", output.with_name(output.stem + ".errors.jsonl"), "error lines")
+    if job["status"] != "SUCCESS" or (job["total_requests"] and not job["succeeded_requests"]):
+        raise typer.Exit(1)  # a job whose every line failed did not do its work
+
+
+def _save(client: httpx.Client, job: dict[str, Any], which: str, path: Path, what: str) -> None:
+    if job[which]:
+        path.write_bytes(_call(client, "GET", f"/v1/files/{job[which]}/content").content)
+        console.print(f"{what} written to {path}")
+
+
+def _refuse_lines_without_a_model(file: Path) -> None:
+    """With no --model, every line must name its model: say which do not, before uploading."""
+    missing, total = [], 0
+    with file.open("rb") as lines:
+        for number, raw in enumerate((raw for raw in lines if raw.strip()), start=1):
+            total += 1
+            try:
+                body = json.loads(raw).get("body")
+            except (ValueError, AttributeError):
+                continue  # the server reports malformed lines, each in the error file
+            if isinstance(body, dict) and not body.get("model"):
+                missing.append(number)
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        console.print(f"[red]error:[/red] {len(missing)} of {total} lines name no model (line {shown}): "
+                      "give --model, or set body.model on each line", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 @batch_app.command("status")

@@ -1,40 +1,60 @@
-"""Settings: flags override environment (ALIZE_*), which overrides an optional .env file."""
+"""Settings: flags override environment (ALIZE_*), which overrides an optional .env file.
+
+Each field's description is the documentation: docs/settings.md's table is generated from
+them (`python -m alize.config`), and a test checks that the two agree."""
 
 import socket
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
+from platformdirs import user_data_path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# One place for every command (the server, the CLI, from any folder): the user's data dir,
+# e.g. ~/.local/share/alize on Linux.
+DEFAULT_DATA_DIR = user_data_path("alize", appauthor=False)
+# Where versions before 0.2 kept it: ./data, relative to wherever the command ran.
+LEGACY_DATA_DIR = Path("data")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALIZE_", env_file=".env", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    data_dir: Path = Path("data")
-    config_file: Path | None = None
-    database_url: str | None = None
-    # Redis for limit counters shared by several replicas; unset: counters in process.
-    redis_url: str | None = None
-    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
-    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)  # uploads to /v1/files
-    threads: int | None = Field(default=None, ge=1)
-    # Engine sizing, per chat model (README: Tuning)
-    parallel: int = Field(default=8, ge=1, le=256)
-    batch_tokens: int = Field(default=512, ge=16, le=8192)
-    queue_size: int = Field(default=64, ge=0)
-    queue_timeout: float = Field(default=120.0, gt=0)
-    # Batch jobs: lines run at once per server, price factor off the list price, and the
-    # name this server's worker holds jobs under (a restarted server resumes its own at once).
-    batch_concurrency: int = Field(default=2, ge=1, le=256)
-    batch_discount: Decimal = Field(default=Decimal("0.5"), ge=0, le=1)
-    worker_id: str | None = None
-    # Who may reuse a prompt's cached KV: the same API key (default), everyone, or nobody.
-    prefix_cache: Literal["key", "global", "off"] = "key"
-    log_level: str = "info"
+    host: str = Field(default="127.0.0.1", description="Interface to listen on (`--host`).")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on (`--port`).")
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, description=(
+        "The SQLite database and the files' bytes (`--data-dir`); the default is the user's data "
+        "dir, e.g. `~/.local/share/alize`."))
+    config_file: Path | None = Field(default=None, description=(
+        "A model registry (TOML) that extends the built-in one (`--config`); docs/models.md."))
+    database_url: str | None = Field(default=None, description=(
+        "Any SQLAlchemy URL instead of SQLite in the data dir, e.g. "
+        "`postgresql+psycopg://user@host:5432/alize` (`--database-url` in the CLI)."))
+    redis_url: str | None = Field(default=None, description=(
+        "Redis for the limit counters, shared by several replicas (e.g. `redis://127.0.0.1:6379/0`); "
+        "unset: counters in the server process."))
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="Largest request body; past it, 413.")
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="Largest upload to `/v1/files`.")
+    threads: int | None = Field(default=None, ge=1, description="llama.cpp threads; unset: all cores.")
+    parallel: int = Field(default=8, ge=1, le=256, description=(
+        "Sequences each chat model decodes together; each gets the model's full context (docs/tuning.md)."))
+    batch_tokens: int = Field(default=512, ge=16, le=8192, description=(
+        "Tokens per engine step: one per decoding sequence, the rest for prompt chunks."))
+    queue_size: int = Field(default=64, ge=0, description=(
+        "Requests that may wait for a free sequence; past that, 429 with `Retry-After`."))
+    queue_timeout: float = Field(default=120.0, gt=0, description=(
+        "Seconds a request may wait for a sequence; past that, 503."))
+    batch_concurrency: int = Field(default=2, ge=1, le=256, description=(
+        "Batch lines a server runs at once (docs/batch.md)."))
+    batch_discount: Decimal = Field(default=Decimal("0.5"), ge=0, le=1, description=(
+        "Discount off the list price for batch lines (0.5: half price)."))
+    worker_id: str | None = Field(default=None, description=(
+        "The name this server's batch worker holds jobs under; unset: host name and port."))
+    prefix_cache: Literal["key", "global", "off"] = Field(default="key", description=(
+        "Who may reuse a prompt's cached KV: the same API key, everyone, or nobody."))
+    log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
     @property
     def resolved_worker_id(self) -> str:
@@ -45,3 +65,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'alize.db').resolve()}"
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting (docs/settings.md)."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "unset" if default is None else f"`{default}`"
+        if name == "data_dir":
+            shown = "the user's data dir"
+        rows.append(f"| `ALIZE_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

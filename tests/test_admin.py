@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import time
 from datetime import UTC, datetime
 
@@ -97,6 +98,7 @@ def test_usage_report_json_csv_and_cli(server):
         _is_error(admin.get("/admin/v1/usage", params={"start": "yesterday"}), 400)
         _is_error(admin.get("/admin/v1/usage", params={"group_by": "colour"}), 422)
     mine = next(r for r in report["data"] if r["group"] == key["id"])
+    assert mine["name"] == key["name"]  # reports read by name
     assert mine["requests"] == 5 and mine["errors"] == 1
     assert mine["prompt_tokens"] == sum(r.prompt_tokens for r in rows)
     assert mine["completion_tokens"] == 6
@@ -107,7 +109,10 @@ def test_usage_report_json_csv_and_cli(server):
     assert {"mistral-tiny", "mistral-embed"} <= {row["model"] for row in table}
     printed = alize("usage", "--group-by", "key", "--data-dir", str(server.data_dir), "--csv").stdout
     cli_row = next(r for r in csv.DictReader(io.StringIO(printed)) if r["key"] == key["id"])
-    assert int(cli_row["requests"]) == 5 and int(cli_row["completion_tokens"]) == 6
+    assert int(cli_row["requests"]) == 5 and int(cli_row["completion_tokens"]) == 6 and cli_row["name"] == key["name"]
+    lines = alize("usage", "--group-by", "key", "--data-dir", str(server.data_dir), "--json").stdout.splitlines()
+    as_json = next(row for row in map(json.loads, lines) if row["key"] == key["id"])
+    assert as_json["name"] == key["name"] and as_json["requests"] == 5
     shown = alize("keys", "list", "--data-dir", str(server.data_dir)).stdout
     assert key["prefix"] in shown and key["secret"] not in shown
 

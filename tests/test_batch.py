@@ -236,6 +236,28 @@ def test_cli_submit_status_download_cancel(server, tmp_path):
     assert len(queued) == 36
 
 
+def test_cli_submit_refuses_lines_without_a_model_and_reports_failed_jobs(server, tmp_path):
+    import subprocess
+
+    env = {"MISTRAL_API_KEY": server.key, "ALIZE_URL": server.url}
+    source = tmp_path / "no-model.jsonl"
+    source.write_bytes(jsonl([chat_line(i) for i in range(3)]))
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        alize("batch", "submit", str(source), env=env)
+    assert refused.value.returncode == 2 and "3 of 3 lines name no model" in refused.value.stderr
+    # every line fails (an unknown model): a non-zero exit, the causes grouped, and the error file saved
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(jsonl([chat_line(i, model="gpt-9") for i in range(3)] + [b"not json"]))
+    results = tmp_path / "out.jsonl"
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        alize("batch", "submit", str(bad), "-o", str(results), env=env)
+    assert failed.value.returncode == 1
+    assert "3 x" in failed.value.stderr and "1 x" in failed.value.stderr, failed.value.stderr
+    errors = tmp_path / "out.errors.jsonl"
+    assert f"error lines written to {errors}" in failed.value.stderr.replace("\n", "")
+    assert len(errors.read_text().splitlines()) == 4 and not results.exists()
+
+
 def test_a_job_whose_input_file_is_deleted_fails_with_the_reason(http):
     ahead = http.post("/v1/batch/jobs", json={"requests": [chat_line(i, max_tokens=16) for i in range(6)],
                                               "model": MODEL, "endpoint": "/v1/chat/completions"}).json()

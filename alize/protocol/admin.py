@@ -69,6 +69,7 @@ class KeyWithSecret(KeyOut):
 
 class UsageRow(BaseModel):
     group: str
+    name: str  # the key's or workspace's name when grouped by them; else the group itself
     requests: int
     errors: int
     prompt_tokens: int

@@ -112,6 +112,20 @@ class AccountService:
         with _translated():
             return accounts.list_keys(self.db, workspace)
 
+    def find_key(self, ref: str) -> KeyInfo:
+        """A key by its id, its name or its prefix; a name or prefix that several keys share
+        is an error listing them."""
+        keys = accounts.list_keys(self.db)
+        prefix = ref.rstrip("…")  # as `alize keys list` shows it
+        for match in ([k for k in keys if k.id == ref], [k for k in keys if k.name == ref],
+                      [k for k in keys if len(prefix) >= 6 and k.prefix.startswith(prefix)]):
+            if len(match) == 1:
+                return match[0]
+            if len(match) > 1:
+                listed = ", ".join(f"{k.id} ({k.name}, {k.prefix}…, workspace {k.workspace.name})" for k in match)
+                raise InvalidRequest(f"{ref!r} names {len(match)} keys: {listed}; give the id", param="key")
+        raise NotFound(f"no key has the id, name or prefix {ref!r}")
+
     def revoke_key(self, key_id: str) -> KeyInfo:
         with _translated():
             return accounts.revoke_key(self.db, key_id)

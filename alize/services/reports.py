@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from alize.errors import InvalidRequest
+from alize.store import accounts
 from alize.store import usage as usage_store
 from alize.store.db import Database
 
-COLUMNS = ("group", "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_eur")
+COLUMNS = ("group", "name", "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_eur")
+NUMBERS = COLUMNS[2:]
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,8 @@ class Report:
     rows: list[dict[str, object]]
 
     def totals(self) -> dict[str, object]:
-        out: dict[str, object] = {"group": "total"}
-        for column in COLUMNS[1:]:
+        out: dict[str, object] = {"group": "total", "name": "total"}
+        for column in NUMBERS:
             out[column] = sum(row[column] for row in self.rows)  # type: ignore[misc]
         out["cost_eur"] = round(float(out["cost_eur"]), 9)  # type: ignore[arg-type]
         return out
@@ -60,7 +62,16 @@ class ReportService:
         if group_by not in usage_store.GROUPS:
             raise InvalidRequest(f"group_by must be one of {', '.join(usage_store.GROUPS)}", param="group_by")
         rows = usage_store.report(self.db, first, last, group_by, workspace_id, key_id)
+        names = self._names(group_by)
         return Report(first, last, group_by, [
-            {"group": r.group, "requests": r.requests, "errors": r.errors, "prompt_tokens": r.prompt_tokens,
-             "completion_tokens": r.completion_tokens, "cached_tokens": r.cached_tokens,
-             "cost_eur": round(r.cost_nano / 1e9, 9)} for r in rows])
+            {"group": r.group, "name": names.get(r.group, r.group), "requests": r.requests, "errors": r.errors,
+             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+             "cached_tokens": r.cached_tokens, "cost_eur": round(r.cost_nano / 1e9, 9)} for r in rows])
+
+    def _names(self, group_by: str) -> dict[str, str]:
+        """Key and workspace ids by the names people gave them (a report reads by name)."""
+        if group_by == "key":
+            return {k.id: k.name for k in accounts.list_keys(self.db)}
+        if group_by == "workspace":
+            return {w.id: w.name for w in accounts.list_workspaces(self.db)}
+        return {}
