@@ -16,7 +16,7 @@ def chat_model():
     registry = Registry.load()
     backend = registry.backends["smollm2-135m-instruct"]
     config = EngineConfig(context_per_sequence=2048, max_sequences=4, threads=2)
-    model = ChatModel("smollm2", registry.resolve_path(backend), config)
+    model = ChatModel.load("smollm2", registry.resolve_path(backend), config)
     yield model
     model.close()
 

@@ -7,20 +7,23 @@ from alize.engine.client import AsyncEngine
 from alize.engine.core import EngineCore
 from alize.engine.mistral_prompt import MistralPrompt
 from alize.engine.params import EngineConfig
-from alize.engine.runner import LlamaRunner
+from alize.engine.runner_protocol import Runner
 from alize.engine.scheduler import Scheduler
 from alize.errors import ConfigError
 
 
 class ChatModel:
-    def __init__(self, name: str, path: Path, config: EngineConfig, template: str | None = None,
+    """Everything services need of a chat model: its prompt formats, its tokenizer, its
+    engine, and the few facts about its vocabulary that requests are checked against."""
+
+    def __init__(self, name: str, runner: Runner, config: EngineConfig, template: str | None = None,
                  prompt_format: str = "auto"):
         """`template` replaces the file's chat template; `prompt_format` "auto" writes
         prompts in Mistral's format when mistral-common has the model's own tokenizer,
         "template" always uses the chat template, "mistral-common" requires Mistral's."""
         self.name = name
         self.config = config
-        self.runner = LlamaRunner(path, config)
+        self.runner = runner
         self.context_length = config.context_per_sequence
         bos = self.runner.special_token("bos")
         eos = self.runner.special_token("eos")
@@ -37,6 +40,30 @@ class ChatModel:
         self.core = EngineCore(self.runner, scheduler, name)
         self.engine = AsyncEngine(self.core, capacity=config.max_sequences + config.queue_size)
         self.core.start()
+
+    @classmethod
+    def load(cls, name: str, path: Path, config: EngineConfig, template: str | None = None,
+             prompt_format: str = "auto") -> "ChatModel":
+        """The model in a GGUF file, run by llama.cpp."""
+        from alize.engine.runner import LlamaRunner  # here: fakes need no llama.cpp
+
+        return cls(name, LlamaRunner(path, config), config, template, prompt_format)
+
+    @property
+    def n_vocab(self) -> int:
+        return self.runner.n_vocab
+
+    @property
+    def adds_bos(self) -> bool:
+        return self.runner.adds_bos
+
+    def special_token(self, name: str) -> int:
+        """A special token's id ("bos", "fim_pre"...), or -1."""
+        return self.runner.special_token(name)
+
+    def check_grammar(self, grammar: str) -> bool:
+        """Whether llama.cpp accepts the grammar."""
+        return self.runner.check_grammar(grammar)
 
     def _text(self, token: int) -> str:
         if token < 0:

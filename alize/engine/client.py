@@ -50,7 +50,9 @@ class AsyncEngine:
         events: asyncio.Queue[tuple[int, TokenEvent]] = asyncio.Queue()
 
         def sink_of(index: int) -> Callable[[TokenEvent], None]:
-            return lambda event: loop.call_soon_threadsafe(events.put_nowait, (index, event))
+            def sink(event: TokenEvent) -> None:  # called on the engine thread
+                loop.call_soon_threadsafe(events.put_nowait, (index, event))
+            return sink
 
         self.num_inflight += len(requests)
         unfinished = set(range(len(requests)))

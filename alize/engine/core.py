@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from alize.engine.params import BatchItem, FinishReason, GenerationRequest, TokenEvent
-from alize.engine.runner import LlamaRunner
+from alize.engine.runner_protocol import Runner
 from alize.engine.scheduler import Scheduler
 from alize.engine.sequence import Sequence
 from alize.engine.text import TextAssembler
@@ -31,7 +31,7 @@ class EngineStats:
 
 
 class EngineCore:
-    def __init__(self, runner: LlamaRunner, scheduler: Scheduler, name: str = "engine"):
+    def __init__(self, runner: Runner, scheduler: Scheduler, name: str = "engine"):
         self.runner = runner
         self.scheduler = scheduler
         self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()

@@ -19,7 +19,7 @@ class Embedder:
             torch.set_num_threads(threads)
         self.name = name
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        self.max_tokens = int(self._model.max_seq_length)
+        self.max_tokens = int(self._model.max_seq_length or 0)
         self.dimension = int(self._model.get_embedding_dimension() or 0)
         self._lock = threading.Lock()
 

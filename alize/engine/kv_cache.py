@@ -66,5 +66,7 @@ class SlotCache:
 
     def release(self, slot: int, scope: str | None, tokens_in_kv: list[int] | None) -> None:
         """Frees a slot; its KV is kept for reuse unless there is nothing safe to keep."""
-        keep = scope is not None and bool(tokens_in_kv)
-        self._free[slot] = _Cached(scope, list(tokens_in_kv), next(self._clock)) if keep else None
+        if scope is None or not tokens_in_kv:
+            self._free[slot] = None
+            return
+        self._free[slot] = _Cached(scope, list(tokens_in_kv), next(self._clock))

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from alize.engine.runner import LlamaRunner
+from alize.engine.runner_protocol import Runner
 from alize.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def _control_id(tokenizer: Any, text: str) -> int | None:
         return None
 
 
-def matches(tokenizer: Any, runner: LlamaRunner) -> bool:
+def matches(tokenizer: Any, runner: Runner) -> bool:
     """Whether the mistral-common tokenizer is the model's own."""
     inner = tokenizer.instruct_tokenizer.tokenizer
     if inner.n_words != runner.n_vocab:
@@ -53,8 +53,8 @@ def matches(tokenizer: Any, runner: LlamaRunner) -> bool:
         theirs = _control_id(inner, text)
         if (theirs is None) != (len(ours) != 1) or (theirs is not None and ours != [theirs]):
             return False
-    return inner.encode(SAMPLE, bos=False, eos=False) == runner.tokenize(SAMPLE, add_special=False,
-                                                                          parse_special=False)
+    theirs_sample: list[int] = inner.encode(SAMPLE, bos=False, eos=False)
+    return theirs_sample == runner.tokenize(SAMPLE, add_special=False, parse_special=False)
 
 
 class MistralPrompt:
@@ -63,7 +63,7 @@ class MistralPrompt:
         self.source = source  # which tokenizer file (for logs and cards)
 
     @classmethod
-    def detect(cls, runner: LlamaRunner) -> "MistralPrompt | None":
+    def detect(cls, runner: Runner) -> "MistralPrompt | None":
         names = TOKENIZER_FILES.get(runner.n_vocab, ())
         data = _data_dir() if names else None  # mistral-common is imported only for a candidate
         if data is None:

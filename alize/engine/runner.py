@@ -8,6 +8,7 @@ import ctypes
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import llama_cpp as lc
 import numpy as np
@@ -150,7 +151,7 @@ class LlamaRunner:
 
     @staticmethod
     def _new_chain() -> ctypes.c_void_p:
-        return lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        return cast(ctypes.c_void_p, lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params()))
 
     def _add_bias_and_penalties(self, chain: ctypes.c_void_p, params: SamplingParams, ban_eog: bool) -> None:
         bias = list(params.logit_bias)
@@ -159,7 +160,7 @@ class LlamaRunner:
         if bias:
             arr = (lc.llama_logit_bias * len(bias))()
             for i, (token, value) in enumerate(bias):
-                arr[i].token = token
+                arr[i].token = token  # type: ignore[assignment]  # ctypes converts the int
                 arr[i].bias = value
             lc.llama_sampler_chain_add(
                 chain, lc.llama_sampler_init_logit_bias(self.n_vocab, len(arr), arr)
@@ -194,7 +195,7 @@ class LlamaRunner:
         sampler = lc.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
         if not sampler:
             raise EngineFailure("llama.cpp could not parse the grammar")
-        return sampler
+        return cast(ctypes.c_void_p, sampler)
 
     def check_grammar(self, grammar: str) -> bool:
         """Whether llama.cpp accepts the grammar; each grammar is parsed once (the same
@@ -277,9 +278,14 @@ class LlamaRunner:
         if rc != 0:
             raise EngineFailure(f"llama_decode failed with code {rc}")
         # llama_sampler_sample also accepts the token into the chain (penalties).
-        return [self._sample_constrained(samplers[k], logit_rows[k]) if isinstance(samplers[k], GrammarSampler)
-                else int(lc.llama_sampler_sample(samplers[k], self._ctx, logit_rows[k]))
-                for k, item in enumerate(items) if item.wants_logits]
+        out = []
+        for k, item in enumerate(items):
+            if not item.wants_logits:
+                continue
+            sampler = samplers[k]
+            out.append(self._sample_constrained(sampler, logit_rows[k]) if isinstance(sampler, GrammarSampler)
+                       else int(lc.llama_sampler_sample(sampler, self._ctx, logit_rows[k])))
+        return out
 
     def copy_sequence(self, src: int, dst: int) -> None:
         """Gives `dst` a copy of `src`'s KV, at once. In a unified KV buffer that only labels

@@ -26,7 +26,7 @@ FIM_INSTRUCTION = (
 def fim_prompt_tokens(model: ChatModel, prompt: str, suffix: str) -> list[int]:
     tokens = _fim_prompt_tokens(model, prompt, suffix)
     if not tokens:  # an empty prompt: start from BOS when the model has one
-        bos = model.runner.special_token("bos")
+        bos = model.special_token("bos")
         if bos < 0:
             raise InvalidRequest("The prompt is empty", param="prompt")
         tokens = [bos]
@@ -36,11 +36,11 @@ def fim_prompt_tokens(model: ChatModel, prompt: str, suffix: str) -> list[int]:
 def _fim_prompt_tokens(model: ChatModel, prompt: str, suffix: str) -> list[int]:
     if model.has_fim_tokens:
         pre, suf, mid = model.fim_tokens
-        bos = [model.runner.special_token("bos")] if model.runner.adds_bos else []
+        bos = [model.special_token("bos")] if model.adds_bos else []
         return [*bos, pre, *model.tokenize_text(prompt), suf, *model.tokenize_text(suffix), mid]
     if not suffix:
-        bos = model.runner.special_token("bos")
-        head = [bos] if model.runner.adds_bos and bos >= 0 else []
+        bos = model.special_token("bos")
+        head = [bos] if model.adds_bos and bos >= 0 else []
         return head + model.tokenize_text(prompt)
     messages = [
         {"role": "system", "content": FIM_INSTRUCTION},
@@ -62,7 +62,7 @@ class FIMService:
             stop=request.stop, seed=pick_seed(request.random_seed, request.seed),
             min_tokens=request.min_tokens,
         )
-        params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
+        params = build_params(fields, len(tokens), entry.backend, model.n_vocab)
         return Prepared(entry, model, tokens, params, call=call)
 
     async def complete(self, request: FIMCompletionRequest, call: Call) -> ChatCompletionResponse:

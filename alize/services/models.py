@@ -46,7 +46,7 @@ class ModelHub:
                 batch_tokens=s.batch_tokens, queue_size=s.queue_size, queue_timeout_s=s.queue_timeout,
                 threads=self._threads,
             )
-            self._chat[backend.name] = ChatModel(backend.name, path, config, self.registry.chat_template(backend),
+            self._chat[backend.name] = ChatModel.load(backend.name, path, config, self.registry.chat_template(backend),
                                                  backend.prompt_format)
         else:
             self._embedders[backend.name] = Embedder(backend.name, path, self._threads)
