@@ -2,7 +2,6 @@
 
 import logging
 from collections.abc import AsyncIterator
-from typing import TypeVar
 
 from alize.errors import EngineFailure, InvalidRequest
 from alize.protocol.chat import (
@@ -19,8 +18,7 @@ from alize.services.generation import (
     Prepared,
     admit,
     collect,
-    raise_for_failure,
-    stream_events,
+    started,
     stream_finish_reason,
     wire_finish_reason,
 )
@@ -31,7 +29,6 @@ from alize.services.sampling import SamplingFields, build_params, pick_seed
 from alize.services.structured import plan_response, text_is_valid
 from alize.services.tools import parse_calls, plan_tools
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 class ChatService:
@@ -66,8 +63,8 @@ class ChatService:
             min_tokens=request.min_tokens,
             grammar=grammar,
         )
-        params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
-        if grammar is not None and not model.runner.check_grammar(grammar):
+        params = build_params(fields, len(tokens), entry.backend, model.n_vocab)
+        if grammar is not None and not model.check_grammar(grammar):
             # the schema passed every check: a grammar llama.cpp refuses is Alizé's bug, not the client's
             log.error("llama.cpp refused the grammar built for this request:\n%s", grammar)
             raise EngineFailure("the grammar built for this request's schema was refused by llama.cpp")
@@ -97,22 +94,18 @@ class ChatService:
                                        choices=choices, usage=usage_info)
 
         await admit([prep])
-        events = stream_events(prep)
-        # Wait for the first event before sending anything, so that a request refused
-        # by the engine (queue timeout, failure) still gets a JSON error status.
-        first = await anext(events)
-        if first[1].num_completion_tokens == 0 and first[1].finish_reason is not None:
-            raise_for_failure(first[1])
-        prep.call.delivering = True
+        events = await started(prep)
         for i in range(prep.n):
             yield chunk([ChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
             if prefix:
                 yield chunk([ChunkChoice(index=i, delta=DeltaMessage(content=prefix))])
         completion_tokens = [0] * prep.n
         remaining = prep.n
-        num_cached = first[1].num_cached_tokens
+        num_cached = 0
         held = [_HeldText(prep) for _ in range(prep.n)]
-        async for index, event in _chain(first, events):
+        async for index, event in events:
+            if index == 0:
+                num_cached = event.num_cached_tokens
             completion_tokens[index] = event.num_completion_tokens
             if event.finish_reason is None:
                 text = held[index].feed(event.text)
@@ -190,12 +183,6 @@ def _choice(index: int, prefix: str, text: str, finish_reason: str, prep: Prepar
     message = ChatMessageOut(content="", tool_calls=calls) if calls is not None else ChatMessageOut(
         content=prefix + content)
     return ChatChoice(index=index, message=message, finish_reason=reason)
-
-
-async def _chain(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
-    yield first
-    async for item in rest:
-        yield item
 
 
 def usage(num_prompt: int, num_completion: int, num_cached: int = 0) -> UsageInfo:

@@ -6,7 +6,7 @@ from alize.errors import InvalidRequest
 from alize.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
 from alize.services.chat import usage
 from alize.services.fim import fim_prompt_tokens
-from alize.services.generation import Prepared, admit, collect, now, stream_events, stream_finish_reason
+from alize.services.generation import Prepared, admit, collect, now, started, stream_finish_reason
 from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.sampling import SamplingFields, build_params, pick_seed
@@ -36,7 +36,7 @@ class CompletionService:
         preps, created = [], now()
         for prompt in prompts:
             tokens = fim_prompt_tokens(model, prompt, request.suffix or "")
-            params = build_params(fields, len(tokens), entry.backend, model.runner.n_vocab)
+            params = build_params(fields, len(tokens), entry.backend, model.n_vocab)
             preps.append(Prepared(entry, model, tokens, params, n=request.n or 1, call=call, created=created))
         return preps
 
@@ -68,20 +68,21 @@ class CompletionService:
                                       choices=choices, usage=usage_info)
 
         await admit(preps)
-        first.call.delivering = True
-        num_prompt = num_completion = 0
+        num_prompt = num_completion = num_cached = 0
         for p, prep in enumerate(preps):
             num_prompt += len(prep.prompt_tokens)
+            events = await started(prep)  # the first prompt's refusal is still a JSON error
             if request.echo:
                 echo = request.prompt if isinstance(request.prompt, str) else request.prompt[p]
                 for i in range(prep.n):
                     yield chunk([CompletionChoice(index=p * prep.n + i, text=echo, finish_reason=None)])
-            async for index, event in stream_events(prep):
+            async for index, event in events:
                 reason = stream_finish_reason(event.finish_reason) if event.finish_reason else None
                 if reason:
                     num_completion += event.num_completion_tokens
+                    num_cached += event.num_cached_tokens if index == 0 else 0
                 yield chunk([CompletionChoice(index=p * prep.n + index, text=event.text,
                                               finish_reason=reason)])
         await first.call.succeed()
         if include_usage:
-            yield chunk([], usage(num_prompt, num_completion))
+            yield chunk([], usage(num_prompt, num_completion, num_cached))

@@ -119,6 +119,25 @@ async def stream_events(prep: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]
         yield index, event
 
 
+async def started(prep: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]:
+    """stream_events, once the engine has answered: a request it refused (queue timeout,
+    failure, shutdown) raises here, before anything was sent, so that it still gets a JSON
+    error status. Every streaming use case begins with it."""
+    events = stream_events(prep)
+    first = await anext(events)
+    if first[1].num_completion_tokens == 0 and first[1].finish_reason is not None:
+        raise_for_failure(first[1])
+    prep.call.delivering = True
+    return _chain(first, events)
+
+
+async def _chain(first: tuple[int, TokenEvent],
+                 rest: AsyncIterator[tuple[int, TokenEvent]]) -> AsyncIterator[tuple[int, TokenEvent]]:
+    yield first
+    async for item in rest:
+        yield item
+
+
 async def collect(prep: Prepared) -> Result:
     choices = [Choice(i) for i in range(prep.n)]
     num_cached = 0
