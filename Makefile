@@ -20,3 +20,4 @@ setup-test:
 check: setup-test
 	.venv/bin/ruff check alize tests
 	.venv/bin/lint-imports
+	.venv/bin/mypy
