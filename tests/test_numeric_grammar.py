@@ -91,3 +91,24 @@ def test_integer_schema_bounds():
     assert not matches(integer_gbnf(Bounds.of({"exclusiveMinimum": 0})), "0")
     assert matches(integer_gbnf(Bounds.of({"minimum": 1, "maximum": 7})), "7")
     assert Bounds.of({"type": "integer"}) is None
+
+
+def test_a_converter_failure_is_a_logged_server_error_not_the_clients(monkeypatch, caplog):
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    from alize.engine import grammar
+    from alize.errors import EngineFailure, InvalidRequest
+    from alize.services.structured import compile_schema
+
+    def broken(self, schema, name):
+        raise KeyError("a library bug")
+
+    monkeypatch.setattr(SchemaConverter, "visit", broken)
+    with pytest.raises(EngineFailure) as info:
+        grammar.schema_to_gbnf({"type": "object", "properties": {"a": {"type": "string"}}})
+    assert info.value.status_code == 500 and "a library bug" in info.value.message
+    assert "converter failed" in caplog.text
+    with pytest.raises(EngineFailure):  # the service lets it through as a 500, never a 400
+        compile_schema({"type": "object", "properties": {"b": {"type": "string"}}})
+    with pytest.raises(InvalidRequest):  # what the client asked for and cannot have is still a 400
+        compile_schema({"type": "integer", "multipleOf": 3}, strict=True)
