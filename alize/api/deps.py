@@ -2,9 +2,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from alize.api.metering import call_of
+from alize.api.metering import hold_call
 from alize.errors import AlizeError
-from alize.services.metering import Call
+from alize.services.metering import ENDPOINT_NAMES, Call
 from alize.services.platform import Platform
 from alize.store.accounts import KeyInfo
 
@@ -30,14 +30,15 @@ AdminDep = Annotated[KeyInfo, Depends(require_admin)]
 
 
 async def metered_call(request: Request, key: KeyDep) -> Call:
-    """The request's metered call, now knowing who asks (and whose prefix cache it may use).
-    A model route the metering middleware does not know is a bug, refused rather than run
-    unmetered (create_app also checks the route table at start-up)."""
-    call = call_of(request.scope)
-    if call is None:
+    """The request's metered call, made here once the key is known: who asks, whose prefix
+    cache it may use, the endpoint its usage record names. A model route the metering
+    middleware does not know is a bug, refused rather than run unmetered (create_app also
+    checks the route table at start-up)."""
+    endpoint = ENDPOINT_NAMES.get(request.scope.get("path", ""))
+    platform = get_platform(request)
+    call = platform.open_call(endpoint or "", key) if endpoint else None
+    if call is None or request.method != "POST" or not hold_call(request.scope, call):
         raise AlizeError(f"{request.method} {request.url.path} is not a metered endpoint")
-    call.key = key
-    call.cache_scope = get_platform(request).cache_scope(key.id)
     return call
 
 

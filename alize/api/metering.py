@@ -22,25 +22,38 @@ SCOPE_KEY = "alize.call"
 
 
 def call_of(scope: Scope) -> Call | None:
-    return scope.get(SCOPE_KEY)
+    slot = scope.get(SCOPE_KEY)
+    return slot[0] if slot else None
+
+
+def hold_call(scope: Scope, call: Call) -> bool:
+    """Hands the request's call to the middleware (False: the path is not metered)."""
+    slot = scope.get(SCOPE_KEY)
+    if slot is None:
+        return False
+    slot[0] = call
+    return True
 
 
 class Metering:
+    """Records every metered request however it ends. The call itself is made, once, by the
+    metered_call dependency (api/deps.py) when the key is known; the middleware gives it a
+    slot in the scope, adds its rate-limit headers, and records what the use case did not."""
+
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = ENDPOINT_NAMES.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if endpoint is None or scope.get("method") != "POST":
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in ENDPOINT_NAMES:
             await self.app(scope, receive, send)
             return
-        call: Call = scope["app"].state.platform.open_call(endpoint)
-        scope[SCOPE_KEY] = call
+        scope[SCOPE_KEY] = [None]  # a list: scopes copied on the way down still share it
         status: int | None = None
 
         async def metered_send(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            call = call_of(scope)
+            if message["type"] == "http.response.start" and call is not None:
                 status = message["status"]
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 extra = [(k.lower().encode(), v.encode()) for k, v in call.headers.items()
@@ -48,6 +61,8 @@ class Metering:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
                 if status >= 400:
                     await _record(call, status)  # before the client sees the error
+            elif message["type"] == "http.response.start":
+                status = message["status"]
             await send(message)
 
         try:
@@ -58,10 +73,12 @@ class Metering:
             status = status if status is not None and status >= 400 else 500
             raise
         finally:
-            final = status if status is not None else CLIENT_CLOSED
-            if final < 400 and not call.recorded:
-                final = CLIENT_CLOSED  # the answer started but never reached its end
-            await _record(call, final)
+            call = call_of(scope)  # None: refused before its key was known (401), nothing to bill
+            if call is not None:
+                final = status if status is not None else CLIENT_CLOSED
+                if final < 400 and not call.recorded:
+                    final = CLIENT_CLOSED  # the answer started but never reached its end
+                await _record(call, final)
 
 
 async def _record(call: Call, status: int) -> None:

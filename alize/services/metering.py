@@ -147,8 +147,8 @@ class Meter:
         self.holder = holder or uuid.uuid4().hex  # this server's lease on its streams' progress
         self.live: dict[str, Call] = {}  # admitted and not yet recorded
 
-    def open(self, endpoint: str) -> Call:
-        return Call(self, endpoint)
+    def open(self, endpoint: str, key: KeyInfo, cache_scope: str | None) -> Call:
+        return Call(self, endpoint, key=key, cache_scope=cache_scope)
 
     async def tick(self, reclaim: bool = True) -> int:
         """Every second: this server's streams' progress, under its lease. With reclaim

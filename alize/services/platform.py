@@ -21,6 +21,7 @@ from alize.services.limits import Limiter
 from alize.services.metering import PROGRESS_S, RECLAIM_EVERY, Call, Meter
 from alize.services.models import ModelHub
 from alize.services.reports import ReportService
+from alize.store.accounts import KeyInfo
 from alize.store.blobs import DirectoryBlobStore
 from alize.store.counters import Counters, MemoryCounters
 from alize.store.db import Database
@@ -95,8 +96,9 @@ class Platform:
                 log.exception("the meter's tick failed; trying again in %d s", PROGRESS_S)
             await asyncio.sleep(PROGRESS_S)
 
-    def open_call(self, endpoint: str) -> Call:
-        return self.meter.open(endpoint)
+    def open_call(self, endpoint: str, key: KeyInfo) -> Call:
+        """The metered call of a request by `key` to `endpoint` (one of ENDPOINT_NAMES' names)."""
+        return self.meter.open(endpoint, key, self.cache_scope(key.id))
 
     def cache_scope(self, key_id: str) -> str | None:
         return cache_scope(self.settings, key_id)
