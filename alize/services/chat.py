@@ -135,10 +135,12 @@ class _HeldText:
         self.prep = prep
         self.mode = "text" if prep.tools is None else "undecided"
         self.buffer = ""  # held back, while the answer may be calls
-        self.text = ""  # everything, for the final check
+        # the whole answer, kept only when it is checked at the end (tools, a schema)
+        self.parts: list[str] | None = [] if prep.tools is not None or prep.check is not None else None
 
     def feed(self, text: str) -> str:
-        self.text += text
+        if self.parts is not None:
+            self.parts.append(text)
         if self.mode == "text":
             return text
         self.buffer += text
@@ -154,7 +156,7 @@ class _HeldText:
 
     def finish(self, text: str, finish_reason: str) -> tuple[DeltaMessage, str]:
         rest = self.feed(text)
-        content, calls, reason = settle(self.prep, self.text, finish_reason)
+        content, calls, reason = settle(self.prep, "".join(self.parts or ()), finish_reason)
         if calls is not None:
             return DeltaMessage(content="", tool_calls=calls), reason
         if self.mode == "calls":
