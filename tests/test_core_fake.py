@@ -149,3 +149,45 @@ def test_a_non_streamed_answer_and_its_usage(chat):
     assert [c.message.content for c in response.choices] == [" Hello world"] * 2
     assert {c.finish_reason for c in response.choices} == {"length"}
     assert response.usage.completion_tokens == 4
+
+
+@pytest.fixture
+def completions():
+    from alize.engine.chat_model import ChatModel
+    from alize.engine.params import EngineConfig
+    from alize.services.completions import CompletionService
+
+    config = EngineConfig(context_per_sequence=512, max_sequences=2, threads=1, queue_size=3)  # capacity 5
+    model = ChatModel("fake", FakeRunner(), config)
+    yield CompletionService(_Hub(model))
+    model.close()
+
+
+def _completion(**body):
+    from alize.protocol.completions import CompletionRequest
+
+    return CompletionRequest.model_validate({"model": "mistral-tiny", **body})
+
+
+def test_completions_of_several_prompts_come_through_the_one_generation_path(completions):
+    # 4 prompts x 2 choices = 8 choices, more than the engine's 5 at once: in groups that fit
+    request = _completion(prompt=["Hello a", "Hello b", "Hello c", "Hello d"], n=2, echo=True, max_tokens=2)
+
+    async def whole():
+        return await completions.complete(request, _call())
+
+    async def streamed():
+        preps = completions.prepare(request, _call())
+        return [c async for c in completions.stream(request, preps, include_usage=True)]
+
+    response = run(whole())
+    assert [c.index for c in response.choices] == list(range(8))
+    assert [c.text for c in response.choices] == [f"Hello {p} Hello world" for p in "abcd" for _ in range(2)]
+    assert response.usage.completion_tokens == 16
+    chunks = run(streamed())
+    texts = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+    assert texts == {c.index: c.text for c in response.choices}
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 16

@@ -1,6 +1,6 @@
 """POST /v1/completions: OpenAI's plain text completion, on the same engine."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from alize.errors import InvalidRequest
 from alize.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
@@ -43,46 +43,55 @@ class CompletionService:
     async def complete(self, request: CompletionRequest, call: Call) -> CompletionResponse:
         preps = self.prepare(request, call)
         await admit(preps)
-        choices, num_prompt, num_completion, num_cached = [], 0, 0, 0
-        for p, prep in enumerate(preps):
-            result = await collect(prep)
-            echo = request.prompt if isinstance(request.prompt, str) else request.prompt[p]
+        n, choices, num_prompt, num_completion, num_cached = preps[0].n, [], 0, 0, 0
+        for offset, group in _groups(preps):
+            result = await collect(*group)  # the group's prompts and choices decoded together
             num_prompt += result.num_prompt_tokens
             num_completion += result.num_completion_tokens
             num_cached += result.num_cached_tokens
             for c in result.choices:
-                text = (echo if request.echo else "") + c.text
-                choices.append(CompletionChoice(index=p * prep.n + c.index, text=text,
-                                                finish_reason=stream_finish_reason(c.finish_reason)))
+                index = offset + c.index
+                choices.append(CompletionChoice(index=index, text=(_echo(request, index // n) if request.echo else "")
+                                                + c.text, finish_reason=stream_finish_reason(c.finish_reason)))
         first = preps[0]
         await first.call.succeed()
-        return CompletionResponse(id=first.id, created=first.created, model=first.model_id,
-                                  choices=choices, usage=usage(num_prompt, num_completion, num_cached))
+        return CompletionResponse(id=first.id, created=first.created, model=first.model_id, choices=choices,
+                                  usage=usage(num_prompt, num_completion, num_cached))
 
     async def stream(self, request: CompletionRequest, preps: list[Prepared],
                      include_usage: bool) -> AsyncIterator[CompletionResponse]:
-        first = preps[0]
+        first, n = preps[0], preps[0].n
 
         def chunk(choices: list[CompletionChoice], usage_info=None) -> CompletionResponse:
             return CompletionResponse(id=first.id, created=first.created, model=first.model_id,
                                       choices=choices, usage=usage_info)
 
         await admit(preps)
-        num_prompt = num_completion = num_cached = 0
-        for p, prep in enumerate(preps):
-            num_prompt += len(prep.prompt_tokens)
-            events = await started(prep)  # the first prompt's refusal is still a JSON error
+        num_completion = num_cached = 0
+        for offset, group in _groups(preps):
+            events = await started(*group)  # for the first group, a refusal is still a JSON error
             if request.echo:
-                echo = request.prompt if isinstance(request.prompt, str) else request.prompt[p]
-                for i in range(prep.n):
-                    yield chunk([CompletionChoice(index=p * prep.n + i, text=echo, finish_reason=None)])
+                for index in range(offset, offset + len(group) * n):
+                    yield chunk([CompletionChoice(index=index, text=_echo(request, index // n), finish_reason=None)])
             async for index, event in events:
                 reason = stream_finish_reason(event.finish_reason) if event.finish_reason else None
                 if reason:
                     num_completion += event.num_completion_tokens
-                    num_cached += event.num_cached_tokens if index == 0 else 0
-                yield chunk([CompletionChoice(index=p * prep.n + index, text=event.text,
-                                              finish_reason=reason)])
+                    num_cached += event.num_cached_tokens if index % n == 0 else 0
+                yield chunk([CompletionChoice(index=offset + index, text=event.text, finish_reason=reason)])
         await first.call.succeed()
         if include_usage:
-            yield chunk([], usage(num_prompt, num_completion, num_cached))
+            yield chunk([], usage(sum(len(p.prompt_tokens) for p in preps), num_completion, num_cached))
+
+
+def _groups(preps: list[Prepared]) -> Iterator[tuple[int, list[Prepared]]]:
+    """The prompts in groups whose choices all fit in the engine at once (decoded together),
+    with the choice index each group starts at."""
+    n, capacity = preps[0].n, preps[0].model.engine.capacity
+    size = max(1, capacity // n)
+    for start in range(0, len(preps), size):
+        yield start * n, preps[start:start + size]
+
+
+def _echo(request: CompletionRequest, prompt: int) -> str:
+    return request.prompt if isinstance(request.prompt, str) else request.prompt[prompt]

@@ -110,24 +110,27 @@ def _requests(prep: Prepared) -> list[GenerationRequest]:
     return out
 
 
-async def stream_events(prep: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]:
-    """Yields (choice index, event) for every choice as the engine produces them."""
-    requests = _requests(prep)
-    async for index, event in prep.model.engine.generate_many(requests):
-        prep.call.progress(requests[index].request_id, event.num_completion_tokens,
-                           event.num_cached_tokens if index == 0 else None)
+async def stream_events(*preps: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]:
+    """Yields (choice index, event) for every choice of every prompt as the engine produces
+    them: all are given to the engine at once (prompt p's choice i is index p * n + i)."""
+    requests = [request for prep in preps for request in _requests(prep)]
+    firsts = {p * preps[0].n for p in range(len(preps))}  # each prompt's first choice holds its cache
+    call = preps[0].call
+    async for index, event in preps[0].model.engine.generate_many(requests):
+        call.progress(requests[index].request_id, event.num_completion_tokens,
+                      event.num_cached_tokens if index in firsts else None)
         yield index, event
 
 
-async def started(prep: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]:
+async def started(*preps: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]:
     """stream_events, once the engine has answered: a request it refused (queue timeout,
     failure, shutdown) raises here, before anything was sent, so that it still gets a JSON
     error status. Every streaming use case begins with it."""
-    events = stream_events(prep)
+    events = stream_events(*preps)
     first = await anext(events)
     if first[1].num_completion_tokens == 0 and first[1].finish_reason is not None:
         raise_for_failure(first[1])
-    prep.call.delivering = True
+    preps[0].call.delivering = True
     return _chain(first, events)
 
 
@@ -138,16 +141,19 @@ async def _chain(first: tuple[int, TokenEvent],
         yield item
 
 
-async def collect(prep: Prepared) -> Result:
-    choices = [Choice(i) for i in range(prep.n)]
+async def collect(*preps: Prepared) -> Result:
+    """Every choice of every prompt, whole (the one generation path: chat, FIM and
+    completions all come through stream_events)."""
+    choices = [Choice(i) for i in range(sum(prep.n for prep in preps))]
+    firsts = {p * preps[0].n for p in range(len(preps))}
     num_cached = 0
-    async for index, event in stream_events(prep):
+    async for index, event in stream_events(*preps):
         choice = choices[index]
         choice.text += event.text
         choice.num_completion_tokens = event.num_completion_tokens
         if event.finish_reason is not None:
             raise_for_failure(event)
             choice.finish_reason = event.finish_reason
-            if index == 0:
-                num_cached = event.num_cached_tokens
-    return Result(choices, len(prep.prompt_tokens), num_cached)
+            if index in firsts:
+                num_cached += event.num_cached_tokens
+    return Result(choices, sum(len(prep.prompt_tokens) for prep in preps), num_cached)

@@ -65,7 +65,7 @@ class Call:
     price_factor: Decimal = Decimal(1)  # batch lines are billed at a discount
     entry: ModelEntry | None = None
     prompt_tokens: int = 0
-    cached_tokens: int = 0
+    _cached: dict[str, int] = field(default_factory=dict)  # per prompt: its first choice's reused tokens
     headers: dict[str, str] = field(default_factory=dict)
     recorded: bool = False
     delivering: bool = False  # its answer is streaming out: what it delivered is billed even if cut
@@ -78,6 +78,10 @@ class Call:
     @property
     def completion_tokens(self) -> int:
         return sum(self._progress.values())
+
+    @property
+    def cached_tokens(self) -> int:
+        return sum(self._cached.values())
 
     async def admit(self, entry: ModelEntry, prompt_tokens: int, max_completion_tokens: int) -> None:
         """Checks that the key may use the model and books the worst case against its limits."""
@@ -99,7 +103,7 @@ class Call:
         """The tokens generated so far by one part (choice) of the request."""
         self._progress[part] = completion_tokens
         if cached_tokens is not None:
-            self.cached_tokens = cached_tokens
+            self._cached[part] = cached_tokens
 
     async def succeed(self) -> None:
         await self.finish(200)
