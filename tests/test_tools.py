@@ -130,7 +130,7 @@ def test_bounded_and_formatted_parameters_are_enforced(http, strict):
                                                "parameters": BOUNDED}}]
     for temperature in (0, 1.0):
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Book a hotel for me."}], "tools": tools,
-                "tool_choice": "any", "temperature": temperature, "max_tokens": 150}
+                "tool_choice": "any", "temperature": temperature, "max_tokens": 300}
         r = http.post("/v1/chat/completions", json=body)
         assert r.status_code == 200, r.text
         choice = r.json()["choices"][0]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_DIGITS = 16  # as llama.cpp's converter: longer numbers are not produced
-MAX_FRACTION_DIGITS = 15
+MAX_FRACTION_DIGITS = 6  # a bounded decimal needs no more, and a small model cannot run on in one
 
 
 def _same_length(lo: str, hi: str) -> str:
