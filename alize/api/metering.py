@@ -53,16 +53,15 @@ class Metering:
         async def metered_send(message: Message) -> None:
             nonlocal status
             call = call_of(scope)
-            if message["type"] == "http.response.start" and call is not None:
+            if message["type"] == "http.response.start":
                 status = message["status"]
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(k.lower().encode(), v.encode()) for k, v in call.headers.items()
-                         if k.lower().encode() not in present]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-                if status >= 400:
-                    await _record(call, status)  # before the client sees the error
-            elif message["type"] == "http.response.start":
-                status = message["status"]
+                if call is not None:
+                    present = {name.lower() for name, _ in message.get("headers", [])}
+                    extra = [(k.lower().encode(), v.encode()) for k, v in call.headers.items()
+                             if k.lower().encode() not in present]
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
+                    if status >= 400:
+                        await _record(call, status)  # before the client sees the error
             await send(message)
 
         try:
