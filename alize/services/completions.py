@@ -6,7 +6,7 @@ from alize.errors import InvalidRequest
 from alize.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
 from alize.services.chat import usage
 from alize.services.fim import fim_prompt_tokens
-from alize.services.generation import Prepared, admit, collect, now, started, stream_finish_reason
+from alize.services.generation import Prepared, admit, collect, holds_cache, now, started, stream_finish_reason
 from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.sampling import SamplingFields, build_params, pick_seed
@@ -77,7 +77,7 @@ class CompletionService:
                 reason = stream_finish_reason(event.finish_reason) if event.finish_reason else None
                 if reason:
                     num_completion += event.num_completion_tokens
-                    num_cached += event.num_cached_tokens if index % n == 0 else 0
+                    num_cached += event.num_cached_tokens if holds_cache(index, n) else 0
                 yield chunk([CompletionChoice(index=offset + index, text=event.text, finish_reason=reason)])
         await first.call.succeed()
         if include_usage:

@@ -110,15 +110,20 @@ def _requests(prep: Prepared) -> list[GenerationRequest]:
     return out
 
 
+def holds_cache(index: int, n: int) -> bool:
+    """Whether choice `index` is its prompt's first, whose cached tokens count for the prompt
+    (the other choices copy the prompt's KV from it)."""
+    return index % n == 0
+
+
 async def stream_events(*preps: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]:
     """Yields (choice index, event) for every choice of every prompt as the engine produces
     them: all are given to the engine at once (prompt p's choice i is index p * n + i)."""
     requests = [request for prep in preps for request in _requests(prep)]
-    firsts = {p * preps[0].n for p in range(len(preps))}  # each prompt's first choice holds its cache
-    call = preps[0].call
+    call, n = preps[0].call, preps[0].n
     async for index, event in preps[0].model.engine.generate_many(requests):
         call.progress(requests[index].request_id, event.num_completion_tokens,
-                      event.num_cached_tokens if index in firsts else None)
+                      event.num_cached_tokens if holds_cache(index, n) else None)
         yield index, event
 
 
@@ -145,7 +150,6 @@ async def collect(*preps: Prepared) -> Result:
     """Every choice of every prompt, whole (the one generation path: chat, FIM and
     completions all come through stream_events)."""
     choices = [Choice(i) for i in range(sum(prep.n for prep in preps))]
-    firsts = {p * preps[0].n for p in range(len(preps))}
     num_cached = 0
     async for index, event in stream_events(*preps):
         choice = choices[index]
@@ -154,6 +158,6 @@ async def collect(*preps: Prepared) -> Result:
         if event.finish_reason is not None:
             raise_for_failure(event)
             choice.finish_reason = event.finish_reason
-            if index in firsts:
+            if holds_cache(index, preps[0].n):
                 num_cached += event.num_cached_tokens
     return Result(choices, sum(len(prep.prompt_tokens) for prep in preps), num_cached)
