@@ -60,6 +60,12 @@ class KeyInfo:
     revoked_at: datetime | None = None
     is_admin: bool = False
     previous_valid_until: datetime | None = None
+    admin_scoped: bool = False  # an admin of its own workspace only
+
+    @property
+    def admin_workspace_id(self) -> str | None:
+        """The one workspace this admin key manages; None: every workspace (or not an admin)."""
+        return self.workspace.id if self.is_admin and self.admin_scoped else None
 
 
 def hash_secret(secret: str) -> str:
@@ -91,7 +97,7 @@ def _key_info(row: ApiKey, workspace: Workspace) -> KeyInfo:
     models = tuple(m for m in (row.allowed_models or "").split(",") if m)
     return KeyInfo(row.id, row.name, row.prefix, _workspace_info(workspace), aware(row.created_at),
                    Limits.of(row), models, aware(row.expires_at), aware(row.revoked_at), row.is_admin,
-                   aware(row.previous_valid_until))
+                   aware(row.previous_valid_until), bool(row.admin_scoped))
 
 
 def _set_limits(row: ApiKey | Workspace, limits: Limits) -> None:
@@ -155,6 +161,7 @@ class NewKey:
     expires_at: datetime | None = None
     limits: Limits = Limits()
     is_admin: bool = False
+    admin_scoped: bool = False
 
 
 def create_key(db: Database, spec: NewKey) -> tuple[KeyInfo, str]:
@@ -167,7 +174,7 @@ def create_key(db: Database, spec: NewKey) -> tuple[KeyInfo, str]:
         row = ApiKey(id=str(uuid.uuid4()), name=spec.name, prefix=secret[:PREFIX_LENGTH],
                      secret_hash=hash_secret(secret), created_at=utcnow(), workspace_id=workspace.id,
                      expires_at=spec.expires_at, allowed_models=",".join(spec.models) or None,
-                     is_admin=spec.is_admin)
+                     is_admin=spec.is_admin, admin_scoped=spec.is_admin and spec.admin_scoped)
         _set_limits(row, spec.limits)
         session.add(row)
         return _key_info(row, workspace), secret

@@ -42,6 +42,8 @@ class ApiKey(LimitColumns, Base):
     # Comma-separated model ids this key may use; NULL: every model.
     allowed_models: Mapped[str | None] = mapped_column(Text, nullable=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An admin key of one workspace (its own) rather than of the whole installation.
+    admin_scoped: Mapped[bool] = mapped_column(Boolean, default=False)
     # After a rotation the previous secret keeps working until previous_valid_until.
     previous_secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     previous_valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -71,6 +73,42 @@ class UsageRecord(Base):
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_nano: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UsageDaily(Base):
+    """Usage records summed per day, workspace, key, model and endpoint: what reports and
+    the console read (a year of traffic is a few thousand rows, not millions)."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (Index("ix_usage_daily_workspace_day", "workspace_id", "day"),
+                      Index("ix_usage_daily_key_day", "key_id", "day"))
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)  # "" where the record has none
+    endpoint: Mapped[str] = mapped_column(String(100), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_nano: Mapped[int] = mapped_column(BigInteger)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConsoleSession(Base):
+    """A signed-in console session. The cookie holds a random token; only its sha256 is
+    kept. The key's state is read on every request, so revoking the key ends it."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_key", "key_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(36))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class InflightRequest(Base):
