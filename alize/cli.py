@@ -144,6 +144,10 @@ def serve(
             _, admin_secret = accounts.create_key("admin", admin=True)
             _show_key(secret, "First start: your API key")
             console.print(f"Admin key (for /admin/v1 and the console): [bold]{admin_secret}[/bold] (shown once)")
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
+    console.print(f"console: http://{shown_host}:{settings.port}/console (sign in with an admin key)",
+                  highlight=False, soft_wrap=True)
     try:
         server.run(create_app(settings), settings.host, settings.port, settings.log_level)
     except ConfigError as exc:
@@ -156,11 +160,14 @@ def serve(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="A name to recognise the key by.")],
-    workspace: Annotated[str, typer.Option("--workspace", help="The workspace that owns it.")] = "default",
+    workspace: Annotated[str | None, typer.Option("--workspace", help=(
+        "The workspace that owns it (default: default); with --admin, the one workspace it administers."))] = None,
     models: Annotated[str | None, typer.Option("--models", help="Comma-separated models it may use.")] = None,
     expires_in: Annotated[float | None, typer.Option("--expires-in", help="Days until it expires.")] = None,
     rpm: Rpm = None, tpm: Tpm = None, monthly_tokens: MonthlyTokens = None, budget_eur: Budget = None,
-    admin: Annotated[bool, typer.Option("--admin", help="May use the admin API.")] = False,
+    admin: Annotated[bool, typer.Option("--admin", help=(
+        "May use the admin API and sign in to the console: for every workspace, or with "
+        "--workspace for that one only."))] = False,
     data_dir: DataDir = None, database_url: DatabaseUrl = None,
 ) -> None:
     """Create an API key and print its secret once (on stdout; its id on stderr)."""
@@ -177,8 +184,10 @@ def keys_create(
             _fail(f"--models: this server does not serve {', '.join(unknown)} (see GET /v1/models)")
     with _database(data_dir, database_url, changes=True) as db:
         info, secret = AccountService(db).create_key(
-            name, workspace, wanted, expires_in, LimitsSpec(rpm, tpm, monthly_tokens, budget_eur), admin)
-    console.print(f"key id {info.id} ({info.name}, {info.prefix}…, workspace {info.workspace.name})")
+            name, workspace or "default", wanted, expires_in, LimitsSpec(rpm, tpm, monthly_tokens, budget_eur),
+            admin, admin_scoped=admin and workspace is not None)
+    role = ("; admin of this workspace" if info.admin_scoped else "; admin of every workspace") if admin else ""
+    console.print(f"key id {info.id} ({info.name}, {info.prefix}…, workspace {info.workspace.name}{role})")
     print(secret)
 
 
@@ -194,13 +203,16 @@ def keys_list(workspace: Annotated[str | None, typer.Option("--workspace")] = No
     if as_json:
         for k in keys:
             print(json.dumps({"id": k.id, "name": k.name, "prefix": k.prefix, "workspace": k.workspace.name,
-                              "revoked": k.revoked_at is not None, "admin": k.is_admin, "models": list(k.models),
+                              "revoked": k.revoked_at is not None, "admin": k.is_admin,
+                              "admin_scope": ("workspace" if k.admin_scoped else "org") if k.is_admin else None,
+                              "models": list(k.models),
                               "limits": asdict(k.limits),
                               "expires_at": k.expires_at.isoformat() if k.expires_at else None}))
         return
     table = Table("id", "name", "prefix", "workspace", "state", "models", "limits", "expires")
     for k in keys:
-        state = "revoked" if k.revoked_at else ("admin" if k.is_admin else "active")
+        state = "revoked" if k.revoked_at else (("workspace admin" if k.admin_scoped else "admin")
+                                                if k.is_admin else "active")
         table.add_row(k.id, k.name, k.prefix + "…", k.workspace.name, state, ",".join(k.models) or "all",
                       _limits_text(k.limits), k.expires_at.isoformat(timespec="seconds") if k.expires_at else "-")
     out.print(table)
@@ -282,7 +294,7 @@ def workspaces_limits(
 def usage(
     start: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD); default 30 days ago.")] = None,
     end: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD); default today.")] = None,
-    group_by: Annotated[str, typer.Option("--group-by", help="day, model, key or workspace.")] = "day",
+    group_by: Annotated[str, typer.Option("--group-by", help="day, model, key, workspace or endpoint.")] = "day",
     workspace: Annotated[str | None, typer.Option("--workspace")] = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, for scripts.")] = False,

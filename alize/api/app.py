@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from alize import __version__
+from alize import __version__, console
 from alize.api import errors, metrics
 from alize.api.deps import metered_call
 from alize.api.limits import BodySizeLimit
@@ -30,6 +30,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app = FastAPI(title="Alizé", version=__version__, lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
     errors.install(app)
+    console.install(app)
     for module in (chat, embeddings, models, metrics, admin, files, batch):
         app.include_router(module.router)
     unmetered = unmetered_model_routes(app.routes, metered_call)

@@ -4,6 +4,7 @@ from fastapi import Depends, Header, Request
 
 from alize.api.metering import hold_call
 from alize.errors import AlizeError
+from alize.services.admin import AdminView
 from alize.services.metering import ENDPOINT_NAMES, Call
 from alize.services.platform import Platform
 from alize.store.accounts import KeyInfo
@@ -27,6 +28,13 @@ MAX_PAGE = 1_000_000  # page * page_size must stay a 64-bit offset
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 KeyDep = Annotated[KeyInfo, Depends(require_key)]
 AdminDep = Annotated[KeyInfo, Depends(require_admin)]
+
+
+def admin_view(request: Request, admin: AdminDep) -> AdminView:
+    return get_platform(request).admin_view(admin)
+
+
+AdminViewDep = Annotated[AdminView, Depends(admin_view)]
 
 
 async def metered_call(request: Request, key: KeyDep) -> Call:

@@ -1,6 +1,7 @@
 """Wire schemas of the admin API (/admin/v1): workspaces, keys, usage."""
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,10 +36,12 @@ class WorkspaceOut(BaseModel):
 
 class KeyCreate(LimitsBody):
     name: str = Field(min_length=1, max_length=200)
-    workspace: str = "default"
+    workspace: str | None = Field(default=None, description="Its workspace; unset: the admin key's own")
     models: list[str] | None = None
     expires_in_days: float | None = Field(default=None, gt=0)
     admin: bool = False
+    admin_scope: Literal["org", "workspace"] = Field(default="org", description=(
+        "With admin: an admin of every workspace (org), or of the key's own workspace only"))
 
 
 class KeyRotate(BaseModel):
@@ -59,6 +62,7 @@ class KeyOut(BaseModel):
     revoked_at: datetime | None
     models: list[str] | None
     admin: bool
+    admin_scope: Literal["org", "workspace"] | None = None
     limits: LimitsOut
     previous_secret_valid_until: datetime | None = None
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from alize.errors import InvalidRequest, NotFound
-from alize.store import accounts
+from alize.store import accounts, console_sessions
 from alize.store.accounts import AccountError, KeyInfo, Limits, NewKey, WorkspaceInfo, utcnow
 from alize.store.db import Database
 
@@ -96,7 +96,9 @@ class AccountService:
 
     def create_key(self, name: str, workspace: str = accounts.DEFAULT_WORKSPACE, models: list[str] | None = None,
                    expires_in_days: float | None = None, limits: LimitsSpec | None = None,
-                   admin: bool = False) -> tuple[KeyInfo, str]:
+                   admin: bool = False, admin_scoped: bool = False) -> tuple[KeyInfo, str]:
+        """A new key; an admin key is an admin of every workspace, or with admin_scoped of
+        its own workspace only."""
         if not name.strip():
             raise InvalidRequest("a key needs a name", param="name")
         if expires_in_days is not None and not 0 < expires_in_days <= MAX_EXPIRY_DAYS:
@@ -104,7 +106,7 @@ class AccountService:
                                  param="expires_in_days")
         expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days is not None else None
         spec = NewKey(name, workspace, tuple(m.strip() for m in models or [] if m.strip()), expires,
-                      (limits or LimitsSpec()).limits(), admin)
+                      (limits or LimitsSpec()).limits(), admin, admin_scoped)
         with _translated():
             return accounts.create_key(self.db, spec)
 
@@ -126,9 +128,16 @@ class AccountService:
                 raise InvalidRequest(f"{ref!r} names {len(match)} keys: {listed}; give the id", param="key")
         raise NotFound(f"no key has the id, name or prefix {ref!r}")
 
-    def revoke_key(self, key_id: str) -> KeyInfo:
+    def get_key(self, key_id: str) -> KeyInfo:
         with _translated():
-            return accounts.revoke_key(self.db, key_id)
+            return accounts.get_key(self.db, key_id)
+
+    def revoke_key(self, key_id: str) -> KeyInfo:
+        """Revokes the key at once, for every replica, and ends its console sessions."""
+        with _translated():
+            key = accounts.revoke_key(self.db, key_id)
+        console_sessions.end_for_key(self.db, key_id)
+        return key
 
     def rotate_key(self, key_id: str, grace_seconds: float) -> tuple[KeyInfo, str]:
         if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:

@@ -86,7 +86,11 @@ class BatchService:
         return job
 
     def list_page(self, key: KeyInfo, page: int, page_size: int, filters: JobFilter) -> tuple[list[JobInfo], int]:
-        return batches.list_page(self.db, key.workspace.id, page, page_size, filters)
+        return self.list_in(key.workspace.id, page, page_size, filters)
+
+    def list_in(self, workspace_id: str, page: int, page_size: int,
+                filters: JobFilter | None = None) -> tuple[list[JobInfo], int]:
+        return batches.list_page(self.db, workspace_id, page, page_size, filters or JobFilter())
 
     def errors(self, job_ids: list[str]) -> dict[str, list[tuple[str, int]]]:
         return batches.error_counts(self.db, job_ids)

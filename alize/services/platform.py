@@ -4,16 +4,20 @@ import asyncio
 import itertools
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from alize.config import Settings
 from alize.registry import Registry
 from alize.services import batch_lines
 from alize.services.accounts import AccountService
+from alize.services.admin import AdminView
 from alize.services.auth import AuthService
 from alize.services.batch import BatchService
 from alize.services.batch_worker import BatchWorker
 from alize.services.chat import ChatService
 from alize.services.completions import CompletionService
+from alize.services.console_sessions import SessionService
+from alize.services.dashboard import Dashboard
 from alize.services.embeddings import EmbeddingService
 from alize.services.files import FileService
 from alize.services.fim import FIMService
@@ -52,6 +56,8 @@ class Platform:
     files: FileService
     batches: BatchService
     batch_worker: BatchWorker
+    sessions: SessionService
+    dashboard: Dashboard
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -72,7 +78,10 @@ class Platform:
                              cache_scope=lambda key_id: cache_scope(settings, key_id))
         return cls(settings, db, hub, AuthService(db), chat, fim, CompletionService(hub), embeddings, counters,
                    meter, AccountService(db), ReportService(db), files,
-                   BatchService(db, hub, files, on_change=worker.wake), worker)
+                   BatchService(db, hub, files, on_change=worker.wake), worker,
+                   SessionService(db, timedelta(minutes=settings.console_idle_minutes),
+                                  timedelta(hours=settings.console_session_hours)),
+                   Dashboard(db, registry.comparison))
 
     def start_background(self) -> None:
         """Starts the batch worker and the meter's leases on the running event loop."""
@@ -99,6 +108,10 @@ class Platform:
     def open_call(self, endpoint: str, key: KeyInfo) -> Call:
         """The metered call of a request by `key` to `endpoint` (one of ENDPOINT_NAMES' names)."""
         return self.meter.open(endpoint, key, self.cache_scope(key.id))
+
+    def admin_view(self, admin: KeyInfo) -> AdminView:
+        """What this admin key may see and manage (every workspace, or its own)."""
+        return AdminView(admin, self.accounts, self.reports)
 
     def cache_scope(self, key_id: str) -> str | None:
         return cache_scope(self.settings, key_id)

@@ -5,7 +5,7 @@ from typing import Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from alize.api.deps import AdminDep, PlatformDep
+from alize.api.deps import AdminViewDep
 from alize.api.strict_json import StrictJSONRoute
 from alize.protocol.admin import (
     KeyCreate,
@@ -39,6 +39,7 @@ def key_out(key: KeyInfo) -> KeyOut:
     return KeyOut(id=key.id, name=key.name, prefix=key.prefix, workspace=key.workspace.name,
                   workspace_id=key.workspace.id, created_at=key.created_at, expires_at=key.expires_at,
                   revoked_at=key.revoked_at, models=list(key.models) or None, admin=key.is_admin,
+                  admin_scope=("workspace" if key.admin_scoped else "org") if key.is_admin else None,
                   limits=limits_out(key.limits), previous_secret_valid_until=key.previous_valid_until)
 
 
@@ -47,51 +48,49 @@ def _spec(body: LimitsBody) -> LimitsSpec:
 
 
 @router.get("/workspaces")
-def list_workspaces(_: AdminDep, platform: PlatformDep) -> dict[str, object]:
-    return {"object": "list", "data": [workspace_out(w) for w in platform.accounts.list_workspaces()]}
+def list_workspaces(view: AdminViewDep) -> dict[str, object]:
+    return {"object": "list", "data": [workspace_out(w) for w in view.workspaces()]}
 
 
 @router.post("/workspaces", status_code=201)
-def create_workspace(body: WorkspaceCreate, _: AdminDep, platform: PlatformDep) -> WorkspaceOut:
-    return workspace_out(platform.accounts.create_workspace(body.name, _spec(body)))
+def create_workspace(body: WorkspaceCreate, view: AdminViewDep) -> WorkspaceOut:
+    return workspace_out(view.create_workspace(body.name, _spec(body)))
 
 
 @router.patch("/workspaces/{ref}/limits")
-def set_workspace_limits(ref: str, body: LimitsBody, _: AdminDep, platform: PlatformDep) -> WorkspaceOut:
+def set_workspace_limits(ref: str, body: LimitsBody, view: AdminViewDep) -> WorkspaceOut:
     """Changes the limits given in the body (null removes a limit); others stay."""
-    changes = body.model_dump(exclude_unset=True)
-    return workspace_out(platform.accounts.set_workspace_limits(ref, changes))
+    return workspace_out(view.set_workspace_limits(ref, body.model_dump(exclude_unset=True)))
 
 
 @router.get("/keys")
-def list_keys(_: AdminDep, platform: PlatformDep, workspace: str | None = None) -> dict[str, object]:
-    return {"object": "list", "data": [key_out(k) for k in platform.accounts.list_keys(workspace)]}
+def list_keys(view: AdminViewDep, workspace: str | None = None) -> dict[str, object]:
+    return {"object": "list", "data": [key_out(k) for k in view.keys(workspace)]}
 
 
 @router.post("/keys", status_code=201)
-def create_key(body: KeyCreate, _: AdminDep, platform: PlatformDep) -> KeyWithSecret:
-    key, secret = platform.accounts.create_key(body.name, body.workspace, body.models, body.expires_in_days,
-                                               _spec(body), body.admin)
+def create_key(body: KeyCreate, view: AdminViewDep) -> KeyWithSecret:
+    key, secret = view.create_key(body.name, body.workspace, body.models, body.expires_in_days, _spec(body),
+                                  body.admin, body.admin_scope == "workspace")
     return KeyWithSecret(**key_out(key).model_dump(), secret=secret)
 
 
 @router.post("/keys/{key_id}/revoke")
-def revoke_key(key_id: str, _: AdminDep, platform: PlatformDep) -> KeyOut:
-    return key_out(platform.accounts.revoke_key(key_id))
+def revoke_key(key_id: str, view: AdminViewDep) -> KeyOut:
+    return key_out(view.revoke_key(key_id))
 
 
 @router.post("/keys/{key_id}/rotate")
-def rotate_key(key_id: str, _: AdminDep, platform: PlatformDep, body: KeyRotate | None = None) -> KeyWithSecret:
-    key, secret = platform.accounts.rotate_key(key_id, (body or KeyRotate()).grace_seconds)
+def rotate_key(key_id: str, view: AdminViewDep, body: KeyRotate | None = None) -> KeyWithSecret:
+    key, secret = view.rotate_key(key_id, (body or KeyRotate()).grace_seconds)
     return KeyWithSecret(**key_out(key).model_dump(), secret=secret)
 
 
 @router.get("/usage", response_model=None)
-def usage(_: AdminDep, platform: PlatformDep, start: str | None = None, end: str | None = None,
-          group_by: Literal["day", "model", "key", "workspace"] = "day", workspace: str | None = None,
+def usage(view: AdminViewDep, start: str | None = None, end: str | None = None,
+          group_by: Literal["day", "model", "key", "workspace", "endpoint"] = "day", workspace: str | None = None,
           key: str | None = None, format: Literal["json", "csv"] = Query("json")) -> UsageReport | PlainTextResponse:
-    workspace_id = platform.accounts.get_workspace(workspace).id if workspace else None
-    report = platform.reports.usage(start, end, group_by, workspace_id, key)
+    report = view.usage(start, end, group_by, workspace, key)
     if format == "csv":
         name = f"alize-usage-{report.start}-{report.end}-by-{group_by}.csv"
         return PlainTextResponse(report.csv(), media_type="text/csv",
