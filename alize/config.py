@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         "The name this server's batch worker holds jobs under; unset: host name and port."))
     prefix_cache: Literal["key", "global", "off"] = Field(default="key", description=(
         "Who may reuse a prompt's cached KV: the same API key, everyone, or nobody."))
+    console_idle_minutes: float = Field(default=30, gt=0, description=(
+        "A console session ends after this long without a request (docs/console.md)."))
+    console_session_hours: float = Field(default=12, gt=0, description=(
+        "A console session ends this long after sign-in, however active."))
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
     @property

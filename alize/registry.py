@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from alize.errors import ConfigError, ModelNotFound, Unsupported
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_models.toml")
+# Other providers' list prices, for the console's cost comparison ([comparison] in --config replaces it).
+PROVIDER_PRICES = Path(__file__).with_name("provider_prices.toml")
 
 # builtin:NAME -> (python package that ships the weights, path inside it)
 BUILTIN_MODELS = {
@@ -86,6 +88,27 @@ class UnservedFamily(BaseModel):
     capability: str
 
 
+class ProviderPrice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    model: str
+    input_per_1k: float = Field(ge=0)
+    output_per_1k: float = Field(ge=0)
+
+
+class PriceComparison(BaseModel):
+    """Other providers' list prices per 1,000 tokens, with their date and source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: str
+    source: str
+    currency: str = "EUR"
+    eur_per_unit: float = Field(default=1.0, gt=0)  # euros per unit of that currency
+    prices: list[ProviderPrice] = []
+
+
 class RegistryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -95,6 +118,7 @@ class RegistryFile(BaseModel):
     backends: dict[str, Backend] = {}
     models: list[ServedModel] = []
     unserved: list[UnservedFamily] = []
+    comparison: PriceComparison | None = None  # the user's replaces the shipped provider_prices.toml
 
 
 def _merged(builtin: RegistryFile, user: RegistryFile) -> RegistryFile:
@@ -138,6 +162,9 @@ class Registry:
     def __init__(self, config: RegistryFile, base_dir: Path, source: str = "built-in",
                  path: Path = DEFAULT_CONFIG):
         self.base_dir = base_dir
+        shipped = _read(PROVIDER_PRICES).comparison
+        assert shipped is not None
+        self.comparison: PriceComparison = config.comparison or shipped
         self.source = source  # which file(s) it was read from, for the start-up line
         self.path = path  # the file errors are reported against
         self.backends = config.backends
@@ -179,6 +206,7 @@ class Registry:
             return cls(builtin, DEFAULT_CONFIG.parent)
         user = _read(path)
         config = user if user.replace_builtin else _merged(builtin, user)
+        config.comparison = user.comparison
         try:
             _check_references(config)
         except ValueError as exc:
@@ -187,7 +215,12 @@ class Registry:
         return cls(config, path.parent, source, path)
 
     def entries(self) -> list[ModelEntry]:
+        """Every id a client may name: models and their (non-pattern) aliases."""
         return list(self._entries.values())
+
+    def models(self) -> list[ModelEntry]:
+        """One entry per model (its canonical id), aliases listed within it."""
+        return [e for e in self._entries.values() if e.id == e.canonical_id]
 
     def get(self, model_id: str) -> ModelEntry:
         """The entry of an id, an alias or an id matching an alias pattern (mistral-large-*);
