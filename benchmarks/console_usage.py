@@ -6,9 +6,8 @@ included). The issue's target: the usage page under 300 ms on both databases.
 
     .venv/bin/python benchmarks/console_usage.py --rows 1000000 --databases sqlite postgresql
 
-The records are bulk-inserted, then rolled up with the same statement as the migration
-that introduced the roll-ups (store/migrations/versions/0006_console.py); the tests check
-that records written one by one keep the roll-ups equal to the records."""
+The records are bulk-inserted, then rolled up at once (store/rollups.py rebuild); the tests
+check that records written one by one keep the roll-ups equal to the records."""
 
 import argparse
 import random
@@ -25,7 +24,7 @@ from sqlalchemy import insert, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alize.store import accounts  # noqa: E402
+from alize.store import accounts, rollups  # noqa: E402
 from alize.store.db import Database  # noqa: E402
 from alize.store.tables import UsageRecord  # noqa: E402
 from tests.console_helpers import signed_in  # noqa: E402
@@ -36,12 +35,6 @@ MODELS = [("mistral-small-latest", 0.25, 0.30), ("mistral-tiny", 0.15, 0.20), ("
           ("mistral-medium-latest", 0.5, 0.65), ("mistral-embed", 0.1, 0.0)]
 ENDPOINTS = ["chat.completions", "fim.completions", "embeddings"]
 PAGES = ["/console/", "/console/?start={year_ago}", "/console/costs", "/console/workspaces", "/console/keys"]
-ROLLUP = ("INSERT INTO usage_daily (day, workspace_id, key_id, model, endpoint, requests, errors, prompt_tokens, "
-          "completion_tokens, cached_tokens, cost_nano, last_at) "
-          "SELECT day, workspace_id, key_id, COALESCE(model, ''), endpoint, COUNT(*), "
-          "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(prompt_tokens), SUM(completion_tokens), "
-          "SUM(cached_tokens), SUM(cost_nano), MAX(created_at) "
-          "FROM usage GROUP BY day, workspace_id, key_id, COALESCE(model, ''), endpoint")
 
 
 def fill(url: str, rows: int) -> str:
@@ -74,7 +67,7 @@ def fill(url: str, rows: int) -> str:
                 batch = []
         if batch:
             connection.execute(insert(UsageRecord), batch)
-        connection.execute(text(ROLLUP))
+    rollups.rebuild(db)
     with db.engine.begin() as connection:
         daily = connection.execute(text("SELECT COUNT(*) FROM usage_daily")).scalar_one()
     print(f"  {rows:,} records ({daily:,} roll-up rows) written in {time.perf_counter() - started:.0f} s", flush=True)
@@ -86,7 +79,7 @@ def measure(url: str, admin: str, runs: int) -> dict[str, list[float]]:
     client, _ = signed_in(url, admin)
     year_ago = (datetime.now(UTC).date() - timedelta(days=364)).isoformat()
     out: dict[str, list[float]] = {}
-    with client:
+    try:
         for path in PAGES:
             path = path.format(year_ago=year_ago)
             assert client.get(path).status_code == 200, path  # warm-up
@@ -97,6 +90,8 @@ def measure(url: str, admin: str, runs: int) -> dict[str, list[float]]:
                 times.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200
             out[path] = times
+    finally:
+        client.close()
     return out
 
 

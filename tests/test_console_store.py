@@ -212,3 +212,47 @@ def test_the_chart_scales_to_the_period():
     assert chart.left_ticks[-1][1] == "5k" and chart.right_ticks[-1][1] == "€0.05"
     assert "2026-11-02: 1,500 tokens" in chart.bars[1].title
     assert charts.daily([]).bars == []
+
+
+def test_any_period_reads_the_same_from_months_and_days(db):
+    """Periods that start or end mid-month, span a year's end, or sit inside one month:
+    whole months come from usage_monthly, the rest from usage_daily, and the sums are
+    always those of the records."""
+    key, _ = accounts.create_key(db, accounts.NewKey("k"))
+    base = datetime(2025, 11, 20, 12, tzinfo=UTC)
+    rng = random.Random(7)
+    for _ in range(150):
+        _record(db, key, base + timedelta(days=rng.randrange(100)), model=rng.choice(["a", "b", None]),
+                cost=rng.randrange(1000), tokens=(rng.randrange(50), rng.randrange(50)))
+    periods = [(date(2025, 12, 1), date(2026, 1, 31)), (date(2025, 11, 25), date(2026, 2, 3)),
+               (date(2025, 12, 31), date(2026, 1, 1)), (date(2026, 1, 5), date(2026, 1, 20)),
+               (date(2025, 11, 1), date(2026, 3, 31))]
+    periods += [tuple(sorted((date(2025, 11, 15) + timedelta(days=rng.randrange(110)),
+                              date(2025, 11, 15) + timedelta(days=rng.randrange(110))))) for _ in range(15)]
+    for start, end in periods:
+        for group in ("model", "workspace"):
+            rolled = {r.group: (r.requests, r.errors, r.prompt_tokens, r.completion_tokens, r.cached_tokens,
+                                r.cost_nano) for r in usage.report(db, start, end, group)}
+            assert rolled == _from_records(db, group, start, end), (start, end, group)
+
+
+def test_periods_split_into_days_and_whole_months():
+    from alize.store.rollups import _split
+
+    assert _split(date(2026, 1, 1), date(2026, 3, 31)) == ([], ("2026-01", "2026-03"))
+    assert _split(date(2025, 12, 2), date(2026, 12, 1)) == (
+        [(date(2025, 12, 2), date(2025, 12, 31)), (date(2026, 12, 1), date(2026, 12, 1))], ("2026-01", "2026-11"))
+    assert _split(date(2026, 2, 3), date(2026, 2, 27)) == ([(date(2026, 2, 3), date(2026, 2, 27))], None)
+    assert _split(date(2026, 2, 1), date(2026, 2, 28)) == ([], ("2026-02", "2026-02"))
+    assert _split(date(2026, 1, 31), date(2026, 2, 1)) == ([(date(2026, 1, 31), date(2026, 2, 1))], None)
+
+
+def test_rebuilt_rollups_equal_those_kept_record_by_record(db):
+    from alize.store import rollups
+
+    key, _ = accounts.create_key(db, accounts.NewKey("k"))
+    for i in range(30):
+        _record(db, key, datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=i * 3), status=500 if i % 7 == 0 else 200)
+    kept = {g: usage.report(db, date(2026, 1, 1), date(2026, 4, 30), g) for g in usage.GROUPS}
+    rollups.rebuild(db)
+    assert {g: usage.report(db, date(2026, 1, 1), date(2026, 4, 30), g) for g in usage.GROUPS} == kept

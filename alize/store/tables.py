@@ -75,26 +75,48 @@ class UsageRecord(Base):
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class UsageDaily(Base):
-    """Usage records summed per day, workspace, key, model and endpoint: what reports and
-    the console read (a year of traffic is a few thousand rows, not millions)."""
+class Sums:
+    """Usage records summed over a period and some of their dimensions."""
 
-    __tablename__ = "usage_daily"
-    __table_args__ = (Index("ix_usage_daily_workspace_day", "workspace_id", "day"),
-                      Index("ix_usage_daily_key_day", "key_id", "day"))
-
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)
-    workspace_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    key_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    model: Mapped[str] = mapped_column(String(200), primary_key=True)  # "" where the record has none
-    endpoint: Mapped[str] = mapped_column(String(100), primary_key=True)
     requests: Mapped[int] = mapped_column(BigInteger)
     errors: Mapped[int] = mapped_column(BigInteger)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
     cached_tokens: Mapped[int] = mapped_column(BigInteger)
     cost_nano: Mapped[int] = mapped_column(BigInteger)
-    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AllDimensions:
+    workspace_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)  # "" where the record has none
+    endpoint: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class UsageKeyDaily(Sums, Base):
+    """Per day, workspace and key: reports by day, key or workspace, for any period."""
+
+    __tablename__ = "usage_key_daily"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # UTC, YYYY-MM-DD
+    workspace_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+
+
+class UsageDaily(AllDimensions, Sums, Base):
+    """Per day and every dimension: the partial months of reports by model or endpoint."""
+
+    __tablename__ = "usage_daily"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True, sort_order=-1)
+
+
+class UsageMonthly(AllDimensions, Sums, Base):
+    """Per calendar month (UTC) and every dimension: the whole months of reports by model or endpoint."""
+
+    __tablename__ = "usage_monthly"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True, sort_order=-1)  # YYYY-MM
 
 
 class ConsoleSession(Base):

@@ -1,19 +1,19 @@
 """Usage records: one row per metered request, written once, summed for limits and reports."""
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Insert, case, delete, func, select
+from sqlalchemy import Connection, Insert, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.elements import ColumnElement
 
+from alize.store import rollups
 from alize.store.db import Database
-from alize.store.tables import InflightRequest, UsageDaily, UsageRecord
+from alize.store.rollups import GROUPS, ReportRow, report, totals_by
+from alize.store.tables import ApiKey, InflightRequest, UsageRecord
 
-GROUPS = ("day", "model", "key", "workspace", "endpoint")
-SUMMED = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_nano")
+__all__ = ["GROUPS", "ReportRow", "Usage", "last_minute", "last_used", "record", "report", "totals_by"]
 
 
 @dataclass(frozen=True)
@@ -41,30 +41,16 @@ def insert_once(db: Database, table: type, values: dict[str, Any], keys: list[st
 
 def record_in(db: Database, connection: Connection, usage: Usage) -> bool:
     """Writes the record within the caller's transaction, unless one with its id exists,
-    and adds it to its day's roll-up. Returns whether this call wrote it."""
-    day = usage.created_at.astimezone(UTC).date().isoformat()
-    values = asdict(usage) | {"day": day}
+    and adds it to its day's and month's roll-ups. Returns whether this call wrote it."""
+    day = usage.created_at.astimezone(UTC).date()
+    values = asdict(usage) | {"day": day.isoformat()}
     if connection.execute(insert_once(db, UsageRecord, values, ["id"])).first() is None:
         return False
-    connection.execute(_add_to_rollup(db, usage, day))
+    rollups.add(db, connection, day, usage.workspace_id, usage.key_id, usage.model, usage.endpoint, {
+        "requests": 1, "errors": int(usage.status >= 400), "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
+        "cost_nano": usage.cost_nano})
     return True
-
-
-def _add_to_rollup(db: Database, usage: Usage, day: str) -> Insert:
-    """INSERT ... ON CONFLICT DO UPDATE adding the record to usage_daily (atomic on both
-    databases: concurrent writers of one row wait for each other's transaction)."""
-    insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
-    values = {"requests": 1, "errors": int(usage.status >= 400), "prompt_tokens": usage.prompt_tokens,
-              "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
-              "cost_nano": usage.cost_nano}
-    statement = insert(UsageDaily).values(day=day, workspace_id=usage.workspace_id, key_id=usage.key_id,
-                                          model=usage.model or "", endpoint=usage.endpoint,
-                                          last_at=usage.created_at, **values)
-    added = {name: getattr(UsageDaily, name) + getattr(statement.excluded, name) for name in SUMMED}
-    later = case((statement.excluded.last_at > UsageDaily.last_at, statement.excluded.last_at),
-                 else_=UsageDaily.last_at)
-    return statement.on_conflict_do_update(
-        index_elements=["day", "workspace_id", "key_id", "model", "endpoint"], set_={**added, "last_at": later})
 
 
 def record(db: Database, usage: Usage) -> bool:
@@ -87,54 +73,13 @@ def month_totals(db: Database, scope: str, scope_id: str, since: datetime) -> tu
     return int(tokens), int(cost)
 
 
-@dataclass(frozen=True)
-class ReportRow:
-    group: str
-    requests: int
-    errors: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    cost_nano: int
-
-
-def report(db: Database, start: date, end: date, group_by: str, workspace_id: str | None = None,
-           key_id: str | None = None) -> list[ReportRow]:
-    """Totals per day, model, key, workspace or endpoint for days start..end (inclusive,
-    UTC), from the daily roll-ups."""
-    column = getattr(UsageDaily, {"key": "key_id", "workspace": "workspace_id"}.get(group_by, group_by))
-    query = (select(column, *(func.sum(getattr(UsageDaily, name)) for name in SUMMED))
-             .where(*_filters(start, end, workspace_id, key_id)).group_by(column).order_by(column))
-    with db.session() as session:
-        return [ReportRow(str(g) if g is not None else "", *(int(v or 0) for v in rest))
-                for g, *rest in session.execute(query)]
-
-
-def _filters(start: date, end: date, workspace_id: str | None, key_id: str | None) -> list[ColumnElement[bool]]:
-    out = [UsageDaily.day >= start.isoformat(), UsageDaily.day <= end.isoformat()]
-    if workspace_id is not None:
-        out.append(UsageDaily.workspace_id == workspace_id)
-    if key_id is not None:
-        out.append(UsageDaily.key_id == key_id)
-    return out
-
-
-def totals_by(db: Database, scope: str, start: date, end: date) -> dict[str, tuple[int, int]]:
-    """(tokens, cost in nano-euros) per key or workspace id over days start..end."""
-    column = UsageDaily.key_id if scope == "key" else UsageDaily.workspace_id
-    query = (select(column, func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens),
-                    func.sum(UsageDaily.cost_nano))
-             .where(*_filters(start, end, None, None)).group_by(column))
-    with db.session() as session:
-        return {scope_id: (int(tokens or 0), int(cost or 0)) for scope_id, tokens, cost in session.execute(query)}
-
-
 def last_used(db: Database) -> dict[str, datetime]:
-    """When each key was last recorded using the API."""
-    query = select(UsageDaily.key_id, func.max(UsageDaily.last_at)).group_by(UsageDaily.key_id)
+    """When each key was last recorded using the API (one index lookup per key)."""
+    latest = (select(func.max(UsageRecord.created_at)).where(UsageRecord.key_id == ApiKey.id)
+              .correlate(ApiKey).scalar_subquery())
     with db.session() as session:
         return {key_id: moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-                for key_id, moment in session.execute(query) if moment is not None}
+                for key_id, moment in session.execute(select(ApiKey.id, latest)) if moment is not None}
 
 
 def last_minute(db: Database, scope: str, scope_id: str, now: datetime) -> tuple[int, int]:

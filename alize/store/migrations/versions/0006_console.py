@@ -1,8 +1,9 @@
-"""The console: workspace-scoped admin keys, console sessions, daily usage roll-ups.
+"""The console: workspace-scoped admin keys, console sessions, usage roll-ups.
 
-usage_daily holds one row per day, workspace, key, model and endpoint, added to in the
-same transaction as each usage record (store/usage.py), so that a year of traffic reports
-in milliseconds; it is filled here from the records already written.
+usage_key_daily holds one row per day, workspace and key; usage_daily and usage_monthly one
+per day (month), workspace, key, model and endpoint. They are added to in the same
+transaction as each usage record (store/rollups.py), so that a year of traffic reports in
+milliseconds; they are filled here from the records already written.
 
 Revision ID: 0006_console
 Revises: 0005_inflight
@@ -28,33 +29,37 @@ def upgrade() -> None:
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_console_sessions_key", "console_sessions", ["key_id"])
-    op.create_table(
-        "usage_daily",
-        sa.Column("day", sa.String(10), primary_key=True),
+    for table, period, width in (("usage_daily", "day", 10), ("usage_monthly", "month", 7)):
+        op.create_table(table, sa.Column(period, sa.String(width), primary_key=True), *_dimensions(), *_sums())
+    op.create_table("usage_key_daily", sa.Column("day", sa.String(10), primary_key=True),
+                    *_dimensions()[:2], *_sums())
+    rolled = (("usage_daily", "day", ", COALESCE(model, ''), endpoint"),
+              ("usage_monthly", "SUBSTR(day, 1, 7)", ", COALESCE(model, ''), endpoint"),
+              ("usage_key_daily", "day", ""))
+    for table, period, more in rolled:
+        op.execute(
+            f"INSERT INTO {table} SELECT {period}, workspace_id, key_id{more}, COUNT(*), "
+            "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(prompt_tokens), SUM(completion_tokens), "
+            f"SUM(cached_tokens), SUM(cost_nano) FROM usage GROUP BY {period}, workspace_id, key_id{more}")
+
+
+def _dimensions() -> list[sa.Column]:
+    return [
         sa.Column("workspace_id", sa.String(36), primary_key=True),
         sa.Column("key_id", sa.String(36), primary_key=True),
         sa.Column("model", sa.String(200), primary_key=True),  # "" where the record has none
         sa.Column("endpoint", sa.String(100), primary_key=True),
-        sa.Column("requests", sa.BigInteger, nullable=False),
-        sa.Column("errors", sa.BigInteger, nullable=False),
-        sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
-        sa.Column("completion_tokens", sa.BigInteger, nullable=False),
-        sa.Column("cached_tokens", sa.BigInteger, nullable=False),
-        sa.Column("cost_nano", sa.BigInteger, nullable=False),
-        sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
-    )
-    op.create_index("ix_usage_daily_workspace_day", "usage_daily", ["workspace_id", "day"])
-    op.create_index("ix_usage_daily_key_day", "usage_daily", ["key_id", "day"])
-    op.execute(
-        "INSERT INTO usage_daily (day, workspace_id, key_id, model, endpoint, requests, errors, prompt_tokens, "
-        "completion_tokens, cached_tokens, cost_nano, last_at) "
-        "SELECT day, workspace_id, key_id, COALESCE(model, ''), endpoint, COUNT(*), "
-        "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(prompt_tokens), SUM(completion_tokens), "
-        "SUM(cached_tokens), SUM(cost_nano), MAX(created_at) "
-        "FROM usage GROUP BY day, workspace_id, key_id, COALESCE(model, ''), endpoint")
+    ]
+
+
+def _sums() -> list[sa.Column]:
+    return [sa.Column(name, sa.BigInteger, nullable=False) for name in (
+        "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_nano")]
 
 
 def downgrade() -> None:
+    op.drop_table("usage_key_daily")
+    op.drop_table("usage_monthly")
     op.drop_table("usage_daily")
     op.drop_table("console_sessions")
     with op.batch_alter_table("api_keys") as batch:
