@@ -13,7 +13,7 @@ from tests.platform_helpers import EOS_BAN, create_key, sqlite_url, usage_rows
 from tests.server import alize, start_server
 from tests.spec import assert_valid
 
-MODEL = "mistral-tiny"  # priced: 0.15 / 0.20 EUR per 1,000 tokens (alize/default_models.toml)
+MODEL = "mistral-tiny"  # priced: 0.00015 / 0.0002 EUR per 1,000 tokens (alize/default_models.toml)
 
 
 def chat_line(i: int, max_tokens: int = 4, **body: Any) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def test_sdk_batch_workflow(server):
         row, usage = rows[line["id"]], line["response"]["body"]["usage"]
         assert (row.prompt_tokens, row.completion_tokens, row.status) == (usage["prompt_tokens"],
                                                                            usage["completion_tokens"], 200)
-        assert row.cost_nano == (usage["prompt_tokens"] * 150_000 + usage["completion_tokens"] * 200_000) // 2
+        assert row.cost_nano == (usage["prompt_tokens"] * 150 + usage["completion_tokens"] * 200) // 2
 
 
 def test_batch_jobs_conform_to_the_spec(http):
@@ -273,7 +273,7 @@ def test_a_job_whose_input_file_is_deleted_fails_with_the_reason(http):
 
 def test_a_spent_budget_fails_lines_instead_of_overspending(server):
     # a line costs at most (prompt + 4) tokens at half price; the budget fits about two
-    per_line = (40 * 150_000 + 4 * 200_000) // 2
+    per_line = (40 * 150 + 4 * 200) // 2
     key = create_key(server, budget_eur=2.5 * per_line / 1e9)
     with server.client(key["secret"]) as http:
         job = http.post("/v1/batch/jobs", json={"requests": [chat_line(i) for i in range(6)], "model": MODEL,

@@ -21,7 +21,7 @@ from tests.databases import REDIS_URL, postgres_database, redis_url
 from tests.platform_helpers import EOS_BAN, create_key, sqlite_url, usage_rows
 from tests.server import Server, start_server
 
-MODEL = "mistral-tiny"  # 0.15 / 0.20 EUR per 1,000 tokens
+MODEL = "mistral-tiny"  # 0.00015 / 0.0002 EUR per 1,000 tokens
 LONG = {"model": MODEL, "stream": True, "max_tokens": 1000, "min_tokens": 1000, "logit_bias": EOS_BAN,
         "messages": [{"role": "user", "content": "Tell a very long story."}]}
 
@@ -86,7 +86,7 @@ def test_a_shutdown_ends_every_stream_cleanly_and_settles(tmp_path: Path, sig: s
     with shared_store() as env:
         server = start_server(tmp_path / "data", env=env)
         try:
-            key = create_key(server, budget_eur=5)
+            key = create_key(server, budget_eur=0.005)
             streams = start_streams(server, key["secret"], 3)
             signalled = time.monotonic()
             server.process.send_signal(sig)
@@ -115,7 +115,7 @@ def test_kill_9_leaves_no_phantom_reservation_and_bills_what_streams_delivered(t
     with shared_store() as env:
         url = env["ALIZE_DATABASE_URL"]
         server = start_server(tmp_path / "data", env=env)
-        key = create_key(server, budget_eur=1)  # four streams reserve ~0.8 EUR of it
+        key = create_key(server, budget_eur=0.001)  # four streams reserve ~0.0008 EUR of it
         try:
             streams = start_streams(server, key["secret"], 4, chunks=40)
             # progress is written every second: what a stream had 3 s before the kill is billed for sure

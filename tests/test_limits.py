@@ -20,8 +20,8 @@ def test_budget_race_never_overspends(server):
         first = client.post("/v1/chat/completions", json=CHAT)
     assert first.status_code == 200
     usage = first.json()["usage"]
-    # mistral-tiny: 0.15 EUR / 1k input, 0.20 EUR / 1k output tokens, in nano-euros
-    cost = usage["prompt_tokens"] * 150_000 + usage["completion_tokens"] * 200_000
+    # mistral-tiny: 0.00015 EUR / 1k input, 0.0002 EUR / 1k output tokens: 150 and 200 nano-euros a token
+    cost = usage["prompt_tokens"] * 150 + usage["completion_tokens"] * 200
     budget_nano = int(cost * 10.5)
     key = create_key(server, budget_eur=budget_nano / 1e9)
     responses = asyncio.run(post_many([(server.url, key["secret"])], "/v1/chat/completions", [CHAT] * 50))
