@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from alize.console.render import eur
 from alize.store import accounts, usage
 from alize.store.db import Database
 from tests.platform_helpers import EOS_BAN
@@ -45,10 +46,10 @@ def _seed_history(data_dir: Path, keys: list[str]) -> None:
         for key in infos:
             for n in range(rng.randint(2, 6)):
                 model, endpoint, (p_in, p_out) = rng.choice([
-                    ("mistral-small-latest", "chat.completions", (0.25, 0.30)),
-                    ("mistral-tiny", "chat.completions", (0.15, 0.20)),
-                    ("mistral-large-latest", "fim.completions", (2.0, 6.0)),
-                    ("mistral-embed", "embeddings", (0.1, 0.0))])
+                    ("mistral-small-latest", "chat.completions", (0.00025, 0.0003)),
+                    ("mistral-tiny", "chat.completions", (0.00015, 0.0002)),
+                    ("mistral-large-latest", "fim.completions", (0.002, 0.006)),
+                    ("mistral-embed", "embeddings", (0.0001, 0.0))])
                 prompt, completion = rng.randint(200, 4000), 0 if endpoint == "embeddings" else rng.randint(50, 900)
                 cost = round((prompt * p_in + completion * p_out) / 1000 * 1e9)
                 usage.record(db, usage.Usage(f"seed-{key.name}-{day}-{n}", now - timedelta(days=day, hours=n),
@@ -62,13 +63,13 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     _need_chromium()
     data = tmp_path_factory.mktemp("console")
     d = ["--data-dir", str(data)]
-    alize("workspaces", "create", "team-a", "--monthly-tokens", "2000000", "--budget-eur", "40", *d)
+    alize("workspaces", "create", "team-a", "--monthly-tokens", "2000000", "--budget-eur", "0.5", *d)
     alize("workspaces", "create", "team-b", *d)
     secrets = {
         "org": alize("keys", "create", "--name", "ops-admin", "--admin", *d).stdout.strip(),
         "b-admin": alize("keys", "create", "--name", "team-b-admin", "--admin", "--workspace", "team-b",
                          *d).stdout.strip(),
-        "app-a": alize("keys", "create", "--name", "app-a", "--workspace", "team-a", "--budget-eur", "25",
+        "app-a": alize("keys", "create", "--name", "app-a", "--workspace", "team-a", "--budget-eur", "0.2",
                        *d).stdout.strip(),
         "app-b": alize("keys", "create", "--name", "app-b", "--workspace", "team-b", *d).stdout.strip(),
     }
@@ -143,7 +144,7 @@ def _admin(server: Server, key: str | None = None) -> httpx.Client:
 
 
 def _euros(value: float) -> str:
-    return f"€{value:,.4f}".replace(",", "\u202f")
+    return eur(value)  # the console's own format (the figure compared is the API's)
 
 
 def _count(value: int) -> str:
@@ -263,7 +264,7 @@ def test_models_page(org_tab: Tab):
     org_tab.page.goto("/console/models")
     row = org_tab.page.locator("#models tr", has_text="mistral-large-latest")
     assert "smollm2-135m-instruct" in row.inner_text() and "8\u202f192" in row.inner_text()
-    assert "€2.00000" in row.inner_text()
+    assert "€0.002" in row.inner_text() and "€0.006" in row.inner_text()  # euros per 1,000 tokens in, out
     org_tab.shot("models")
 
 
@@ -326,3 +327,16 @@ def test_an_api_key_cannot_sign_in(browser: object, console_server: Server):
     assert tab.page.url.endswith("/console/sign-in")
     tab.errors = [e for e in tab.errors if "403" not in e]  # the refused form post itself
     tab.close()
+
+
+def test_keyboard_reaches_every_page_and_sign_out(org_tab: Tab):
+    page = org_tab.page
+    page.goto("/console/")
+    reached = []
+    for _ in range(14):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.textContent.trim()"))
+    assert reached[0] == "Skip to content"
+    for label in ("Usage", "Cost comparison", "API keys", "Workspaces", "Batches & files", "Models", "Playground",
+                  "Sign out"):
+        assert label in reached, reached

@@ -34,9 +34,15 @@ def tokens(value: int | float) -> str:
     return f"{int(value):,}".replace(",", "\u202f")
 
 
-def eur(value: Any, digits: int = 4) -> str:
+def eur(value: Any, digits: int = 6) -> str:
+    """Euros to the micro-euro, without trailing zeros past the cents: €0.50, €458.982, €0.000086."""
     amount = float(value)
-    return f"€{amount:,.{digits}f}".replace(",", "\u202f")
+    text = f"{abs(amount):,.{digits}f}"
+    if "." in text:
+        whole, fraction = text.split(".")
+        text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+    sign = "\u2212" if amount < 0 and text.strip("0.,") else ""
+    return sign + "€" + text.replace(",", "\u202f")
 
 
 def when(moment: datetime | None) -> str:
