@@ -232,7 +232,7 @@ def test_a_limit_edited_in_the_console_refuses_requests(org_tab: Tab, console_se
     assert "workspace 'team-a'" in statuses[1].json()["message"]
     page.goto("/console/workspaces")
     card = page.locator("section.workspace[data-workspace=team-a]")
-    assert "Requests in the last minute" in card.inner_text()
+    assert "Requests admitted in the last minute" in card.inner_text()
     org_tab.shot("workspaces")
     card.locator("input[name=rpm]").fill("")
     card.locator("button", has_text="Save limits").click()

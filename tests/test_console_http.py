@@ -116,3 +116,40 @@ def test_a_workspace_admin_is_confined_to_its_workspace(server):
 def test_the_sign_in_form_is_a_real_form(server):
     html = httpx.get(server.url + "/console/sign-in").text
     assert 'type="password"' in html and 'name="key"' in html and csrf_of(html)
+
+
+def test_behind_https_the_cookie_is_secure(server):
+    """Behind a TLS proxy on this host (uvicorn trusts X-Forwarded-Proto from 127.0.0.1)."""
+    client = httpx.Client(base_url=server.url, headers={"X-Forwarded-Proto": "https"})
+    form = client.get("/console/sign-in")
+    assert "Secure" in form.headers["set-cookie"]
+    token = csrf_of(form.text)  # sent back by hand: httpx keeps Secure cookies off plain HTTP, as it should
+    response = client.post("/console/sign-in", data={"key": server.admin_key, "csrf": token},
+                           headers={"Cookie": f"alize_console_sign_in={token}"})
+    cookie = response.headers["set-cookie"]
+    assert response.status_code == 303 and "alize_console=" in cookie and "Secure" in cookie
+
+
+def test_batch_jobs_are_cancelled_only_within_the_admins_view(server):
+    env_dir = ["--data-dir", str(server.data_dir)]
+    alize("workspaces", "create", "team-batch", *env_dir)
+    alize("workspaces", "create", "team-other", *env_dir)
+    other_admin = alize("keys", "create", "--name", "other-admin", "--admin", "--workspace", "team-other",
+                        *env_dir).stdout.strip()
+    owner = create_key(server, name="batch-owner", workspace="team-batch")
+    lines = [{"custom_id": f"c{i}", "body": {"messages": [{"role": "user", "content": f"Count to {i}"}],
+                                             "max_tokens": 64}} for i in range(40)]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {owner['secret']}"}) as api:
+        job = api.post("/v1/batch/jobs", json={"model": "mistral-tiny", "endpoint": "/v1/chat/completions",
+                                               "requests": lines}).json()
+        workspace_id = owner["workspace_id"]
+        outsider, outsider_csrf = signed_in(server.url, other_admin)
+        assert job["id"] not in outsider.get("/console/batches").text
+        refused = outsider.post(f"/console/batches/{workspace_id}/{job['id']}/cancel", data={"csrf": outsider_csrf})
+        assert refused.status_code == 404
+        assert api.get(f"/v1/batch/jobs/{job['id']}").json()["status"] in ("QUEUED", "RUNNING")
+        org, csrf = signed_in(server.url, server.admin_key)
+        assert job["id"] in org.get("/console/batches/rows").text
+        cancelled = org.post(f"/console/batches/{workspace_id}/{job['id']}/cancel", data={"csrf": csrf})
+        assert cancelled.status_code == 200 and "cancel" in cancelled.text.lower()
+        assert api.get(f"/v1/batch/jobs/{job['id']}").json()["status"] in ("CANCELLATION_REQUESTED", "CANCELLED")

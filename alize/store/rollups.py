@@ -9,8 +9,8 @@ reports read from them, never from the records:
 A year of traffic is then a few thousand rows to add up, whatever the number of requests."""
 
 from dataclasses import dataclass
-from functools import cache
 from datetime import date, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, case, delete, func, select, union_all

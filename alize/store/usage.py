@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Insert, delete, func, select
+from sqlalchemy import Connection, Insert, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -83,10 +83,13 @@ def last_used(db: Database) -> dict[str, datetime]:
 
 
 def last_minute(db: Database, scope: str, scope_id: str, now: datetime) -> tuple[int, int]:
-    """(requests, tokens) recorded for a key or workspace in the minute before `now`."""
+    """(requests, tokens) recorded for a key or workspace in the minute before `now`: the
+    requests the limits admitted (not those refused with a 4xx, which a client that left, 499,
+    is not)."""
     column = UsageRecord.key_id if scope == "key" else UsageRecord.workspace_id
+    admitted = or_(UsageRecord.status < 400, UsageRecord.status >= 499)
     query = (select(func.count(), func.coalesce(func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0))
-             .where(column == scope_id, UsageRecord.created_at >= now - timedelta(minutes=1)))
+             .where(column == scope_id, UsageRecord.created_at >= now - timedelta(minutes=1), admitted))
     with db.session() as session:
         requests, tokens = session.execute(query).one()
     return int(requests), int(tokens)
