@@ -1,0 +1,254 @@
+"""Talking to remote engines over OpenAI's wire: one client per replica (httpx, pooled
+connections, explicit timeouts), and a pool that routes each request, moves it to the next
+replica when it fails before its first byte, and keeps the replicas' health.
+
+A failure before the first byte (connection refused or reset, a 5xx, a 429, a timeout) is
+retried on the next replica and never reaches the client; once an answer has begun, a
+failure is the caller's to end (UpstreamBroken). An upstream's own 4xx is the client's
+error and is passed on with the upstream's message; when every replica failed, a 502 (504
+for timeouts) names the backends tried."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from alize.errors import AlizeError
+from alize.upstream.health import HealthBook
+from alize.upstream.router import Router
+
+T = TypeVar("T")
+
+
+class UpstreamError(AlizeError):
+    """Every replica of the backend failed (or none is in service)."""
+
+    status_code = 502
+    type = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    type = "upstream_timeout"
+
+
+class UpstreamRefused(AlizeError):
+    """The upstream refused the request itself (its 4xx): the client's error, in Mistral's shape."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, message: str, param: str | None = None):
+        super().__init__(message, param=param)
+        self.status_code = status
+
+
+class UpstreamBroken(UpstreamError):
+    """The answer broke off after it had begun."""
+
+
+@dataclass
+class Failed(Exception):
+    """A failure before the first byte: worth trying the next replica."""
+
+    reason: str
+    timeout: bool = False
+    retry_after: float | None = None
+
+
+def _message(response_text: str) -> tuple[str, str | None]:
+    """An OpenAI- or Mistral-shaped error body's message and param."""
+    try:
+        body = json.loads(response_text)
+    except ValueError:
+        return response_text[:500] or "no message", None
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    if not isinstance(error, dict):
+        return str(error)[:500], None
+    message = error.get("message") or error.get("detail") or response_text[:500]
+    return str(message), error.get("param")
+
+
+def _check(response: httpx.Response, text: str) -> None:
+    if response.status_code in (401, 403):  # Alizé's own credentials for the upstream: not the client's fault
+        raise Failed(f"HTTP {response.status_code}: the upstream refused Alizé's key (api_key_env): "
+                     f"{_message(text)[0]}")
+    if response.status_code == 429 or response.status_code >= 500:
+        retry = response.headers.get("retry-after")
+        raise Failed(f"HTTP {response.status_code}: {_message(text)[0]}",
+                     retry_after=float(retry) if retry and retry.replace(".", "", 1).isdigit() else None)
+    if response.status_code >= 400:
+        message, param = _message(text)
+        raise UpstreamRefused(response.status_code, message, param)
+
+
+@dataclass
+class Stream:
+    """An answer that has begun: its first event is in hand; the rest follow."""
+
+    replica: str
+    first: dict[str, Any]
+    _events: AsyncIterator[dict[str, Any]]
+    _exit: AsyncExitStack
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        yield self.first
+        try:
+            async for event in self._events:
+                yield event
+        except (httpx.HTTPError, ValueError) as exc:
+            raise UpstreamBroken(f"backend replica {self.replica} broke off the answer: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Closes the connection: the upstream sees the client go and stops generating."""
+        await self._exit.aclose()
+
+
+class UpstreamClient:
+    """One replica: a pooled httpx client for its base URL (…/v1)."""
+
+    def __init__(self, name: str, url: str, api_key: str | None = None, connect_timeout: float = 5.0,
+                 read_timeout: float = 600.0, max_inflight: int = 64, health_path: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        self.name = name
+        self.url = url.rstrip("/")
+        self.health_path = health_path
+        self.inflight = 0
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.AsyncClient(
+            base_url=self.url, headers=headers, transport=transport,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=max_inflight, max_keepalive_connections=max_inflight))
+
+    async def complete(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A whole (non-streamed) answer."""
+        self.inflight += 1
+        try:
+            response = await self.http.post(path, json=body)
+            _check(response, response.text)
+            answer: dict[str, Any] = response.json()
+            return answer
+        except httpx.TimeoutException as exc:
+            raise Failed(f"timed out ({type(exc).__name__})", timeout=True) from exc
+        except (httpx.HTTPError, ValueError) as exc:
+            raise Failed(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.inflight -= 1
+
+    async def open_stream(self, path: str, body: Mapping[str, Any]) -> Stream:
+        """Sends a streamed request and waits for its first event (its first byte)."""
+        stack = AsyncExitStack()
+        self.inflight += 1
+        stack.callback(self._done)
+        try:
+            source = await stack.enter_async_context(aconnect_sse(self.http, "POST", path, json=dict(body)))
+            if source.response.status_code >= 400:
+                _check(source.response, (await source.response.aread()).decode("utf-8", "replace"))
+            events = self._events(source.aiter_sse())
+            first = await anext(events, None)
+            if first is None:
+                raise Failed("the stream ended before its first event")
+            return Stream(self.name, first, events, stack)
+        except BaseException as exc:
+            await stack.aclose()
+            if isinstance(exc, httpx.TimeoutException):
+                raise Failed(f"timed out ({type(exc).__name__})", timeout=True) from exc
+            if isinstance(exc, httpx.HTTPError | ValueError | UpstreamBroken):
+                raise Failed(f"{type(exc).__name__}: {exc}") from exc  # nothing began: the next replica
+            raise
+
+    def _done(self) -> None:
+        self.inflight -= 1
+
+    async def _events(self, sse: AsyncIterator[Any]) -> AsyncIterator[dict[str, Any]]:
+        async for event in sse:
+            if event.data.strip() == "[DONE]":
+                return
+            if event.data:
+                yield json.loads(event.data)
+        # every OpenAI-compatible engine ends a stream with [DONE]: a connection closed
+        # before it is an answer cut short
+        raise UpstreamBroken(f"backend replica {self.name} closed the stream before its end")
+
+    async def check(self) -> tuple[bool, str | None]:
+        """The health check: GET the health path (default: …/v1/models)."""
+        try:
+            if self.health_path:
+                response = await self.http.get(str(httpx.URL(self.url).copy_with(path=self.health_path)))
+            else:
+                response = await self.http.get("/models")
+        except httpx.HTTPError as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        return (True, None) if response.status_code < 400 else (False, f"HTTP {response.status_code}")
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+@dataclass
+class UpstreamPool:
+    """A backend's replicas: routing, failover before the first byte, health."""
+
+    backend: str
+    clients: dict[str, UpstreamClient]
+    router: Router
+    health: HealthBook
+    clock: Callable[[], float] = time.monotonic
+    failovers: dict[str, int] = field(default_factory=dict)
+    _resting: dict[str, float] = field(default_factory=dict)  # replica -> when its Retry-After ends
+
+    def _order(self, key: bytes) -> list[str]:
+        now = self.clock()
+        available = [r for r in self.health.available() if self._resting.get(r, 0) <= now]
+        return self.router.order(key, available, {name: c.inflight for name, c in self.clients.items()})
+
+    async def complete(self, key: bytes, path: str, body: Callable[[str], Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
+        """(replica, answer); body(replica) is the request to send it."""
+        return await self._attempt(key, lambda client: client.complete(path, body(client.name)))
+
+    async def stream(self, key: bytes, path: str, body: Callable[[str], Mapping[str, Any]]) -> Stream:
+        """An answer that has begun, from the first replica able to begin it."""
+        return (await self._attempt(key, lambda client: client.open_stream(path, body(client.name))))[1]
+
+    async def _attempt(self, key: bytes, send: Callable[[UpstreamClient], Awaitable[T]]) -> tuple[str, T]:
+        tried: list[str] = []
+        timeouts = 0
+        for replica in self._order(key):
+            try:
+                result = await send(self.clients[replica])
+            except Failed as failed:
+                tried.append(f"{replica} ({failed.reason})")
+                timeouts += failed.timeout
+                self.failovers[replica] = self.failovers.get(replica, 0) + 1
+                if failed.retry_after is not None:  # busy, not broken: rest it, do not eject it
+                    self._resting[replica] = self.clock() + failed.retry_after
+                else:
+                    self.health.failure(replica, failed.reason)
+                continue
+            self.health.success(replica)
+            return replica, result
+        if not tried:
+            raise UpstreamError(f"backend {self.backend}: no replica is in service")
+        error = UpstreamTimeout if timeouts == len(tried) else UpstreamError
+        raise error(f"backend {self.backend} did not answer: {'; '.join(tried)}")
+
+    async def watch(self, interval_s: float = 5.0) -> None:
+        """Active health checks, forever (a background task)."""
+        while True:
+            await self.check_all()
+            await asyncio.sleep(interval_s)
+
+    async def check_all(self) -> None:
+        for name, client in self.clients.items():
+            if self.health.check_due(name):
+                ok, error = await client.check()
+                self.health.checked(name, ok, error)
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
