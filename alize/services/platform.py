@@ -59,6 +59,7 @@ class Platform:
     sessions: SessionService
     dashboard: Dashboard
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    draining: bool = False
 
     @classmethod
     def start(cls, settings: Settings) -> "Platform":
@@ -105,6 +106,23 @@ class Platform:
                 log.exception("the meter's tick failed; trying again in %d s", PROGRESS_S)
             await asyncio.sleep(PROGRESS_S)
 
+    async def not_ready(self, timeout_s: float = 3.0) -> list[str]:
+        """Why this server should not take traffic now (empty: ready): it is stopping, or the
+        database or Redis does not answer within the timeout. Models load before the server
+        listens, so a listening server has them all."""
+        reasons = ["the server is stopping"] if self.draining else []
+        checks = {"database": asyncio.to_thread(self.db.ping), "redis": self.counters.ping()}
+        if not self.settings.redis_url:
+            checks.pop("redis").close()
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check, timeout_s)
+            except TimeoutError:
+                reasons.append(f"{name}: no answer in {timeout_s:g} s")
+            except Exception as exc:
+                reasons.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return reasons
+
     def open_call(self, endpoint: str, key: KeyInfo) -> Call:
         """The metered call of a request by `key` to `endpoint` (one of ENDPOINT_NAMES' names)."""
         return self.meter.open(endpoint, key, self.cache_scope(key.id))
@@ -121,6 +139,7 @@ class Platform:
         (they run again after the restart), then every open request ends at once, streams
         with a last chunk (finish_reason "error") and [DONE], so that the server exits in
         a moment rather than after the graceful-shutdown timeout."""
+        self.draining = True
         await self._stop_background()
         self.hub.stop_generating()
 

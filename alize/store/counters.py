@@ -66,6 +66,9 @@ class Counters(Protocol):
     async def close(self) -> None:
         """Gives back what this process still holds (a clean shutdown), then closes."""
         ...
+    async def ping(self) -> None:
+        """Raises unless the counters' store answers (readiness)."""
+        ...
 
 
 def _retry_after(buckets: list[tuple[int, int]], need: int, now: int) -> int:
@@ -137,6 +140,9 @@ class MemoryCounters:
 
     async def month_counters(self, month: str) -> list[str]:
         return []  # none shared: each start seeds them anew
+
+    async def ping(self) -> None:
+        return None
 
     async def close(self) -> None:
         pass

@@ -203,6 +203,9 @@ class RedisCounters:
             names.append(key.decode().removeprefix(self._prefix))
         return names
 
+    async def ping(self) -> None:
+        await self._redis.ping()
+
     async def close(self) -> None:
         if self._holder is not None:  # a clean shutdown gives back whatever is still reserved
             await self._reclaim(keys=[self._holders], args=[self._prefix, self._holder])

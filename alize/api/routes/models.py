@@ -2,6 +2,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from alize.api.deps import KeyDep, PlatformDep
+from alize.api.errors import error_response
 from alize.api.strict_json import StrictJSONRoute
 from alize.protocol.models import ModelList
 
@@ -20,4 +21,14 @@ async def retrieve_model(model_id: str, key: KeyDep, platform: PlatformDep) -> J
 
 @router.get("/health")
 async def health(platform: PlatformDep) -> JSONResponse:
+    """Liveness: the process answers."""
     return JSONResponse({"status": "ok", "models": [e.id for e in platform.hub.registry.entries()]})
+
+
+@router.get("/ready")
+async def ready(platform: PlatformDep) -> JSONResponse:
+    """Readiness: 200 when this server should take traffic; 503 saying why not."""
+    reasons = await platform.not_ready()
+    if reasons:
+        return error_response(503, "Not ready: " + "; ".join(reasons), "not_ready")
+    return JSONResponse({"status": "ready", "models": [m.id for m in platform.hub.registry.models()]})
