@@ -121,6 +121,7 @@ def serve(
     """Start the HTTP server."""
     from alize.api import server
     from alize.api.app import create_app
+    from alize.api.request_id import RequestIdFilter
     from alize.registry import Registry
     from alize.services.accounts import AccountService
     from alize.store.accounts import count_keys
@@ -134,7 +135,10 @@ def serve(
     except ConfigError as exc:
         _fail(exc.message)
     _check_port(settings.host, settings.port)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
     console.print(f"data dir {settings.data_dir}; database {_store_name(settings.resolved_database_url)}; "
                   f"models: {registry.source}", highlight=False, soft_wrap=True)
     with _database(data_dir, None) as db:

@@ -11,6 +11,7 @@ from alize.api import errors, metrics
 from alize.api.deps import metered_call
 from alize.api.limits import BodySizeLimit
 from alize.api.metering import Metering, unmetered_model_routes
+from alize.api.request_id import RequestId
 from alize.api.routes import admin, batch, chat, embeddings, files, models
 from alize.config import Settings
 from alize.services.platform import Platform
@@ -39,4 +40,5 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(Metering)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        larger={"/v1/files": settings.max_file_bytes + 64 * 1024})  # + multipart framing
+    app.add_middleware(RequestId)  # outermost: every answer and error carries the id
     return app

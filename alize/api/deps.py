@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from alize.api.metering import hold_call
+from alize.api.request_id import request_id_of
 from alize.errors import AlizeError
 from alize.services.admin import AdminView
 from alize.services.metering import ENDPOINT_NAMES, Call
@@ -44,7 +45,7 @@ async def metered_call(request: Request, key: KeyDep) -> Call:
     checks the route table at start-up)."""
     endpoint = ENDPOINT_NAMES.get(request.scope.get("path", ""))
     platform = get_platform(request)
-    call = platform.open_call(endpoint or "", key) if endpoint else None
+    call = platform.open_call(endpoint or "", key, request_id_of(request.scope)) if endpoint else None
     if call is None or request.method != "POST" or not hold_call(request.scope, call):
         raise AlizeError(f"{request.method} {request.url.path} is not a metered endpoint")
     return call

@@ -34,5 +34,6 @@ class _DrainingServer(uvicorn.Server):
 def run(app: FastAPI, host: str, port: int, log_level: str, grace_s: float = 5) -> None:
     """Serves until SIGINT/SIGTERM. KeyboardInterrupt (uvicorn raises the signal again once
     it has shut down) is left to the caller."""
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace_s)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace_s,
+                            access_log=False)  # api/request_id.py writes one richer line per request
     _DrainingServer(config, app).run()

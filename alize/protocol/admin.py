@@ -89,3 +89,28 @@ class UsageReport(BaseModel):
     group_by: str
     data: list[UsageRow]
     total: UsageRow
+
+
+class RequestRow(BaseModel):
+    id: str  # the response id, which is the usage record's id
+    request_id: str | None  # x-request-id
+    created_at: str
+    key: str  # by name
+    workspace: str
+    model: str | None
+    endpoint: str
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_eur: float
+    latency_ms: int
+
+
+class RequestReportOut(BaseModel):
+    object: str = "usage_requests"
+    start: str
+    end: str
+    group_by: str = "request"
+    data: list[RequestRow]
+    has_more: bool

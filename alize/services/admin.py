@@ -8,7 +8,7 @@ from datetime import date
 
 from alize.errors import Forbidden, NotFound
 from alize.services.accounts import AccountService, LimitsSpec
-from alize.services.reports import Report, ReportService
+from alize.services.reports import Report, ReportService, RequestReport
 from alize.store.accounts import KeyInfo, WorkspaceInfo
 
 
@@ -97,3 +97,11 @@ class AdminView:
         if key is not None:
             self.key(key)
         return self.reports.usage(start, end, group_by, workspace_id, key)
+
+    def usage_requests(self, start: str | date | None = None, end: str | date | None = None,
+                       workspace: str | None = None, key: str | None = None, limit: int = 1000) -> RequestReport:
+        """One row per request, within this admin's workspaces."""
+        workspace_id = self.workspace(workspace).id if workspace else self.workspace_id
+        if key is not None:
+            self.key(key)
+        return self.reports.requests(start, end, workspace_id, key, limit)

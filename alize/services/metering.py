@@ -61,6 +61,7 @@ class Call:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     key: KeyInfo | None = None
     cache_scope: str | None = None  # whose prefix cache the request may reuse
+    request_id: str | None = None  # the client's x-request-id, or the one Alizé gave the request
     priority: int = INTERACTIVE  # batch lines run behind interactive requests
     price_factor: Decimal = Decimal(1)  # batch lines are billed at a discount
     entry: ModelEntry | None = None
@@ -141,7 +142,7 @@ class Call:
             model=entry.id if entry else None, endpoint=self.endpoint, status=status,
             prompt_tokens=prompt, completion_tokens=completion, cached_tokens=self.cached_tokens if billed else 0,
             cost_nano=cost_nano(entry, prompt, completion, self.price_factor) if entry else 0,
-            latency_ms=int((time.monotonic() - self._started) * 1000))
+            latency_ms=int((time.monotonic() - self._started) * 1000), request_id=self.request_id)
 
 
 class Meter:
@@ -151,8 +152,8 @@ class Meter:
         self.holder = holder or uuid.uuid4().hex  # this server's lease on its streams' progress
         self.live: dict[str, Call] = {}  # admitted and not yet recorded
 
-    def open(self, endpoint: str, key: KeyInfo, cache_scope: str | None) -> Call:
-        return Call(self, endpoint, key=key, cache_scope=cache_scope)
+    def open(self, endpoint: str, key: KeyInfo, cache_scope: str | None, request_id: str | None = None) -> Call:
+        return Call(self, endpoint, key=key, cache_scope=cache_scope, request_id=request_id)
 
     async def tick(self, reclaim: bool = True) -> int:
         """Every second: this server's streams' progress, under its lease. With reclaim

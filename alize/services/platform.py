@@ -123,9 +123,9 @@ class Platform:
                 reasons.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         return reasons
 
-    def open_call(self, endpoint: str, key: KeyInfo) -> Call:
+    def open_call(self, endpoint: str, key: KeyInfo, request_id: str | None = None) -> Call:
         """The metered call of a request by `key` to `endpoint` (one of ENDPOINT_NAMES' names)."""
-        return self.meter.open(endpoint, key, self.cache_scope(key.id))
+        return self.meter.open(endpoint, key, self.cache_scope(key.id), request_id)
 
     def admin_view(self, admin: KeyInfo) -> AdminView:
         """What this admin key may see and manage (every workspace, or its own)."""

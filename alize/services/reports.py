@@ -48,6 +48,28 @@ def parse_day(value: str | date | None, default: date, param: str) -> date:
         raise InvalidRequest(f"{param} must be a date such as 2026-11-01", param=param) from None
 
 
+REQUEST_COLUMNS = ("id", "request_id", "created_at", "key", "workspace", "model", "endpoint", "status",
+                   "prompt_tokens", "completion_tokens", "cached_tokens", "cost_eur", "latency_ms")
+MAX_REQUEST_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class RequestReport:
+    """One row per request (group_by=request), newest first."""
+
+    start: date
+    end: date
+    rows: list[dict[str, object]]
+    has_more: bool
+
+    def csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(REQUEST_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return buffer.getvalue()
+
+
 class ReportService:
     def __init__(self, db: Database):
         self.db = db
@@ -67,6 +89,26 @@ class ReportService:
             {"group": r.group, "name": names.get(r.group, r.group), "requests": r.requests, "errors": r.errors,
              "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
              "cached_tokens": r.cached_tokens, "cost_eur": round(r.cost_nano / 1e9, 9)} for r in rows])
+
+    def requests(self, start: str | date | None = None, end: str | date | None = None,
+                 workspace_id: str | None = None, key_id: str | None = None, limit: int = 1000) -> RequestReport:
+        """Each request of the period with its id, x-request-id, key name, model, tokens, cost,
+        latency and status."""
+        today = datetime.now(UTC).date()
+        first = parse_day(start, today - timedelta(days=30), "start")
+        last = parse_day(end, today, "end")
+        if first > last:
+            raise InvalidRequest("start must not be after end", param="start")
+        if not 1 <= limit <= MAX_REQUEST_ROWS:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_REQUEST_ROWS}", param="limit")
+        records, more = usage_store.requests(self.db, first, last, workspace_id, key_id, limit)
+        keys, workspaces = self._names("key"), self._names("workspace")
+        rows = [{"id": r.id, "request_id": r.request_id, "created_at": r.created_at.isoformat(),
+                 "key": keys.get(r.key_id, r.key_id), "workspace": workspaces.get(r.workspace_id, r.workspace_id),
+                 "model": r.model, "endpoint": r.endpoint, "status": r.status, "prompt_tokens": r.prompt_tokens,
+                 "completion_tokens": r.completion_tokens, "cached_tokens": r.cached_tokens,
+                 "cost_eur": round(r.cost_nano / 1e9, 9), "latency_ms": r.latency_ms} for r in records]
+        return RequestReport(first, last, rows, more)
 
     def _names(self, group_by: str) -> dict[str, str]:
         """Key and workspace ids by the names people gave them (a report reads by name)."""

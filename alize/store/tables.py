@@ -58,6 +58,7 @@ class UsageRecord(Base):
         Index("ix_usage_key_time", "key_id", "created_at"),
         Index("ix_usage_workspace_time", "workspace_id", "created_at"),
         Index("ix_usage_day", "day"),
+        Index("ix_usage_request_id", "request_id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -73,6 +74,7 @@ class UsageRecord(Base):
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_nano: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # x-request-id
 
 
 class Sums:
@@ -154,6 +156,7 @@ class InflightRequest(Base):
     cached_tokens: Mapped[int] = mapped_column(Integer)
     cost_nano: Mapped[int] = mapped_column(BigInteger)
     latency_ms: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class StoredFile(Base):

@@ -1,7 +1,7 @@
 """Usage records: one row per metered request, written once, summed for limits and reports."""
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Insert, delete, func, or_, select
@@ -30,6 +30,7 @@ class Usage:
     cached_tokens: int = 0
     cost_nano: int = 0
     latency_ms: int = 0
+    request_id: str | None = None  # x-request-id
 
 
 def insert_once(db: Database, table: type, values: dict[str, Any], keys: list[str]) -> Insert:
@@ -93,6 +94,23 @@ def last_minute(db: Database, scope: str, scope_id: str, now: datetime) -> tuple
     with db.session() as session:
         requests, tokens = session.execute(query).one()
     return int(requests), int(tokens)
+
+
+def requests(db: Database, start: date, end: date, workspace_id: str | None = None, key_id: str | None = None,
+             limit: int = 1000) -> tuple[list[Usage], bool]:
+    """The period's usage records, newest first, at most `limit`; and whether there are more."""
+    query = select(UsageRecord).where(UsageRecord.day >= start.isoformat(), UsageRecord.day <= end.isoformat())
+    if workspace_id is not None:
+        query = query.where(UsageRecord.workspace_id == workspace_id)
+    if key_id is not None:
+        query = query.where(UsageRecord.key_id == key_id)
+    query = query.order_by(UsageRecord.created_at.desc(), UsageRecord.id).limit(limit + 1)
+    with db.session() as session:
+        rows = list(session.scalars(query))
+    out = [Usage(r.id, r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC), r.workspace_id,
+                 r.key_id, r.model, r.endpoint, r.status, r.prompt_tokens, r.completion_tokens, r.cached_tokens,
+                 r.cost_nano, r.latency_ms, r.request_id) for r in rows[:limit]]
+    return out, len(rows) > limit
 
 
 def records_with_id(db: Database, request_id: str) -> int:

@@ -14,6 +14,8 @@ from alize.protocol.admin import (
     KeyWithSecret,
     LimitsBody,
     LimitsOut,
+    RequestReportOut,
+    RequestRow,
     UsageReport,
     UsageRow,
     WorkspaceCreate,
@@ -88,8 +90,17 @@ def rotate_key(key_id: str, view: AdminViewDep, body: KeyRotate | None = None) -
 
 @router.get("/usage", response_model=None)
 def usage(view: AdminViewDep, start: str | None = None, end: str | None = None,
-          group_by: Literal["day", "model", "key", "workspace", "endpoint"] = "day", workspace: str | None = None,
-          key: str | None = None, format: Literal["json", "csv"] = Query("json")) -> UsageReport | PlainTextResponse:
+          group_by: Literal["day", "model", "key", "workspace", "endpoint", "request"] = "day",
+          workspace: str | None = None, key: str | None = None, format: Literal["json", "csv"] = Query("json"),
+          limit: int = Query(1000, description="group_by=request: at most this many rows, newest first")
+          ) -> UsageReport | RequestReportOut | PlainTextResponse:
+    if group_by == "request":
+        requests = view.usage_requests(start, end, workspace, key, limit)
+        if format == "csv":
+            return PlainTextResponse(requests.csv(), media_type="text/csv", headers={
+                "Content-Disposition": f'attachment; filename="alize-requests-{requests.start}-{requests.end}.csv"'})
+        return RequestReportOut(start=requests.start.isoformat(), end=requests.end.isoformat(),
+                                data=[RequestRow(**row) for row in requests.rows], has_more=requests.has_more)
     report = view.usage(start, end, group_by, workspace, key)
     if format == "csv":
         name = f"alize-usage-{report.start}-{report.end}-by-{group_by}.csv"
