@@ -129,7 +129,7 @@ def serve(
     settings = _settings(host=host, port=port, data_dir=data_dir, config_file=config)
     try:  # everything that can be wrong with the configuration, before any model loads
         registry = Registry.load(settings.config_file)
-        for backend in registry.backends.values():
+        for backend in registry.local_backends():
             registry.resolve_path(backend)
             registry.chat_template(backend)
     except ConfigError as exc:

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alize.errors import ConfigError, ModelNotFound, Unsupported
 
@@ -50,8 +50,10 @@ class Backend(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = ""
-    kind: Literal["chat", "embedding"]
-    path: str
+    # chat, embedding: a model file Alizé runs; upstream: a remote OpenAI-compatible engine
+    # (vLLM, SGLang, llama-server, Ollama, TGI, another Alizé), see docs/models.md
+    kind: Literal["chat", "embedding", "upstream"]
+    path: str = ""
     description: str = ""
     context_length: int = Field(gt=0)
     default_temperature: float | None = Field(default=None, ge=0, le=2)
@@ -64,13 +66,48 @@ class Backend(BaseModel):
     # How prompts are written: "auto" uses Mistral's own tokenizer (mistral-common) for a
     # Mistral-family model whose vocabulary it matches, and the chat template otherwise.
     prompt_format: Literal["auto", "template", "mistral-common"] = "auto"
+    # kind = "upstream": where the engine is, the name it knows the model by, its key
+    url: str = ""
+    model: str = ""
+    api_key_env: str | None = None
+    max_inflight: int = Field(default=64, gt=0, le=4096)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=600.0, gt=0)
+    health_path: str | None = None  # e.g. "/health"; unset: GET <url>/models
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> "Backend":
+        if self.kind == "upstream":
+            if not self.url.startswith(("http://", "https://")) or not self.model:
+                raise ValueError("an upstream backend needs url (http://host:port/v1) and model (the upstream's name)")
+            if self.path:
+                raise ValueError("an upstream backend has a url, not a path")
+        elif not self.path:
+            raise ValueError(f"a {self.kind} backend needs a path (a model file, or builtin:NAME)")
+        return self
+
+    @property
+    def is_upstream(self) -> bool:
+        return self.kind == "upstream"
 
 
 class ServedModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
-    backend: str
+    backend: str | None = None  # one backend, or:
+    backends: list[str] = []  # several replicas of an upstream model, routed and failed over
+    routing: Literal["prefix-affinity", "least-inflight", "round-robin"] = "prefix-affinity"
+
+    @model_validator(mode="after")
+    def _one_way_to_name_backends(self) -> "ServedModel":
+        if (self.backend is None) == (not self.backends):
+            raise ValueError(f"model {self.id!r}: give backend = \"name\" or backends = [\"a\", \"b\"], not both")
+        return self
+
+    @property
+    def backend_names(self) -> list[str]:
+        return [self.backend] if self.backend is not None else list(self.backends)
     aliases: list[str] = []
     capabilities: list[str] | None = None
     description: str | None = None
@@ -136,9 +173,14 @@ def _merged(builtin: RegistryFile, user: RegistryFile) -> RegistryFile:
 def _check_references(config: RegistryFile) -> None:
     seen: set[str] = set()
     for model in config.models:
-        if model.backend not in config.backends:
-            raise ValueError(f"models: {model.id!r} names unknown backend {model.backend!r} "
-                             f"(known: {', '.join(sorted(config.backends))})")
+        for name in model.backend_names:
+            if name not in config.backends:
+                raise ValueError(f"models: {model.id!r} names unknown backend {name!r} "
+                                 f"(known: {', '.join(sorted(config.backends))})")
+        kinds = {config.backends[name].is_upstream for name in model.backend_names}
+        if len(model.backend_names) > 1 and kinds != {True}:
+            raise ValueError(f"models: {model.id!r}: several backends must all be upstream engines "
+                             "(replicas of one model); a model file is served by one backend")
         for name in (model.id, *model.aliases):
             if name in seen:
                 raise ValueError(f"models: the id {name!r} is defined twice")
@@ -156,6 +198,12 @@ class ModelEntry(BaseModel):
     description: str
     input_eur_per_1k_tokens: float
     output_eur_per_1k_tokens: float
+    backends: list[Backend] = []  # every replica (upstream); [backend] for a local model
+    routing: str = "prefix-affinity"
+
+    @property
+    def is_upstream(self) -> bool:
+        return self.backend.is_upstream
 
 
 class Registry:
@@ -174,11 +222,16 @@ class Registry:
         self._patterns: list[tuple[str, ModelEntry]] = []  # (alias pattern, the model's entry)
         self._unserved = config.unserved
         for model in config.models:
-            backend = config.backends[model.backend]
+            replicas = [config.backends[name] for name in model.backend_names]
+            backend = replicas[0]
             caps = model.capabilities
             if caps is None:
-                caps = list(CHAT_CAPABILITIES) if backend.kind == "chat" else []
-            description = model.description or f"Served by {backend.name}: {backend.description}"
+                caps = list(CHAT_CAPABILITIES) if backend.kind in ("chat", "upstream") else []
+            if backend.is_upstream:
+                served_by = ", ".join(f"{b.name} ({b.model} at {b.url})" for b in replicas)
+                description = model.description or f"Served upstream by {served_by}"
+            else:
+                description = model.description or f"Served by {backend.name}: {backend.description}"
             names = [model.id, *model.aliases]
             for name in names:
                 entry = ModelEntry(
@@ -190,6 +243,8 @@ class Registry:
                     description=description,
                     input_eur_per_1k_tokens=model.input_eur_per_1k_tokens,
                     output_eur_per_1k_tokens=model.output_eur_per_1k_tokens,
+                    backends=replicas,
+                    routing=model.routing,
                 )
                 if _is_pattern(name):
                     self._patterns.append((name, entry))
@@ -257,6 +312,10 @@ class Registry:
             return path.read_text()
         except OSError as exc:
             raise ConfigError(f"{self.path}: backends.{backend.name}.chat_template: {path}: {exc.strerror}") from exc
+
+    def local_backends(self) -> list[Backend]:
+        """The backends whose model files Alizé loads (none: a gateway)."""
+        return [b for b in self.backends.values() if not b.is_upstream]
 
     def resolve_path(self, backend: Backend) -> Path:
         """The local file (or folder) holding a backend's weights."""

@@ -106,6 +106,13 @@ class Call:
         if cached_tokens is not None:
             self._cached[part] = cached_tokens
 
+    def settle_usage(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> None:
+        """The request's figures as another engine counted them (an upstream's usage), in
+        place of what was counted so far."""
+        self.prompt_tokens = prompt_tokens
+        self._progress = {"all": completion_tokens}
+        self._cached = {"all": cached_tokens}
+
     async def succeed(self) -> None:
         await self.finish(200)
 

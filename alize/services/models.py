@@ -9,9 +9,12 @@ from alize.engine.chat_model import ChatModel
 from alize.engine.core import EngineStats
 from alize.engine.embedder import Embedder
 from alize.engine.params import EngineConfig
-from alize.errors import InvalidRequest, ModelNotFound
+from alize.errors import InvalidRequest, ModelNotFound, Unsupported
 from alize.protocol.models import CAPABILITY_FLAGS, ModelCapabilities, ModelCard
 from alize.registry import Backend, ModelEntry, Registry
+from alize.upstream.client import UpstreamClient, UpstreamPool
+from alize.upstream.health import HealthBook
+from alize.upstream.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +33,38 @@ class ModelHub:
         self._threads = settings.threads or max(1, os.cpu_count() or 1)
         self._chat: dict[str, ChatModel] = {}
         self._embedders: dict[str, Embedder] = {}
+        self.pools: dict[str, UpstreamPool] = {}  # by canonical model id
         self.created = int(time.time())
 
     def load_all(self) -> None:
-        for backend in self.registry.backends.values():
+        for backend in self.registry.local_backends():
             self._load(backend)
+        self._connect_upstreams()
+
+    def _connect_upstreams(self) -> None:
+        """One client per upstream backend, one pool (routing, health) per model they serve."""
+        clients: dict[str, UpstreamClient] = {}
+        for entry in self.registry.models():
+            if not entry.is_upstream:
+                continue
+            for b in entry.backends:
+                if b.name not in clients:
+                    key = os.environ.get(b.api_key_env) if b.api_key_env else None
+                    if b.api_key_env and not key:
+                        log.warning("backend %s: the variable %s is not set; calling it without a key",
+                                    b.name, b.api_key_env)
+                    clients[b.name] = UpstreamClient(b.name, b.url, key, b.connect_timeout, b.read_timeout,
+                                                     b.max_inflight, b.health_path)
+            names = [b.name for b in entry.backends]
+            self.pools[entry.canonical_id] = UpstreamPool(
+                ", ".join(names), {n: clients[n] for n in names},
+                Router(names, entry.routing),  # type: ignore[arg-type]
+                HealthBook(names))
+            log.info("model %s: upstream %s (%s routing)", entry.canonical_id, ", ".join(
+                f"{b.name}={b.url}" for b in entry.backends), entry.routing)
+
+    def pool(self, entry: ModelEntry) -> UpstreamPool:
+        return self.pools[entry.canonical_id]
 
     def _load(self, backend: Backend) -> None:
         path = self.registry.resolve_path(backend)
@@ -61,11 +91,23 @@ class ModelHub:
         for model in self._chat.values():
             model.close()
 
+    async def aclose_upstreams(self) -> None:
+        for pool in self.pools.values():
+            await pool.aclose()
+
     def engine_stats(self) -> dict[str, EngineStats]:
         return {name: model.core.stats for name, model in self._chat.items()}
 
-    def chat_model(self, model_id: str, capability: str = "completion_chat") -> tuple[ModelEntry, ChatModel]:
+    def _local(self, model_id: str) -> ModelEntry:
+        """The entry of a model this server runs itself (an upstream one: a 400 saying so)."""
         entry = self.registry.get(model_id)
+        if entry.is_upstream:
+            raise Unsupported(f"Model {model_id} is served by an upstream engine, which answers "
+                              "/v1/chat/completions only so far", param="model")
+        return entry
+
+    def chat_model(self, model_id: str, capability: str = "completion_chat") -> tuple[ModelEntry, ChatModel]:
+        entry = self._local(model_id)
         if entry.backend.kind != "chat":
             raise InvalidRequest(f"Model {model_id} is an embedding model; it cannot generate text",
                                  param="model")
@@ -74,7 +116,7 @@ class ModelHub:
         return entry, self._chat[entry.backend.name]
 
     def embedder(self, model_id: str) -> tuple[ModelEntry, Embedder]:
-        entry = self.registry.get(model_id)
+        entry = self._local(model_id)
         if entry.backend.kind != "embedding":
             raise InvalidRequest(f"Model {model_id} is not an embedding model", param="model")
         return entry, self._embedders[entry.backend.name]

@@ -25,6 +25,7 @@ from alize.services.limits import Limiter
 from alize.services.metering import PROGRESS_S, RECLAIM_EVERY, Call, Meter
 from alize.services.models import ModelHub
 from alize.services.reports import ReportService
+from alize.services.upstream_chat import UpstreamChat
 from alize.store.accounts import KeyInfo
 from alize.store.blobs import DirectoryBlobStore
 from alize.store.counters import Counters, MemoryCounters
@@ -58,6 +59,7 @@ class Platform:
     batch_worker: BatchWorker
     sessions: SessionService
     dashboard: Dashboard
+    upstream_chat: UpstreamChat
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
 
@@ -82,12 +84,14 @@ class Platform:
                    BatchService(db, hub, files, on_change=worker.wake), worker,
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
-                   Dashboard(db, registry.comparison))
+                   Dashboard(db, registry.comparison), UpstreamChat(hub))
 
     def start_background(self) -> None:
         """Starts the batch worker and the meter's leases on the running event loop."""
         self._background.append(asyncio.create_task(self.batch_worker.run(), name="batch-worker"))
         self._background.append(asyncio.create_task(self._keep_leases(), name="meter-leases"))
+        for model_id, pool in self.hub.pools.items():  # upstream replicas' health checks
+            self._background.append(asyncio.create_task(pool.watch(), name=f"upstream-health-{model_id}"))
 
     async def _keep_leases(self) -> None:
         """At start-up, the shared limit counters reconciled with the usage table; then every
@@ -152,5 +156,6 @@ class Platform:
     async def aclose(self) -> None:
         await self._stop_background()
         await self.counters.close()
+        await self.hub.aclose_upstreams()
         self.hub.close()
         self.db.close()

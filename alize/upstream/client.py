@@ -10,6 +10,7 @@ for timeouts) names the backends tried."""
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -24,6 +25,7 @@ from alize.upstream.health import HealthBook
 from alize.upstream.router import Router
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class UpstreamError(AlizeError):
@@ -125,11 +127,12 @@ class UpstreamClient:
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             limits=httpx.Limits(max_connections=max_inflight, max_keepalive_connections=max_inflight))
 
-    async def complete(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def complete(self, path: str, body: Mapping[str, Any],
+                       headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         """A whole (non-streamed) answer."""
         self.inflight += 1
         try:
-            response = await self.http.post(path, json=body)
+            response = await self.http.post(path, json=body, headers=headers)
             _check(response, response.text)
             answer: dict[str, Any] = response.json()
             return answer
@@ -140,13 +143,15 @@ class UpstreamClient:
         finally:
             self.inflight -= 1
 
-    async def open_stream(self, path: str, body: Mapping[str, Any]) -> Stream:
+    async def open_stream(self, path: str, body: Mapping[str, Any],
+                          headers: Mapping[str, str] | None = None) -> Stream:
         """Sends a streamed request and waits for its first event (its first byte)."""
         stack = AsyncExitStack()
         self.inflight += 1
         stack.callback(self._done)
         try:
-            source = await stack.enter_async_context(aconnect_sse(self.http, "POST", path, json=dict(body)))
+            source = await stack.enter_async_context(
+                aconnect_sse(self.http, "POST", path, json=dict(body), headers=dict(headers or {})))
             if source.response.status_code >= 400:
                 _check(source.response, (await source.response.aread()).decode("utf-8", "replace"))
             events = self._events(source.aiter_sse())
@@ -203,17 +208,22 @@ class UpstreamPool:
     _resting: dict[str, float] = field(default_factory=dict)  # replica -> when its Retry-After ends
 
     def _order(self, key: bytes) -> list[str]:
+        """The replicas to try, in order. With every replica ejected or resting, all of them
+        (a replica may have just come back; failing without trying helps nobody)."""
         now = self.clock()
         available = [r for r in self.health.available() if self._resting.get(r, 0) <= now]
-        return self.router.order(key, available, {name: c.inflight for name, c in self.clients.items()})
+        inflight = {name: c.inflight for name, c in self.clients.items()}
+        return self.router.order(key, available or None, inflight)
 
-    async def complete(self, key: bytes, path: str, body: Callable[[str], Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
+    async def complete(self, key: bytes, path: str, body: Callable[[str], Mapping[str, Any]],
+                       headers: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]]:
         """(replica, answer); body(replica) is the request to send it."""
-        return await self._attempt(key, lambda client: client.complete(path, body(client.name)))
+        return await self._attempt(key, lambda client: client.complete(path, body(client.name), headers))
 
-    async def stream(self, key: bytes, path: str, body: Callable[[str], Mapping[str, Any]]) -> Stream:
+    async def stream(self, key: bytes, path: str, body: Callable[[str], Mapping[str, Any]],
+                     headers: Mapping[str, str] | None = None) -> Stream:
         """An answer that has begun, from the first replica able to begin it."""
-        return (await self._attempt(key, lambda client: client.open_stream(path, body(client.name))))[1]
+        return (await self._attempt(key, lambda client: client.open_stream(path, body(client.name), headers)))[1]
 
     async def _attempt(self, key: bytes, send: Callable[[UpstreamClient], Awaitable[T]]) -> tuple[str, T]:
         tried: list[str] = []
@@ -232,15 +242,16 @@ class UpstreamPool:
                 continue
             self.health.success(replica)
             return replica, result
-        if not tried:
-            raise UpstreamError(f"backend {self.backend}: no replica is in service")
-        error = UpstreamTimeout if timeouts == len(tried) else UpstreamError
+        error = UpstreamTimeout if tried and timeouts == len(tried) else UpstreamError
         raise error(f"backend {self.backend} did not answer: {'; '.join(tried)}")
 
     async def watch(self, interval_s: float = 5.0) -> None:
         """Active health checks, forever (a background task)."""
         while True:
-            await self.check_all()
+            try:
+                await self.check_all()
+            except Exception:
+                log.exception("health checks of backend %s failed", self.backend)
             await asyncio.sleep(interval_s)
 
     async def check_all(self) -> None:

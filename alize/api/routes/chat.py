@@ -18,6 +18,13 @@ def _include_usage(body: ChatCompletionRequest | FIMCompletionRequest | Completi
 
 @router.post("/v1/chat/completions")
 async def chat_completion(body: ChatCompletionRequest, call: CallDep, platform: PlatformDep, request: Request) -> Response:
+    upstream = platform.upstream_chat
+    if upstream.serves(body.model):  # a remote engine answers (services/upstream_chat.py)
+        if body.stream:
+            plan = await upstream.plan(body, call)
+            return await sse_response(upstream.stream(plan, _include_usage(body)))
+        result = await unless_client_leaves(request, upstream.complete(body, call))
+        return JSONResponse(result.model_dump(mode="json"))
     if body.stream:
         prep, prefix = platform.chat.prepare(body, call)
         return await sse_response(platform.chat.stream(prep, prefix, _include_usage(body)))
