@@ -39,6 +39,19 @@ backends = ["dead", "live"]
 routing = "round-robin"
 input_eur_per_1k_tokens = 0.0001
 output_eur_per_1k_tokens = 0.0003
+
+[backends.live-embed]
+kind = "upstream"
+url = "{live}"
+model = "mistral-embed"
+api_key_env = "LIVE_UPSTREAM_KEY"
+context_length = 256
+
+[[models]]
+id = "mistral-embed"
+backend = "live-embed"
+capabilities = []
+input_eur_per_1k_tokens = 0.0001
 """
 
 
@@ -72,7 +85,7 @@ def test_a_gateway_starts_without_loading_a_model(gateway: Server):
     log = gateway.log()
     assert "loaded " not in log and "upstream dead=" in log
     models = httpx.get(gateway.url + "/v1/models", headers={"Authorization": f"Bearer {gateway.key}"}).json()
-    assert [m["id"] for m in models["data"]] == ["mistral-small-latest"]
+    assert [m["id"] for m in models["data"]] == ["mistral-small-latest", "mistral-embed"]
     assert "Served upstream by dead" in models["data"][0]["description"]
 
 
@@ -93,6 +106,23 @@ def test_answers_and_streams_in_mistrals_shapes_billed_from_the_upstream(gateway
     assert text and chunks[-1].data.choices[0].finish_reason == "length"
     assert chunks[-1].data.usage.completion_tokens == 5
     assert sum(1 for c in chunks if c.data.usage is not None) == 1
+
+
+def test_admins_see_each_replicas_health_and_failovers(gateway: Server):
+    client = _sdk(gateway)
+    for _ in range(2):
+        client.chat.complete(model="mistral-small-latest", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+    with gateway.client(gateway.admin_key) as admin:
+        listed = admin.get("/admin/v1/backends").json()["data"]
+    assert [m["model"] for m in listed] == ["mistral-small-latest", "mistral-embed"]
+    assert listed[0]["routing"] == "round-robin"
+    replicas = {r["name"]: r for r in listed[0]["replicas"]}
+    assert replicas["live"]["up"] and replicas["live"]["failovers"] == 0 and replicas["live"]["inflight"] == 0
+    dead = replicas["dead"]
+    assert dead["failovers"] >= 1 or not dead["up"]
+    assert "ConnectError" in (dead["last_error"] or "") and dead["url"].endswith("/v1")
+    with gateway.client() as ordinary:
+        assert ordinary.get("/admin/v1/backends").status_code == 403
 
 
 def test_tool_calls_and_json_schema_through_the_upstream(gateway: Server):
@@ -116,6 +146,16 @@ def test_tool_calls_and_json_schema_through_the_upstream(gateway: Server):
                                response_format={"type": "json_schema",
                                                 "json_schema": {"name": "digit", "schema": schema, "strict": True}})
     assert 0 <= json.loads(res.choices[0].message.content)["answer"] <= 9
+
+
+def test_embeddings_through_the_upstream_are_the_upstreams(gateway: Server, server: Server):
+    texts = ["Bonjour", "Le chat dort sur le canapé."]
+    through = _sdk(gateway).embeddings.create(model="mistral-embed", inputs=texts)
+    direct = Mistral(api_key=server.key, server_url=server.url).embeddings.create(model="mistral-embed", inputs=texts)
+    assert [d.embedding for d in through.data] == [d.embedding for d in direct.data]
+    assert through.usage.prompt_tokens == direct.usage.prompt_tokens and through.model == "mistral-embed"
+    cut = _sdk(gateway).embeddings.create(model="mistral-embed", inputs=texts, output_dimension=64)
+    assert len(cut.data[0].embedding) == 64
 
 
 def test_errors_come_back_in_mistrals_shape(gateway: Server):

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+from typing import Any
 
 import numpy as np
 
@@ -10,6 +11,8 @@ from alize.protocol.common import UsageInfo
 from alize.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse
 from alize.services.metering import Call
 from alize.services.models import ModelHub
+from alize.upstream.client import UpstreamError
+from alize.upstream.router import affinity_key
 
 MAX_INPUTS = 512
 
@@ -19,15 +22,10 @@ class EmbeddingService:
         self.hub = hub
 
     async def create(self, request: EmbeddingRequest, call: Call) -> EmbeddingResponse:
+        texts = _inputs(request)
+        if self.hub.registry.get(request.model).is_upstream:
+            return await self._upstream(request, texts, call)
         entry, embedder = self.hub.embedder(request.model)
-        texts = [request.input] if isinstance(request.input, str) else request.input
-        if not texts:
-            raise InvalidRequest("input must not be empty", param="input")
-        if len(texts) > MAX_INPUTS:
-            raise InvalidRequest(f"At most {MAX_INPUTS} inputs per request", param="input")
-        if request.output_dtype != "float":
-            raise Unsupported(f"output_dtype {request.output_dtype!r} is not supported; use 'float'",
-                              param="output_dtype")
         dimension = request.output_dimension or request.dimensions
         if dimension is not None and dimension > embedder.dimension:
             raise InvalidRequest(f"output_dimension must be at most {embedder.dimension} for {entry.id}",
@@ -47,6 +45,42 @@ class EmbeddingService:
         await call.succeed()
         return EmbeddingResponse(id=call.id, model=entry.id, data=data,
                                  usage=UsageInfo(prompt_tokens=total, completion_tokens=0, total_tokens=total))
+
+
+    async def _upstream(self, request: EmbeddingRequest, texts: list[str], call: Call) -> EmbeddingResponse:
+        """Embeddings by a remote engine (its /embeddings), billed from its usage figures."""
+        entry = self.hub.registry.get(request.model)
+        await call.admit(entry, sum(len(t.encode()) // 3 + 1 for t in texts), 0)  # settled to the real count
+        dimension = request.output_dimension or request.dimensions
+
+        def body(replica: str) -> dict[str, Any]:
+            backend = next(b for b in entry.backends if b.name == replica)
+            out: dict[str, Any] = {"model": backend.model, "input": texts, "encoding_format": request.encoding_format}
+            return out | ({"dimensions": dimension} if dimension is not None else {})
+
+        headers = {"x-request-id": call.request_id} if call.request_id else None
+        _, answer = await self.hub.pool(entry).complete(affinity_key(entry.id, ""), "/embeddings", body, headers)
+        data = [EmbeddingData(embedding=item["embedding"], index=item.get("index", i))
+                for i, item in enumerate(answer.get("data") or [])]
+        if len(data) != len(texts):
+            raise UpstreamError(f"backend of {entry.id} answered {len(data)} embeddings for {len(texts)} inputs")
+        prompt = int((answer.get("usage") or {}).get("prompt_tokens") or call.prompt_tokens)
+        call.settle_usage(prompt, 0, 0)
+        await call.succeed()
+        return EmbeddingResponse(id=call.id, model=request.model, data=data,
+                                 usage=UsageInfo(prompt_tokens=prompt, completion_tokens=0, total_tokens=prompt))
+
+
+def _inputs(request: EmbeddingRequest) -> list[str]:
+    texts = [request.input] if isinstance(request.input, str) else request.input
+    if not texts:
+        raise InvalidRequest("input must not be empty", param="input")
+    if len(texts) > MAX_INPUTS:
+        raise InvalidRequest(f"At most {MAX_INPUTS} inputs per request", param="input")
+    if request.output_dtype != "float":
+        raise Unsupported(f"output_dtype {request.output_dtype!r} is not supported; use 'float'",
+                          param="output_dtype")
+    return texts
 
 
 def truncate(vectors: np.ndarray, dimension: int) -> np.ndarray:

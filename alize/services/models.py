@@ -66,6 +66,11 @@ class ModelHub:
     def pool(self, entry: ModelEntry) -> UpstreamPool:
         return self.pools[entry.canonical_id]
 
+    def backends_status(self) -> list[dict[str, object]]:
+        """Every upstream-served model: its routing and each replica's health and load."""
+        return [{"model": model_id, "routing": pool.router.policy, "replicas": pool.status()}
+                for model_id, pool in self.pools.items()]
+
     def _load(self, backend: Backend) -> None:
         path = self.registry.resolve_path(backend)
         started = time.monotonic()
@@ -103,7 +108,7 @@ class ModelHub:
         entry = self.registry.get(model_id)
         if entry.is_upstream:
             raise Unsupported(f"Model {model_id} is served by an upstream engine, which answers "
-                              "/v1/chat/completions only so far", param="model")
+                              "/v1/chat/completions and /v1/embeddings only so far", param="model")
         return entry
 
     def chat_model(self, model_id: str, capability: str = "completion_chat") -> tuple[ModelEntry, ChatModel]:

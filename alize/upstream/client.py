@@ -245,6 +245,21 @@ class UpstreamPool:
         error = UpstreamTimeout if tried and timeouts == len(tried) else UpstreamError
         raise error(f"backend {self.backend} did not answer: {'; '.join(tried)}")
 
+    def status(self) -> list[dict[str, Any]]:
+        """Each replica's state, for operators (/admin/v1/backends)."""
+        now = self.clock()
+        out = []
+        for name, client in self.clients.items():
+            health = self.health.state[name]
+            until = health.ejected_until
+            out.append({"name": name, "url": client.url, "up": until is None,
+                        "back_in_s": None if until is None else round(max(0.0, until - now), 1),
+                        "resting_s": round(max(0.0, self._resting.get(name, 0) - now), 1) or None,
+                        "inflight": client.inflight, "failovers": self.failovers.get(name, 0),
+                        "ejections": health.ejections, "consecutive_failures": health.consecutive_failures,
+                        "last_error": health.last_error})
+        return out
+
     async def watch(self, interval_s: float = 5.0) -> None:
         """Active health checks, forever (a background task)."""
         while True:

@@ -5,8 +5,9 @@ from typing import Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from alize.api.deps import AdminViewDep
+from alize.api.deps import AdminViewDep, PlatformDep
 from alize.api.strict_json import StrictJSONRoute
+from alize.errors import Forbidden
 from alize.protocol.admin import (
     KeyCreate,
     KeyOut,
@@ -108,3 +109,11 @@ def usage(view: AdminViewDep, start: str | None = None, end: str | None = None,
                                  headers={"Content-Disposition": f'attachment; filename="{name}"'})
     return UsageReport(start=report.start.isoformat(), end=report.end.isoformat(), group_by=group_by,
                        data=[UsageRow(**row) for row in report.rows], total=UsageRow(**report.totals()))
+
+
+@router.get("/backends")
+def backends(view: AdminViewDep, platform: PlatformDep) -> dict[str, object]:
+    """Upstream engines: each model's replicas, up or ejected, in flight, failovers."""
+    if not view.is_org_admin:
+        raise Forbidden("The backends are the installation's: this needs an org-wide admin key")
+    return {"object": "list", "data": platform.hub.backends_status()}
