@@ -2,7 +2,6 @@
 a running server: they work on the database directly)."""
 
 import json
-import logging
 import socket
 import sys
 from collections.abc import Iterator
@@ -119,9 +118,8 @@ def serve(
     config: Annotated[Path | None, typer.Option("--config", help="Model registry (TOML).")] = None,
 ) -> None:
     """Start the HTTP server."""
-    from alize.api import server
+    from alize.api import logs, server
     from alize.api.app import create_app
-    from alize.api.request_id import RequestIdFilter
     from alize.registry import Registry
     from alize.services.accounts import AccountService
     from alize.store.accounts import count_keys
@@ -135,10 +133,7 @@ def serve(
     except ConfigError as exc:
         _fail(exc.message)
     _check_port(settings.host, settings.port)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestIdFilter())
+    logs.configure(settings.log_level, settings.log_format)
     console.print(f"data dir {settings.data_dir}; database {_store_name(settings.resolved_database_url)}; "
                   f"models: {registry.source}", highlight=False, soft_wrap=True)
     with _database(data_dir, None) as db:
@@ -153,7 +148,8 @@ def serve(
     console.print(f"console: http://{shown_host}:{settings.port}/console (sign in with an admin key)",
                   highlight=False, soft_wrap=True)
     try:
-        server.run(create_app(settings), settings.host, settings.port, settings.log_level)
+        server.run(create_app(settings), settings.host, settings.port, settings.log_level,
+                   own_log_config=settings.log_format == "text")
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from exc

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(default=12, gt=0, description=(
         "A console session ends this long after sign-in, however active."))
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+    log_format: Literal["text", "json"] = Field(default="text", description=(
+        "Log lines as text, or one JSON object per line (docs/operations.md)."))
 
     @property
     def resolved_worker_id(self) -> str:

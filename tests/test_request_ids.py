@@ -4,6 +4,7 @@ in the per-request usage export."""
 
 import csv
 import io
+import json
 import re
 import time
 
@@ -58,3 +59,24 @@ def test_the_request_id_is_in_the_log_the_usage_record_and_the_export(server):
     assert len(one["data"]) == 1 and one["has_more"] is True
     table = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert any(r["request_id"] == "trace-xyz-2" and r["key"] == "tests" for r in table)
+
+
+def test_json_log_lines_carry_the_request_and_its_fields(tmp_path):
+    from tests.server import start_server
+
+    gw = start_server(tmp_path / "data", env={"ALIZE_LOG_FORMAT": "json"})
+    try:
+        with gw.client() as client:
+            assert client.post("/v1/chat/completions", json=CHAT, headers={"x-request-id": "json-1"}).status_code == 200
+        deadline = time.monotonic() + 5
+        while '"json-1"' not in gw.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        gw.stop()
+    records = [json.loads(line) for line in gw.log().splitlines() if line.startswith("{")]
+    assert any(r["logger"] == "alize.services.models" for r in records)  # not only access lines
+    assert any(r["logger"].startswith("uvicorn") for r in records)  # uvicorn's own lines too
+    access = next(r for r in records if r["request_id"] == "json-1")
+    assert access["logger"] == "alize.access" and access["status"] == 200 and access["key"] == "tests"
+    assert access["model"] == "mistral-tiny" and access["completion_tokens"] == 2 and access["total_ms"] >= 0
+    assert gw.key not in gw.log()

@@ -77,11 +77,16 @@ class RequestId:
 
 def _access_line(scope: Scope, status: int, started: float, first_byte: float | None) -> None:
     call = call_of(scope)
+    fields: dict[str, object] = {"method": scope.get("method"), "path": scope.get("path"), "status": status}
     parts = [str(scope.get("method")), str(scope.get("path")), str(status)]
     if call is not None and call.key is not None:
-        parts += [f"model={call.entry.id if call.entry else '-'}", f"key={call.key.name!r}",
-                  f"tokens={call.prompt_tokens}+{call.completion_tokens}"]
+        model = call.entry.id if call.entry else None
+        fields |= {"model": model, "key": call.key.name, "prompt_tokens": call.prompt_tokens,
+                   "completion_tokens": call.completion_tokens}
+        parts += [f"model={model or '-'}", f"key={call.key.name!r}", f"tokens={call.prompt_tokens}+{call.completion_tokens}"]
     if first_byte is not None:
-        parts.append(f"first_byte={(first_byte - started) * 1000:.0f}ms")
-    parts.append(f"total={(time.monotonic() - started) * 1000:.0f}ms")
-    access.info(" ".join(parts))
+        fields["first_byte_ms"] = round((first_byte - started) * 1000)
+        parts.append(f"first_byte={fields['first_byte_ms']}ms")
+    fields["total_ms"] = round((time.monotonic() - started) * 1000)
+    parts.append(f"total={fields['total_ms']}ms")
+    access.info(" ".join(parts), extra={"fields": fields})

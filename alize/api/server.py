@@ -31,9 +31,11 @@ class _DrainingServer(uvicorn.Server):
         self._app.state.drain_task = task  # keep a reference until it is done
 
 
-def run(app: FastAPI, host: str, port: int, log_level: str, grace_s: float = 5) -> None:
+def run(app: FastAPI, host: str, port: int, log_level: str, grace_s: float = 5, own_log_config: bool = True) -> None:
     """Serves until SIGINT/SIGTERM. KeyboardInterrupt (uvicorn raises the signal again once
-    it has shut down) is left to the caller."""
+    it has shut down) is left to the caller. Without its own log config, uvicorn's lines go
+    through the root logger (JSON lines, api/logs.py)."""
+    extra = {} if own_log_config else {"log_config": None}
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace_s,
-                            access_log=False)  # api/request_id.py writes one richer line per request
+                            access_log=False, **extra)  # api/request_id.py writes one richer line per request
     _DrainingServer(config, app).run()
