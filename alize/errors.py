@@ -130,5 +130,31 @@ class StorageError(AlizeError):
     type = "storage_error"
 
 
+class UpstreamError(AlizeError):
+    """Every replica of an upstream backend failed (upstream/client.py)."""
+
+    status_code = 502
+    type = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    type = "upstream_timeout"
+
+
+class UpstreamRefused(AlizeError):
+    """The upstream refused the request itself (its 4xx): the client's error, in Mistral's shape."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, message: str, param: str | None = None):
+        super().__init__(message, param=param)
+        self.status_code = status
+
+
+class UpstreamBroken(UpstreamError):
+    """The answer broke off after it had begun."""
+
+
 class ConfigError(AlizeError):
     """A configuration file or setting is wrong; raised at start-up, never per request."""

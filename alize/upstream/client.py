@@ -20,38 +20,15 @@ from typing import Any, TypeVar
 import httpx
 from httpx_sse import aconnect_sse
 
-from alize.errors import AlizeError
+from alize.errors import UpstreamBroken, UpstreamError, UpstreamRefused, UpstreamTimeout
 from alize.upstream.health import HealthBook
 from alize.upstream.router import Router
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-
-class UpstreamError(AlizeError):
-    """Every replica of the backend failed (or none is in service)."""
-
-    status_code = 502
-    type = "upstream_error"
-
-
-class UpstreamTimeout(UpstreamError):
-    status_code = 504
-    type = "upstream_timeout"
-
-
-class UpstreamRefused(AlizeError):
-    """The upstream refused the request itself (its 4xx): the client's error, in Mistral's shape."""
-
-    type = "invalid_request_error"
-
-    def __init__(self, status: int, message: str, param: str | None = None):
-        super().__init__(message, param=param)
-        self.status_code = status
-
-
-class UpstreamBroken(UpstreamError):
-    """The answer broke off after it had begun."""
+__all__ = ["Stream", "UpstreamBroken", "UpstreamClient", "UpstreamError", "UpstreamPool", "UpstreamRefused",
+           "UpstreamTimeout"]
 
 
 @dataclass
