@@ -6,12 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from alize.errors import ContextOverflow, InvalidRequest, Unsupported
+from alize.errors import ContextOverflow, InvalidRequest, Unsupported, UpstreamError
 from alize.protocol.common import UsageInfo
 from alize.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse
 from alize.services.metering import Call
 from alize.services.models import ModelHub
-from alize.upstream.client import UpstreamError
 from alize.upstream.router import affinity_key
 
 MAX_INPUTS = 512
@@ -58,8 +57,8 @@ class EmbeddingService:
             out: dict[str, Any] = {"model": backend.model, "input": texts, "encoding_format": request.encoding_format}
             return out | ({"dimensions": dimension} if dimension is not None else {})
 
-        headers = {"x-request-id": call.request_id} if call.request_id else None
-        _, answer = await self.hub.pool(entry).complete(affinity_key(entry.id, ""), "/embeddings", body, headers)
+        _, answer = await self.hub.pool(entry).complete(affinity_key(entry.id, ""), "/embeddings", body,
+                                                        call.trace_headers())
         data = [EmbeddingData(embedding=item["embedding"], index=item.get("index", i))
                 for i, item in enumerate(answer.get("data") or [])]
         if len(data) != len(texts):

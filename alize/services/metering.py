@@ -106,6 +106,11 @@ class Call:
         if cached_tokens is not None:
             self._cached[part] = cached_tokens
 
+    def trace_headers(self) -> dict[str, str]:
+        """The request's id for a call it makes to another server (an upstream engine), whose
+        logs, and usage records for another Alizé, then show it."""
+        return {"x-request-id": self.request_id} if self.request_id else {}
+
     def settle_usage(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> None:
         """The request's figures as another engine counted them (an upstream's usage), in
         place of what was counted so far."""

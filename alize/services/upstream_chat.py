@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from alize.errors import InvalidRequest
+from alize.errors import InvalidRequest, UpstreamBroken
 from alize.protocol.chat import (
     AssistantMessage,
     ChatChoice,
@@ -31,7 +31,6 @@ from alize.services.models import ModelHub
 from alize.services.prompts import SAFE_PROMPT
 from alize.services.structured import plan_response, text_is_valid
 from alize.services.tools import ID_ALPHABET, ToolPlan, plan_tools
-from alize.upstream.client import UpstreamBroken
 from alize.upstream.router import affinity_key
 
 PATH = "/chat/completions"
@@ -114,11 +113,6 @@ def _message(message: Any) -> dict[str, Any]:
     return data
 
 
-def _trace(call: Call) -> dict[str, str]:
-    """The request's id, passed on: the upstream's logs (and usage, for another Alizé) show it."""
-    return {"x-request-id": call.request_id} if call.request_id else {}
-
-
 def _usage(figures: dict[str, Any] | None, fallback_prompt: int, completion: int) -> UsageInfo:
     figures = figures or {}
     prompt = int(figures.get("prompt_tokens") or fallback_prompt)
@@ -157,7 +151,7 @@ class UpstreamChat:
         plan = await self.plan(request, call)
         pool = self.hub.pool(plan.entry)
         _, answer = await pool.complete(self._key(plan), PATH, lambda replica: plan.body(replica, stream=False),
-                                        _trace(call))
+                                        call.trace_headers())
         choices = []
         for i, choice in enumerate(answer.get("choices") or []):
             message = choice.get("message") or {}
@@ -205,7 +199,7 @@ class UpstreamChat:
 
         pool = self.hub.pool(plan.entry)
         upstream = await pool.stream(self._key(plan), PATH, lambda replica: plan.body(replica, stream=True),
-                                     _trace(call))
+                                     call.trace_headers())
         state = [_Choice() for _ in range(n)]
         figures: dict[str, Any] | None = None
         call.delivering = True
