@@ -1,8 +1,8 @@
 """API keys (create, rotate, revoke) and workspaces (create, limits, consumption)."""
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -15,6 +15,7 @@ from alize.services.accounts import LimitsSpec
 from alize.store.accounts import KeyInfo, Limits, utcnow
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+T = TypeVar("T")
 
 LIMIT_FIELDS = ("rpm", "tpm", "monthly_tokens")
 
@@ -67,44 +68,49 @@ async def keys_page(request: Request, console: ConsoleDep) -> Response:
     return await _keys_page(request, console)
 
 
+async def _act(request: Request, console: Console, render: Callable[..., Awaitable[Response]],
+               work: Callable[[], T], done: Callable[[T], dict[str, Any]]) -> Response:
+    """A form's action, run off the event loop: the page again with what it did, or with why
+    it was refused (its 4xx; nothing changed)."""
+    try:
+        result = await asyncio.to_thread(work)
+    except AlizeError as exc:
+        return await render(request, console, exc.status_code, error=exc.message)
+    return await render(request, console, **done(result))
+
+
 @router.post("/keys")
 async def create_key(request: Request, console: ConsoleDep) -> Response:
     form = await request.form()
     role = str(form.get("role") or "")
-    try:
-        expires = _number(form, "expires_in_days", float)
-        key, secret = await asyncio.to_thread(
-            console.view.create_key, str(form.get("name") or ""), str(form.get("workspace") or "") or None,
-            [str(m) for m in form.getlist("models")] or None, expires, LimitsSpec(**limits_from(form)),
-            role in ("workspace-admin", "org-admin"), role == "workspace-admin")
-    except AlizeError as exc:
-        return await _keys_page(request, console, exc.status_code, error=exc.message)
-    return await _keys_page(request, console, 201, secret=secret,
-                            secret_title=f"The secret of {key.name!r} ({key.prefix}…)",
-                            notice=f"Key {key.name!r} created in workspace {key.workspace.name!r}.")
+    return await _act(request, console, _keys_page, lambda: console.view.create_key(
+        str(form.get("name") or ""), str(form.get("workspace") or "") or None,
+        [str(m) for m in form.getlist("models")] or None, _number(form, "expires_in_days", float),
+        LimitsSpec(**limits_from(form)), role in ("workspace-admin", "org-admin"), role == "workspace-admin"),
+        lambda made: {"status": 201, "secret": made[1], "secret_title": f"The secret of {made[0].name!r} "
+                      f"({made[0].prefix}…)", "notice": f"Key {made[0].name!r} created in workspace "
+                      f"{made[0].workspace.name!r}."})
+
+
+def _rotated(made: tuple[KeyInfo, str]) -> dict[str, Any]:
+    key, secret = made
+    until = f"; the old secret works until {key.previous_valid_until:%Y-%m-%d %H:%M} UTC" \
+        if key.previous_valid_until else "; the old secret has stopped working"
+    return {"secret": secret, "secret_title": f"The new secret of {key.name!r}",
+            "notice": f"Key {key.name!r} rotated{until}."}
 
 
 @router.post("/keys/{key_id}/rotate")
 async def rotate_key(request: Request, key_id: str, console: ConsoleDep) -> Response:
     form = await request.form()
-    try:
-        grace = _number(form, "grace_seconds", float) or 0.0
-        key, secret = await asyncio.to_thread(console.view.rotate_key, key_id, grace)
-    except AlizeError as exc:
-        return await _keys_page(request, console, exc.status_code, error=exc.message)
-    until = f"; the old secret works until {key.previous_valid_until:%Y-%m-%d %H:%M} UTC" \
-        if key.previous_valid_until else "; the old secret has stopped working"
-    return await _keys_page(request, console, secret=secret, secret_title=f"The new secret of {key.name!r}",
-                            notice=f"Key {key.name!r} rotated{until}.")
+    return await _act(request, console, _keys_page,
+                      lambda: console.view.rotate_key(key_id, _number(form, "grace_seconds", float) or 0.0), _rotated)
 
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(request: Request, key_id: str, console: ConsoleDep) -> Response:
-    try:
-        key = await asyncio.to_thread(console.view.revoke_key, key_id)
-    except AlizeError as exc:
-        return await _keys_page(request, console, exc.status_code, error=exc.message)
-    return await _keys_page(request, console, notice=f"Key {key.name!r} revoked: requests using it are refused.")
+    return await _act(request, console, _keys_page, lambda: console.view.revoke_key(key_id),
+                      lambda key: {"notice": f"Key {key.name!r} revoked: requests using it are refused."})
 
 
 async def _workspaces_page(request: Request, console: Console, status: int = 200, **context: Any) -> Response:
@@ -120,19 +126,14 @@ async def workspaces_page(request: Request, console: ConsoleDep) -> Response:
 @router.post("/workspaces")
 async def create_workspace(request: Request, console: ConsoleDep) -> Response:
     form = await request.form()
-    try:
-        ws = await asyncio.to_thread(console.view.create_workspace, str(form.get("name") or ""),
-                                     LimitsSpec(**limits_from(form)))
-    except AlizeError as exc:
-        return await _workspaces_page(request, console, exc.status_code, error=exc.message)
-    return await _workspaces_page(request, console, 201, notice=f"Workspace {ws.name!r} created.")
+    return await _act(request, console, _workspaces_page,
+                      lambda: console.view.create_workspace(str(form.get("name") or ""), LimitsSpec(**limits_from(form))),
+                      lambda ws: {"status": 201, "notice": f"Workspace {ws.name!r} created."})
 
 
 @router.post("/workspaces/{ref}/limits")
 async def set_limits(request: Request, ref: str, console: ConsoleDep) -> Response:
     form = await request.form()
-    try:
-        ws = await asyncio.to_thread(console.view.set_workspace_limits, ref, limits_from(form))
-    except AlizeError as exc:
-        return await _workspaces_page(request, console, exc.status_code, error=exc.message)
-    return await _workspaces_page(request, console, notice=f"Limits of {ws.name!r} saved: {limits_text(ws.limits)}.")
+    return await _act(request, console, _workspaces_page,
+                      lambda: console.view.set_workspace_limits(ref, limits_from(form)),
+                      lambda ws: {"notice": f"Limits of {ws.name!r} saved: {limits_text(ws.limits)}."})
