@@ -55,6 +55,5 @@ async def usage_csv(console: ConsoleDep, start: str | None = None, end: str | No
                     workspace: str | None = None,
                     group_by: Literal["day", "model", "key", "workspace", "endpoint"] = "day") -> Response:
     report = await asyncio.to_thread(console.view.usage, start or None, end or None, group_by, workspace or None)
-    name = f"alize-usage-{report.start}-{report.end}-by-{group_by}.csv"
     return PlainTextResponse(report.csv(), media_type="text/csv",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                             headers={"Content-Disposition": f'attachment; filename="{report.filename}"'})

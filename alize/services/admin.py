@@ -63,12 +63,9 @@ class AdminView:
         return [k for k in self.accounts.list_keys(workspace) if self.sees_workspace(k.workspace.id)]
 
     def key(self, key_id: str) -> KeyInfo:
-        try:
-            key = self.accounts.get_key(key_id)
-        except NotFound:
-            key = None
-        if key is None or not self.sees_workspace(key.workspace.id):
-            raise NotFound(f"no key with id {key_id!r}")
+        key = self.accounts.get_key(key_id)  # NotFound when there is none
+        if not self.sees_workspace(key.workspace.id):
+            raise NotFound(f"no key with id {key_id!r}")  # another team's: as if it did not exist
         return key
 
     def create_key(self, name: str, workspace: str | None = None, models: list[str] | None = None,

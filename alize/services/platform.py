@@ -115,12 +115,12 @@ class Platform:
         database or Redis does not answer within the timeout. Models load before the server
         listens, so a listening server has them all."""
         reasons = ["the server is stopping"] if self.draining else []
-        checks = {"database": asyncio.to_thread(self.db.ping), "redis": self.counters.ping()}
-        if not self.settings.redis_url:
-            checks.pop("redis").close()
+        checks = {"database": lambda: asyncio.to_thread(self.db.ping)}
+        if self.settings.redis_url:
+            checks["redis"] = self.counters.ping
         for name, check in checks.items():
             try:
-                await asyncio.wait_for(check, timeout_s)
+                await asyncio.wait_for(check(), timeout_s)
             except TimeoutError:
                 reasons.append(f"{name}: no answer in {timeout_s:g} s")
             except Exception as exc:

@@ -28,6 +28,10 @@ class Report:
         out["cost_eur"] = round(float(out["cost_eur"]), 9)  # type: ignore[arg-type]
         return out
 
+    @property
+    def filename(self) -> str:
+        return f"alize-usage-{self.start}-{self.end}-by-{self.group_by}.csv"
+
     def csv(self) -> str:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=[self.group_by, *COLUMNS[1:]], lineterminator="\n")
@@ -61,6 +65,10 @@ class RequestReport:
     end: date
     rows: list[dict[str, object]]
     has_more: bool
+
+    @property
+    def filename(self) -> str:
+        return f"alize-requests-{self.start}-{self.end}.csv"
 
     def csv(self) -> str:
         buffer = io.StringIO()

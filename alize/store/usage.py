@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alize.store import rollups
+from alize.store.accounts import aware
 from alize.store.db import Database
 from alize.store.rollups import GROUPS, ReportRow, report, totals_by
 from alize.store.tables import ApiKey, InflightRequest, UsageRecord
@@ -79,8 +80,8 @@ def last_used(db: Database) -> dict[str, datetime]:
     latest = (select(func.max(UsageRecord.created_at)).where(UsageRecord.key_id == ApiKey.id)
               .correlate(ApiKey).scalar_subquery())
     with db.session() as session:
-        return {key_id: moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-                for key_id, moment in session.execute(select(ApiKey.id, latest)) if moment is not None}
+        return {key_id: aware(moment) for key_id, moment in session.execute(select(ApiKey.id, latest))
+                if moment is not None}
 
 
 def last_minute(db: Database, scope: str, scope_id: str, now: datetime) -> tuple[int, int]:
@@ -107,7 +108,7 @@ def requests(db: Database, start: date, end: date, workspace_id: str | None = No
     query = query.order_by(UsageRecord.created_at.desc(), UsageRecord.id).limit(limit + 1)
     with db.session() as session:
         rows = list(session.scalars(query))
-    out = [Usage(r.id, r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC), r.workspace_id,
+    out = [Usage(r.id, aware(r.created_at), r.workspace_id,
                  r.key_id, r.model, r.endpoint, r.status, r.prompt_tokens, r.completion_tokens, r.cached_tokens,
                  r.cost_nano, r.latency_ms, r.request_id) for r in rows[:limit]]
     return out, len(rows) > limit

@@ -89,6 +89,11 @@ def rotate_key(key_id: str, view: AdminViewDep, body: KeyRotate | None = None) -
     return KeyWithSecret(**key_out(key).model_dump(), secret=secret)
 
 
+def _csv(text: str, filename: str) -> PlainTextResponse:
+    return PlainTextResponse(text, media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
 @router.get("/usage", response_model=None)
 def usage(view: AdminViewDep, start: str | None = None, end: str | None = None,
           group_by: Literal["day", "model", "key", "workspace", "endpoint", "request"] = "day",
@@ -98,15 +103,12 @@ def usage(view: AdminViewDep, start: str | None = None, end: str | None = None,
     if group_by == "request":
         requests = view.usage_requests(start, end, workspace, key, limit)
         if format == "csv":
-            return PlainTextResponse(requests.csv(), media_type="text/csv", headers={
-                "Content-Disposition": f'attachment; filename="alize-requests-{requests.start}-{requests.end}.csv"'})
+            return _csv(requests.csv(), requests.filename)
         return RequestReportOut(start=requests.start.isoformat(), end=requests.end.isoformat(),
                                 data=[RequestRow(**row) for row in requests.rows], has_more=requests.has_more)
     report = view.usage(start, end, group_by, workspace, key)
     if format == "csv":
-        name = f"alize-usage-{report.start}-{report.end}-by-{group_by}.csv"
-        return PlainTextResponse(report.csv(), media_type="text/csv",
-                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return _csv(report.csv(), report.filename)
     return UsageReport(start=report.start.isoformat(), end=report.end.isoformat(), group_by=group_by,
                        data=[UsageRow(**row) for row in report.rows], total=UsageRow(**report.totals()))
 
