@@ -74,6 +74,12 @@ class Backend(BaseModel):
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=600.0, gt=0)
     health_path: str | None = None  # e.g. "/health"; unset: GET <url>/models
+    # "openai" (vLLM, SGLang, llama-server, Ollama, TGI, another Alizé) or "mistral" (La
+    # Plateforme, another Alizé): the wire the upstream speaks
+    wire: Literal["openai", "mistral"] = "openai"
+    # a model file (GGUF, or builtin:NAME) whose tokenizer counts tokens when the upstream
+    # reports no usage; without one, an estimate (a token per 3 bytes) is billed
+    tokenizer: str | None = None
 
     @model_validator(mode="after")
     def _fields_of_its_kind(self) -> "Backend":
@@ -319,23 +325,29 @@ class Registry:
 
     def resolve_path(self, backend: Backend) -> Path:
         """The local file (or folder) holding a backend's weights."""
-        if backend.path.startswith("builtin:"):
-            name = backend.path.removeprefix("builtin:")
+        return self._resolve(backend.path, f"backends.{backend.name}.path")
+
+    def tokenizer_path(self, backend: Backend) -> Path | None:
+        """The model file whose tokenizer counts an upstream backend's tokens, if any."""
+        return self._resolve(backend.tokenizer, f"backends.{backend.name}.tokenizer") if backend.tokenizer else None
+
+    def _resolve(self, given: str, where: str) -> Path:
+        if given.startswith("builtin:"):
+            name = given.removeprefix("builtin:")
             if name not in BUILTIN_MODELS:
-                raise ConfigError(f"{self.path}: backends.{backend.name}.path: unknown built-in model {name!r} "
+                raise ConfigError(f"{self.path}: {where}: unknown built-in model {name!r} "
                                   f"(known: {', '.join(BUILTIN_MODELS)})")
             package, inner = BUILTIN_MODELS[name]
             # find_spec locates the package without importing it (and so without
             # importing its unrelated dependencies, which are not installed).
             spec = importlib.util.find_spec(package)
             if spec is None or not spec.submodule_search_locations:
-                raise ConfigError(f"{self.path}: backends.{backend.name}.path: the built-in model {name!r} needs "
-                                  f"the package {package!r}")
+                raise ConfigError(f"{self.path}: {where}: the built-in model {name!r} needs the package {package!r}")
             path = Path(list(spec.submodule_search_locations)[0]) / inner
         else:
-            path = Path(backend.path).expanduser()
+            path = Path(given).expanduser()
             if not path.is_absolute():
                 path = self.base_dir / path
         if not path.exists():
-            raise ConfigError(f"{self.path}: backends.{backend.name}.path: the model file {path} does not exist")
+            raise ConfigError(f"{self.path}: {where}: the model file {path} does not exist")
         return path

@@ -50,6 +50,62 @@ def _init_backend() -> None:
             _backend_ready = True
 
 
+def _metadata(model: ctypes.c_void_p, key: str) -> str | None:
+    buf = ctypes.create_string_buffer(1 << 16)
+    n = lc.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    if n < 0:
+        return None
+    if n >= len(buf):
+        buf = ctypes.create_string_buffer(n + 1)
+        lc.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    return buf.value.decode("utf-8", errors="replace")
+
+
+def _tokenize(vocab: ctypes.c_void_p, text: str, add_special: bool, parse_special: bool) -> list[int]:
+    data = text.encode("utf-8")
+    n_max = len(data) + 8
+    arr = (lc.llama_token * n_max)()
+    n = lc.llama_tokenize(vocab, data, len(data), arr, n_max, add_special, parse_special)
+    if n < 0:
+        arr = (lc.llama_token * -n)()
+        n = lc.llama_tokenize(vocab, data, len(data), arr, -n, add_special, parse_special)
+    return list(arr[:n])
+
+
+class Vocabulary:
+    """A model file's tokenizer and metadata alone (vocab_only: no weights in memory), to
+    count tokens for a model another engine runs."""
+
+    def __init__(self, model_path: Path):
+        _init_backend()
+        mparams = lc.llama_model_default_params()
+        mparams.vocab_only = True
+        self._model = lc.llama_model_load_from_file(str(model_path).encode(), mparams)
+        if not self._model:
+            raise ConfigError(f"llama.cpp could not read the tokenizer of {model_path}")
+        self._vocab = lc.llama_model_get_vocab(self._model)
+
+    def metadata(self, key: str) -> str | None:
+        return _metadata(self._model, key)
+
+    def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
+        return _tokenize(self._vocab, text, add_special, parse_special)
+
+    def special_text(self, name: str) -> str:
+        """The bos or eos token's text ("" when the model has none)."""
+        token = int({"bos": lc.llama_vocab_bos, "eos": lc.llama_vocab_eos}[name](self._vocab))
+        if token < 0:
+            return ""
+        buf = ctypes.create_string_buffer(256)
+        n = lc.llama_token_to_piece(self._vocab, token, buf, 256, 0, True)
+        return buf.raw[:max(n, 0)].decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        if self._model:
+            lc.llama_model_free(self._model)
+            self._model = None
+
+
 class LlamaRunner:
     def __init__(self, model_path: Path, config: EngineConfig):
         _init_backend()
@@ -86,24 +142,10 @@ class LlamaRunner:
 
     # -- vocabulary ---------------------------------------------------------
     def metadata(self, key: str) -> str | None:
-        buf = ctypes.create_string_buffer(1 << 16)
-        n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
-        if n < 0:
-            return None
-        if n >= len(buf):
-            buf = ctypes.create_string_buffer(n + 1)
-            lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
-        return buf.value.decode("utf-8", errors="replace")
+        return _metadata(self._model, key)
 
     def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
-        n_max = len(data) + 8
-        arr = (lc.llama_token * n_max)()
-        n = lc.llama_tokenize(self._vocab, data, len(data), arr, n_max, add_special, parse_special)
-        if n < 0:
-            arr = (lc.llama_token * -n)()
-            n = lc.llama_tokenize(self._vocab, data, len(data), arr, -n, add_special, parse_special)
-        return list(arr[:n])
+        return _tokenize(self._vocab, text, add_special, parse_special)
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
         return self._piece(token, special) if special else self._pieces[token]

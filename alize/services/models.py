@@ -9,6 +9,7 @@ from alize.engine.chat_model import ChatModel
 from alize.engine.core import EngineStats
 from alize.engine.embedder import Embedder
 from alize.engine.params import EngineConfig
+from alize.engine.token_count import TokenCounter
 from alize.errors import InvalidRequest, ModelNotFound, Unsupported
 from alize.protocol.models import CAPABILITY_FLAGS, ModelCapabilities, ModelCard
 from alize.registry import Backend, ModelEntry, Registry
@@ -34,6 +35,7 @@ class ModelHub:
         self._chat: dict[str, ChatModel] = {}
         self._embedders: dict[str, Embedder] = {}
         self.pools: dict[str, UpstreamPool] = {}  # by canonical model id
+        self._counters: dict[str, TokenCounter] = {}  # by canonical model id, for upstream models
         self.created = int(time.time())
 
     def load_all(self) -> None:
@@ -56,6 +58,10 @@ class ModelHub:
                     clients[b.name] = UpstreamClient(b.name, b.url, key, b.connect_timeout, b.read_timeout,
                                                      b.max_inflight, b.health_path)
             names = [b.name for b in entry.backends]
+            tokenizer = next((b for b in entry.backends if b.tokenizer), None)
+            if entry.canonical_id not in self._counters:
+                self._counters[entry.canonical_id] = TokenCounter.load(
+                    self.registry.tokenizer_path(tokenizer) if tokenizer else None)
             self.pools[entry.canonical_id] = UpstreamPool(
                 ", ".join(names), {n: clients[n] for n in names},
                 Router(names, entry.routing),  # type: ignore[arg-type]
@@ -65,6 +71,11 @@ class ModelHub:
 
     def pool(self, entry: ModelEntry) -> UpstreamPool:
         return self.pools[entry.canonical_id]
+
+    def counter(self, entry: ModelEntry) -> TokenCounter:
+        """Counts an upstream model's tokens where its engine reports none (exact with the
+        tokenizer a backend names, an estimate otherwise)."""
+        return self._counters[entry.canonical_id]
 
     def backends_status(self) -> list[dict[str, object]]:
         """Every upstream-served model: its routing and each replica's health and load."""
@@ -99,6 +110,8 @@ class ModelHub:
     async def aclose_upstreams(self) -> None:
         for pool in self.pools.values():
             await pool.aclose()
+        for counter in self._counters.values():
+            counter.close()
 
     def engine_stats(self) -> dict[str, EngineStats]:
         return {name: model.core.stats for name, model in self._chat.items()}
@@ -107,8 +120,7 @@ class ModelHub:
         """The entry of a model this server runs itself (an upstream one: a 400 saying so)."""
         entry = self.registry.get(model_id)
         if entry.is_upstream:
-            raise Unsupported(f"Model {model_id} is served by an upstream engine, which answers "
-                              "/v1/chat/completions and /v1/embeddings only so far", param="model")
+            raise Unsupported(f"Model {model_id} is served by an upstream engine", param="model")
         return entry
 
     def chat_model(self, model_id: str, capability: str = "completion_chat") -> tuple[ModelEntry, ChatModel]:
