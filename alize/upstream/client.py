@@ -25,6 +25,11 @@ from alize.upstream.health import HealthBook
 from alize.upstream.router import Router
 
 T = TypeVar("T")
+Path = str | Callable[[str], str]  # an endpoint's path, or the path for a replica
+
+
+def _path(path: Path, replica: str) -> str:
+    return path if isinstance(path, str) else path(replica)
 log = logging.getLogger(__name__)
 
 __all__ = ["Stream", "UpstreamBroken", "UpstreamClient", "UpstreamError", "UpstreamPool", "UpstreamRefused",
@@ -182,6 +187,7 @@ class UpstreamPool:
     health: HealthBook
     clock: Callable[[], float] = time.monotonic
     failovers: dict[str, int] = field(default_factory=dict)
+    served: dict[str, int] = field(default_factory=dict)  # requests each replica began to answer
     _resting: dict[str, float] = field(default_factory=dict)  # replica -> when its Retry-After ends
 
     def _order(self, key: bytes) -> list[str]:
@@ -192,15 +198,18 @@ class UpstreamPool:
         inflight = {name: c.inflight for name, c in self.clients.items()}
         return self.router.order(key, available or None, inflight)
 
-    async def complete(self, key: bytes, path: str, body: Callable[[str], Mapping[str, Any]],
+    async def complete(self, key: bytes, path: Path, body: Callable[[str], Mapping[str, Any]],
                        headers: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]]:
-        """(replica, answer); body(replica) is the request to send it."""
-        return await self._attempt(key, lambda client: client.complete(path, body(client.name), headers))
+        """(replica, answer); body(replica) is the request to send it, to path (or path(replica):
+        replicas may speak different wires)."""
+        return await self._attempt(key, lambda client: client.complete(
+            _path(path, client.name), body(client.name), headers))
 
-    async def stream(self, key: bytes, path: str, body: Callable[[str], Mapping[str, Any]],
+    async def stream(self, key: bytes, path: Path, body: Callable[[str], Mapping[str, Any]],
                      headers: Mapping[str, str] | None = None) -> Stream:
         """An answer that has begun, from the first replica able to begin it."""
-        return (await self._attempt(key, lambda client: client.open_stream(path, body(client.name), headers)))[1]
+        return (await self._attempt(key, lambda client: client.open_stream(
+            _path(path, client.name), body(client.name), headers)))[1]
 
     async def _attempt(self, key: bytes, send: Callable[[UpstreamClient], Awaitable[T]]) -> tuple[str, T]:
         tried: list[str] = []
@@ -218,6 +227,7 @@ class UpstreamPool:
                     self.health.failure(replica, failed.reason)
                 continue
             self.health.success(replica)
+            self.served[replica] = self.served.get(replica, 0) + 1
             return replica, result
         error = UpstreamTimeout if tried and timeouts == len(tried) else UpstreamError
         raise error(f"backend {self.backend} did not answer: {'; '.join(tried)}")
@@ -232,7 +242,8 @@ class UpstreamPool:
             out.append({"name": name, "url": client.url, "up": until is None,
                         "back_in_s": None if until is None else round(max(0.0, until - now), 1),
                         "resting_s": round(max(0.0, self._resting.get(name, 0) - now), 1) or None,
-                        "inflight": client.inflight, "failovers": self.failovers.get(name, 0),
+                        "inflight": client.inflight, "served": self.served.get(name, 0),
+                        "failovers": self.failovers.get(name, 0),
                         "ejections": health.ejections, "consecutive_failures": health.consecutive_failures,
                         "last_error": health.last_error})
         return out
