@@ -60,10 +60,14 @@ class BatchService:
         raise InvalidRequest(f"Unknown endpoint {endpoint!r}; batch jobs run on {supported}", param="endpoint")
 
     def _check_model(self, key: KeyInfo, model: str, endpoint: str) -> None:
-        if endpoint == "/v1/embeddings":
+        capability = "completion_fim" if endpoint == "/v1/fim/completions" else "completion_chat"
+        if self.hub.registry.get(model).is_upstream:
+            entry = self.hub.registry.get(model)  # what an upstream model does, its engine knows
+            if endpoint != "/v1/embeddings" and capability not in entry.capabilities:
+                raise InvalidRequest(f"Model {model} does not support {capability}", param="model")
+        elif endpoint == "/v1/embeddings":
             entry, _ = self.hub.embedder(model)
         else:
-            capability = "completion_fim" if endpoint == "/v1/fim/completions" else "completion_chat"
             entry, _ = self.hub.chat_model(model, capability)
         if not may_use(entry, key.models):
             raise Forbidden(f"This API key may not use the model {entry.id!r}", param="model")

@@ -49,7 +49,8 @@ class EmbeddingService:
     async def _upstream(self, request: EmbeddingRequest, texts: list[str], call: Call) -> EmbeddingResponse:
         """Embeddings by a remote engine (its /embeddings), billed from its usage figures."""
         entry = self.hub.registry.get(request.model)
-        await call.admit(entry, sum(len(t.encode()) // 3 + 1 for t in texts), 0)  # settled to the real count
+        count = self.hub.counter(entry)
+        await call.admit(entry, sum(count.text(t) for t in texts), 0)  # settled to the upstream's count
         dimension = request.output_dimension or request.dimensions
 
         def body(replica: str) -> dict[str, Any]:
@@ -57,8 +58,9 @@ class EmbeddingService:
             out: dict[str, Any] = {"model": backend.model, "input": texts, "encoding_format": request.encoding_format}
             return out | ({"dimensions": dimension} if dimension is not None else {})
 
-        _, answer = await self.hub.pool(entry).complete(affinity_key(entry.id, ""), "/embeddings", body,
-                                                        call.trace_headers())
+        assert call.key is not None  # the same texts from the same workspace meet the same replica's cache
+        key = affinity_key(call.key.workspace.id, texts[0])
+        _, answer = await self.hub.pool(entry).complete(key, "/embeddings", body, call.trace_headers())
         data = [EmbeddingData(embedding=item["embedding"], index=item.get("index", i))
                 for i, item in enumerate(answer.get("data") or [])]
         if len(data) != len(texts):

@@ -26,6 +26,7 @@ from alize.services.metering import PROGRESS_S, RECLAIM_EVERY, Call, Meter
 from alize.services.models import ModelHub
 from alize.services.reports import ReportService
 from alize.services.upstream_chat import UpstreamChat
+from alize.services.upstream_text import UpstreamText
 from alize.store.accounts import KeyInfo
 from alize.store.blobs import DirectoryBlobStore
 from alize.store.counters import Counters, MemoryCounters
@@ -60,6 +61,7 @@ class Platform:
     sessions: SessionService
     dashboard: Dashboard
     upstream_chat: UpstreamChat
+    upstream_text: UpstreamText
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
 
@@ -75,7 +77,8 @@ class Platform:
         counters: Counters = RedisCounters(settings.redis_url) if settings.redis_url else MemoryCounters()
         meter = Meter(db, Limiter(counters, db))
         files = FileService(db, DirectoryBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
-        worker = BatchWorker(db, files, meter, batch_lines.runners(chat, fim, embeddings),
+        upstream_chat, upstream_text = UpstreamChat(hub), UpstreamText(hub)
+        worker = BatchWorker(db, files, meter, batch_lines.runners(chat, fim, embeddings, upstream_chat, upstream_text),
                              owner=settings.resolved_worker_id, concurrency=settings.batch_concurrency,
                              price_factor=1 - settings.batch_discount,
                              cache_scope=lambda key_id: cache_scope(settings, key_id))
@@ -84,7 +87,7 @@ class Platform:
                    BatchService(db, hub, files, on_change=worker.wake), worker,
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
-                   Dashboard(db, registry.comparison), UpstreamChat(hub))
+                   Dashboard(db, registry.comparison), upstream_chat, upstream_text)
 
     def start_background(self) -> None:
         """Starts the batch worker and the meter's leases on the running event loop."""

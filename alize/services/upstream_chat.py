@@ -48,12 +48,6 @@ def mistral_call_id(upstream_id: str | None, index: int) -> str:
     return "".join(ID_ALPHABET[b % len(ID_ALPHABET)] for b in digest[:9])
 
 
-def estimate_tokens(request: ChatCompletionRequest) -> int:
-    """The prompt's size for admission, before the upstream says: about one token per three
-    bytes of its JSON (generous for Mistral's tokenizers), settled to the real count after."""
-    return len(json.dumps([m.model_dump(mode="json") for m in request.messages])) // 3 + 16
-
-
 @dataclass
 class Plan:
     entry: ModelEntry
@@ -74,8 +68,9 @@ class Plan:
         """The OpenAI-wire request for one replica (each may know the model by its own name)."""
         r = self.request
         backend = next(b for b in self.entry.backends if b.name == replica)
-        messages = [_message(m) for m in r.messages]
-        if r.safe_prompt:
+        mistral = backend.wire == "mistral"
+        messages = [_message(m, keep_prefix=mistral) for m in r.messages]
+        if r.safe_prompt and not mistral:
             messages.insert(0, {"role": "system", "content": SAFE_PROMPT})
         body: dict[str, Any] = {"model": backend.model, "messages": messages, "max_tokens": self.max_tokens}
         for name in SAMPLING:
@@ -84,25 +79,28 @@ class Plan:
                 body[name] = value
         seed = r.random_seed if r.random_seed is not None else r.seed
         if seed is not None:
-            body["seed"] = seed
+            body["random_seed" if mistral else "seed"] = seed
+        if mistral and r.safe_prompt:
+            body["safe_prompt"] = True
         if r.response_format is not None and r.response_format.type != "text":
             body["response_format"] = r.response_format.model_dump(mode="json", exclude_none=True)
         if r.tools:
             body["tools"] = r.tools
             choice = r.tool_choice
-            body["tool_choice"] = {"any": "required"}.get(choice, choice) if isinstance(choice, str) else choice
-            if choice is None:
-                body.pop("tool_choice")
-        if self.prefix:  # continue the assistant's message (vLLM, SGLang)
+            if choice is not None:
+                body["tool_choice"] = choice if mistral or not isinstance(choice, str) else {
+                    "any": "required"}.get(choice, choice)
+        if self.prefix and not mistral:  # continue the assistant's message (vLLM, SGLang)
             body |= {"continue_final_message": True, "add_generation_prompt": False}
-        if stream:
-            body |= {"stream": True, "stream_options": {"include_usage": True}}
+        if stream:  # Mistral's wire puts usage on the last chunk without being asked
+            body |= {"stream": True} | ({} if mistral else {"stream_options": {"include_usage": True}})
         return body
 
 
-def _message(message: Any) -> dict[str, Any]:
+def _message(message: Any, keep_prefix: bool) -> dict[str, Any]:
     data: dict[str, Any] = message.model_dump(mode="json", exclude_none=True)
-    data.pop("prefix", None)
+    if not keep_prefix:
+        data.pop("prefix", None)
     for i, call in enumerate(data.get("tool_calls") or []):
         arguments = call.get("function", {}).get("arguments")
         if isinstance(arguments, dict):
@@ -113,7 +111,8 @@ def _message(message: Any) -> dict[str, Any]:
     return data
 
 
-def _usage(figures: dict[str, Any] | None, fallback_prompt: int, completion: int) -> UsageInfo:
+def usage_from(figures: dict[str, Any] | None, fallback_prompt: int, completion: int) -> UsageInfo:
+    """The upstream's usage figures; where it gave none, the counts made here."""
     figures = figures or {}
     prompt = int(figures.get("prompt_tokens") or fallback_prompt)
     done = int(figures.get("completion_tokens") or completion)
@@ -139,7 +138,8 @@ class UpstreamChat:
         last = request.messages[-1]
         prefix = str(last.content or "") if isinstance(last, AssistantMessage) and last.prefix else ""
         plan = Plan(entry, call, request, tools, response.check, prefix)
-        await call.admit(entry, estimate_tokens(request), plan.max_tokens * (request.n or 1))
+        prompt = self.hub.counter(entry).chat([_message(m, keep_prefix=False) for m in request.messages], request.tools)
+        await call.admit(entry, prompt, plan.max_tokens * (request.n or 1))
         return plan
 
     def _key(self, plan: Plan) -> bytes:
@@ -152,17 +152,19 @@ class UpstreamChat:
         pool = self.hub.pool(plan.entry)
         _, answer = await pool.complete(self._key(plan), PATH, lambda replica: plan.body(replica, stream=False),
                                         call.trace_headers())
-        choices = []
+        choices, written = [], 0
+        count = self.hub.counter(plan.entry)
         for i, choice in enumerate(answer.get("choices") or []):
             message = choice.get("message") or {}
             calls = self._calls(message.get("tool_calls"))
             reason = FINISH.get(choice.get("finish_reason") or "stop", "error")
             content = message.get("content") or ""
+            written += count.text(content + (json.dumps(message["tool_calls"]) if message.get("tool_calls") else ""))
             reason = self._settle(plan, content, calls, reason)
             out = ChatMessageOut(content="", tool_calls=calls) if calls else ChatMessageOut(
                 content=plan.prefix + content if plan.prefix and not content.startswith(plan.prefix) else content)
             choices.append(ChatChoice(index=choice.get("index", i), message=out, finish_reason=reason))
-        figures = _usage(answer.get("usage"), call.prompt_tokens, 0)
+        figures = usage_from(answer.get("usage"), call.prompt_tokens, written)
         call.settle_usage(figures.prompt_tokens, figures.completion_tokens, figures.prompt_tokens_details.cached_tokens)
         await call.succeed()
         return ChatCompletionResponse(id=call.id, created=plan.created, model=request.model, choices=choices,
@@ -217,7 +219,9 @@ class UpstreamChat:
                 for s in state:
                     s.reason = s.reason or "error"
                 figures = None
-            final = _usage(figures, call.prompt_tokens, sum(s.tokens for s in state))
+            count = self.hub.counter(plan.entry)
+            delivered = sum(count.text(s.written()) if count.exact else s.tokens for s in state)
+            final = usage_from(figures, call.prompt_tokens, delivered)
             call.settle_usage(final.prompt_tokens, final.completion_tokens, final.prompt_tokens_details.cached_tokens)
             await call.succeed()  # recorded before the client sees the last chunk
             ends = [s.end(i, plan) for i, s in enumerate(state)]
@@ -259,6 +263,10 @@ class _Choice:
         if choice.get("finish_reason"):
             self.reason = FINISH.get(choice["finish_reason"], "error")
         return out
+
+    def written(self) -> str:
+        """What the choice wrote: its text, or its calls."""
+        return "".join(self.text) + "".join(c["name"] + c["arguments"] for c in self.calls.values())
 
     def end(self, index: int, plan: Plan) -> ChunkChoice:
         if self.reason == "error":  # broke off: no half-made calls

@@ -34,6 +34,13 @@ async def chat_completion(body: ChatCompletionRequest, call: CallDep, platform: 
 
 @router.post("/v1/fim/completions")
 async def fim_completion(body: FIMCompletionRequest, call: CallDep, platform: PlatformDep, request: Request) -> Response:
+    upstream = platform.upstream_text
+    if upstream.serves(body.model):
+        if body.stream:
+            plan = await upstream.plan_fim(body, call)
+            return await sse_response(upstream.fim_stream(plan, _include_usage(body)))
+        result = await unless_client_leaves(request, upstream.fim(body, call))
+        return JSONResponse(result.model_dump(mode="json"))
     if body.stream:
         prep = platform.fim.prepare(body, call)
         return await sse_response(platform.fim.stream(prep, _include_usage(body)))
@@ -43,6 +50,13 @@ async def fim_completion(body: FIMCompletionRequest, call: CallDep, platform: Pl
 
 @router.post("/v1/completions")
 async def completion(body: CompletionRequest, call: CallDep, platform: PlatformDep, request: Request) -> Response:
+    upstream = platform.upstream_text
+    if upstream.serves(body.model):
+        if body.stream:
+            plan = await upstream.plan_completion(body, call)
+            return await sse_response(upstream.completion_stream(body, plan, _include_usage(body)))
+        result = await unless_client_leaves(request, upstream.completion(body, call))
+        return JSONResponse(result.model_dump(mode="json"))
     if body.stream:
         preps = platform.completions.prepare(body, call)
         return await sse_response(platform.completions.stream(body, preps, _include_usage(body)))
