@@ -69,10 +69,21 @@ def _chat_models(console: Console) -> list[object]:
     return [m for m in console.platform.hub.registry.models() if "completion_chat" in m.capabilities]
 
 
+def _backends(console: Console) -> list[dict[str, object]]:
+    """Upstream engines' health: the installation's, shown to org-wide admins only."""
+    return console.platform.hub.backends_status() if console.view.is_org_admin else []
+
+
 @router.get("/models")
 async def models_page(request: Request, console: ConsoleDep) -> Response:
     registry = console.platform.hub.registry
-    return page(request, "models.html", console, models=registry.models(), source=registry.source)
+    return page(request, "models.html", console, models=registry.models(), source=registry.source,
+                backends=_backends(console))
+
+
+@router.get("/backends/rows")
+async def backend_rows(request: Request, console: ConsoleDep) -> Response:
+    return page(request, "_backend_rows.html", console, backends=_backends(console))
 
 
 @router.get("/playground")
