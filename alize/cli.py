@@ -136,8 +136,8 @@ def serve(
     logs.configure(settings.log_level, settings.log_format)
     console.print(f"data dir {settings.data_dir}; database {_store_name(settings.resolved_database_url)}; "
                   f"models: {registry.source}", highlight=False, soft_wrap=True)
-    with _database(data_dir, None) as db:
-        if count_keys(db) == 0:
+    with _database(data_dir, None) as db, db.exclusive("first-start"):
+        if count_keys(db) == 0:  # (several replicas starting at once: one makes the keys)
             accounts = AccountService(db)
             _, secret = accounts.create_key("default")
             _, admin_secret = accounts.create_key("admin", admin=True)

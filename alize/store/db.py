@@ -1,5 +1,8 @@
 """Database engine, sessions and migrations."""
 
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -47,7 +50,23 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:
-        migrate(self.engine)
+        with self.exclusive("migrate"):  # replicas starting together: one migrates, the others wait
+            migrate(self.engine)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Runs the block in one process at a time across every server on this database
+        (PostgreSQL: an advisory lock; SQLite: one machine, one file, nothing to do)."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        key = zlib.crc32(f"alize:{name}".encode())
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
     def session(self) -> Session:
         return self.sessions()
