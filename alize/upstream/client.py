@@ -21,7 +21,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from alize.errors import UpstreamBroken, UpstreamError, UpstreamRefused, UpstreamTimeout
-from alize.upstream.health import HealthBook
+from alize.upstream.health import CHECK_EJECTED_S, CHECK_EVERY_S, HealthBook
 from alize.upstream.router import Router
 
 T = TypeVar("T")
@@ -189,6 +189,7 @@ class UpstreamPool:
     failovers: dict[str, int] = field(default_factory=dict)
     served: dict[str, int] = field(default_factory=dict)  # requests each replica began to answer
     _resting: dict[str, float] = field(default_factory=dict)  # replica -> when its Retry-After ends
+    _next_check: dict[str, float] = field(default_factory=dict)  # replica in service -> its next check
 
     def _order(self, key: bytes) -> list[str]:
         """The replicas to try, in order. With every replica ejected or resting, all of them
@@ -248,18 +249,25 @@ class UpstreamPool:
                         "last_error": health.last_error})
         return out
 
-    async def watch(self, interval_s: float = 5.0) -> None:
-        """Active health checks, forever (a background task)."""
+    async def watch(self) -> None:
+        """Active health checks, forever (a background task): every few seconds, and every
+        second while a replica is ejected (it is taken back as soon as its cool-down is over
+        and a check passes)."""
         while True:
             try:
                 await self.check_all()
             except Exception:
                 log.exception("health checks of backend %s failed", self.backend)
-            await asyncio.sleep(interval_s)
+            ejected = len(self.health.available()) < len(self.clients)
+            await asyncio.sleep(CHECK_EJECTED_S if ejected else CHECK_EVERY_S)
 
     async def check_all(self) -> None:
+        """Checks every replica due, at once for an ejected one, every CHECK_EVERY_S otherwise."""
+        now = self.clock()
         for name, client in self.clients.items():
-            if self.health.check_due(name):
+            up = self.health.is_up(name)
+            if self.health.check_due(name) and (not up or now >= self._next_check.get(name, 0)):
+                self._next_check[name] = now + CHECK_EVERY_S
                 ok, error = await client.check()
                 self.health.checked(name, ok, error)
 

@@ -11,8 +11,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 EJECT_AFTER = 3  # consecutive failures
-FIRST_COOLDOWN_S = 5.0
-MAX_COOLDOWN_S = 120.0
+# The cool-down grows (2, 4, 8 s) so that a replica that passes checks but fails requests
+# costs few retries; it stays short so that a restarted replica is back within seconds
+# (health checks of ejected replicas run every CHECK_EJECTED_S: back within ~10 s).
+FIRST_COOLDOWN_S = 2.0
+MAX_COOLDOWN_S = 8.0
+CHECK_EVERY_S = 5.0
+CHECK_EJECTED_S = 1.0
 
 
 @dataclass
