@@ -149,11 +149,11 @@ def serve(
                   highlight=False, soft_wrap=True)
     try:
         server.run(create_app(settings), settings.host, settings.port, settings.log_level,
-                   own_log_config=settings.log_format == "text")
+                   drain_s=settings.drain_seconds, own_log_config=settings.log_format == "text")
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from exc
-    except KeyboardInterrupt:  # Ctrl-C, after a clean shutdown: no traceback
+    except KeyboardInterrupt:  # a second Ctrl-C: out at once, no traceback
         raise typer.Exit(130) from None
 
 

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         "A console session ends after this long without a request (docs/console.md)."))
     console_session_hours: float = Field(default=12, gt=0, description=(
         "A console session ends this long after sign-in, however active."))
+    drain_seconds: float = Field(default=30, ge=0, description=(
+        "On SIGTERM or Ctrl-C, how long running requests and streams may finish before they are "
+        "ended (new requests meanwhile get 503)."))
+    metrics_open_to: str = Field(default="", description=(
+        "Networks whose scrapers may read `/metrics` without a key (comma-separated, e.g. "
+        "`10.0.0.0/8,127.0.0.1/32`); unset: `/metrics` needs an admin key."))
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
     log_format: Literal["text", "json"] = Field(default="text", description=(
         "Log lines as text, or one JSON object per line (docs/operations.md)."))

@@ -70,8 +70,8 @@ def test_32_concurrent_streams_complete_without_leaks(batch_server):
             "messages": [{"role": "user", "content": long_prompt}]})
         assert r.status_code == 200, r.text
         assert r.json()["usage"]["prompt_tokens"] > 5000
-    metrics = httpx.get(batch_server.url + "/metrics").text
-    assert 'alize_engine_sequences{model="smollm2-135m-instruct",state="running"} 0.0' in metrics
+    metrics = httpx.get(batch_server.url + "/metrics", headers={"Authorization": f"Bearer {batch_server.admin_key}"})
+    assert 'alize_requests_running{model="smollm2-135m-instruct"} 0.0' in metrics.text
 
 
 def _long_request(server) -> httpx.Response:

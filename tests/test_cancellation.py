@@ -7,7 +7,7 @@ import httpx
 
 
 def engine_metrics(server) -> dict[str, float]:
-    text = httpx.get(server.url + "/metrics").text
+    text = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {server.admin_key}"}).text
     out = {}
     for name, labels, value in re.findall(r'^(alize_\w+)\{([^}]*)\} ([0-9.e+]+)$', text, re.M):
         out[f"{name}{{{labels}}}"] = float(value)
@@ -19,7 +19,7 @@ def generated(server) -> float:
 
 
 def running(server) -> float:
-    return engine_metrics(server)['alize_engine_sequences{model="smollm2-135m-instruct",state="running"}']
+    return engine_metrics(server)['alize_requests_running{model="smollm2-135m-instruct"}']
 
 
 def test_disconnect_mid_stream_aborts_generation(server):

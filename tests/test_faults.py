@@ -29,9 +29,9 @@ LONG = {"model": MODEL, "stream": True, "max_tokens": 1000, "min_tokens": 1000, 
 class Stream(threading.Thread):
     """One long stream, read until it ends or breaks."""
 
-    def __init__(self, server: Server, key: str):
+    def __init__(self, server: Server, key: str, body: dict | None = None):
         super().__init__(daemon=True)
-        self.server, self.key = server, key
+        self.server, self.key, self.body = server, key, body or LONG
         self.chunks: list[dict] = []
         self.is_done = False
         self.broke = False
@@ -39,7 +39,7 @@ class Stream(threading.Thread):
     def run(self) -> None:
         try:
             with self.server.client(self.key) as client, client.stream("POST", "/v1/chat/completions",
-                                                                      json=LONG) as r:
+                                                                      json=self.body) as r:
                 for line in r.iter_lines():
                     if line == "data: [DONE]":
                         self.is_done = True
@@ -83,8 +83,9 @@ def shared_store() -> Iterator[dict[str, str]]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_shutdown_ends_every_stream_cleanly_and_settles(tmp_path: Path, sig: signal.Signals):
+    """With no drain time, streams end at once (a last error chunk); docs/operations.md."""
     with shared_store() as env:
-        server = start_server(tmp_path / "data", env=env)
+        server = start_server(tmp_path / "data", env={**env, "ALIZE_DRAIN_SECONDS": "0"})
         try:
             key = create_key(server, budget_eur=0.005)
             streams = start_streams(server, key["secret"], 3)

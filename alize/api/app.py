@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from alize import __version__, console
 from alize.api import errors, metrics
 from alize.api.deps import metered_call
+from alize.api.draining import RefuseWhileDraining
 from alize.api.limits import BodySizeLimit
 from alize.api.metering import Metering, unmetered_model_routes
 from alize.api.request_id import RequestId
@@ -40,5 +41,6 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(Metering)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        larger={"/v1/files": settings.max_file_bytes + 64 * 1024})  # + multipart framing
+    app.add_middleware(RefuseWhileDraining)
     app.add_middleware(RequestId)  # outermost: every answer and error carries the id
     return app

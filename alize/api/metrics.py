@@ -1,43 +1,36 @@
-"""GET /metrics: Prometheus text format, read from the engines at scrape time."""
+"""GET /metrics: Prometheus's text format (services/telemetry.py), for an admin key, or for
+scrapers on the networks ALIZE_METRICS_OPEN_TO names."""
 
-from collections.abc import Iterator
+import asyncio
+import ipaddress
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import generate_latest
 
-from alize.services.models import ModelHub
+from alize.api.deps import require_admin
+from alize.services.platform import Platform
 
 router = APIRouter()
 
 
-class EngineCollector(Collector):
-    def __init__(self, hub: ModelHub):
-        self.hub = hub
-
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        sequences = GaugeMetricFamily("alize_engine_sequences", "Sequences in the engine",
-                                      labels=["model", "state"])
-        prompt = CounterMetricFamily("alize_engine_prompt_tokens", "Prompt tokens prefilled",
-                                     labels=["model"])
-        generated = CounterMetricFamily("alize_engine_generated_tokens", "Tokens generated",
-                                        labels=["model"])
-        finished = CounterMetricFamily("alize_engine_finished_requests", "Finished sequences",
-                                       labels=["model", "reason"])
-        for name, stats in self.hub.engine_stats().items():
-            sequences.add_metric([name, "running"], stats.num_running)
-            sequences.add_metric([name, "waiting"], stats.num_waiting)
-            prompt.add_metric([name], stats.num_prompt_tokens)
-            generated.add_metric([name], stats.num_generated_tokens)
-            for reason, count in dict(stats.num_finished).items():
-                finished.add_metric([name, reason], count)
-        yield from (sequences, prompt, generated, finished)
+def _open_to(request: Request) -> bool:
+    networks = request.app.state.platform.settings.metrics_open_to
+    host = request.client.host if request.client else None
+    if not networks or host is None:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n.strip(), strict=False) for n in networks.split(",") if n.strip())
 
 
-@router.get("/metrics")
-async def metrics(request: Request) -> Response:
-    registry = CollectorRegistry()
-    registry.register(EngineCollector(request.app.state.platform.hub))
-    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, authorization: Annotated[str | None, Header()] = None) -> Response:
+    platform: Platform = request.app.state.platform
+    if not _open_to(request):
+        await require_admin(request, authorization)
+    body = await asyncio.to_thread(generate_latest, platform.telemetry.registry)  # budgets read the database
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -92,6 +92,10 @@ class ChatModel:
         """Tokens of user text: special-token strings in it stay plain text."""
         return self.runner.tokenize(text, add_special=False, parse_special=False)
 
+    def kv_usage(self) -> float:
+        """The share of the KV cache in use, 0 to 1."""
+        return self.core.kv_tokens() / (self.config.max_sequences * self.config.context_per_sequence)
+
     def close(self) -> None:
         self.core.stop()
         self.runner.close()

@@ -177,5 +177,12 @@ class EngineCore:
 
     @staticmethod
     def _event(seq: Sequence, text: str, reason: FinishReason | None = None, error: str | None = None) -> TokenEvent:
+        queue_s = None
+        if not seq.reported_start and seq.started_at is not None:
+            seq.reported_start, queue_s = True, seq.started_at - seq.arrived_at
         return TokenEvent(text, seq.num_prompt_tokens, seq.num_completion_tokens, reason, error,
-                          num_cached_tokens=seq.num_cached)
+                          num_cached_tokens=seq.num_cached, queue_s=queue_s)
+
+    def kv_tokens(self) -> int:
+        """Tokens whose KV the running sequences hold (read from any thread)."""
+        return sum(s.num_kv_tokens for s in list(self.scheduler.running))

@@ -97,6 +97,7 @@ class TokenEvent:
     finish_reason: FinishReason | None = None
     error: str | None = None
     num_cached_tokens: int = 0
+    queue_s: float | None = None  # on a sequence's first event: how long it waited for a slot
 
 
 @dataclass(frozen=True, slots=True)

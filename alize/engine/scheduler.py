@@ -3,6 +3,7 @@ one batch of at most `token_budget` tokens: one decode token per running sequenc
 then prompt chunks (chunked prefill) with what budget is left. Interactive requests are
 admitted first, and background ones (batch jobs) mostly wait while they run. Pure Python."""
 
+import time
 from collections import deque
 
 from alize.engine.kv_cache import SlotCache, common_prefix
@@ -58,6 +59,7 @@ class Scheduler:
             seq.copy_kv_from, seq.num_cached = source, length
         seq.num_prefilled = seq.num_kv_tokens = seq.num_cached
         seq.status = SequenceStatus.RUNNING
+        seq.started_at = time.monotonic()
         self.running.append(seq)
 
     def _is_copy_worth(self, saved: int, cells: int) -> bool:

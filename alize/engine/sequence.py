@@ -30,6 +30,8 @@ class Sequence:
     copy_kv_from: int | None = None  # a slot whose prompt KV is copied in before the first step
     output_tokens: list[int] = field(default_factory=list)
     arrived_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None  # when it was given a slot
+    reported_start: bool = False  # its queue time went out with an event
 
     @property
     def request_id(self) -> str:

@@ -59,6 +59,11 @@ class BatchWorker:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    async def release(self) -> None:
+        """Gives back the leases of the jobs this worker holds (it is stopping): another
+        server's worker takes them up at its next look, not when the leases lapse."""
+        await asyncio.to_thread(batches.release_leases, self.db, self.owner)
+
     def wake(self) -> None:
         """A job was created or cancelled: look now rather than at the next poll (from any thread)."""
         if self._loop is not None:
@@ -160,7 +165,10 @@ class BatchWorker:
             call, status, body, error = answered
         result = LineResult(line.index, line.custom_id, status, output_line(run.job.id, line, status, body, error),
                             None if error is None else error.message)
-        await call.record_with(status, lambda usage: batches.complete_line(self.db, run.job.id, result, usage))
+        written = await call.record_with(status, lambda usage: batches.complete_line(self.db, run.job.id, result,
+                                                                                      usage))
+        if written and self.meter.telemetry is not None:
+            self.meter.telemetry.batch_lines.labels("succeeded" if status < 400 else "failed").inc()
 
     def _call(self, run: _Run, line: Line) -> Call:
         return Call(self.meter, ENDPOINT_NAMES[run.job.endpoint], id=line_id(run.job.id, line.index), key=run.key,

@@ -10,7 +10,7 @@ from alize.services.admin import AdminView
 from alize.services.comparison import Comparison, compare
 from alize.services.reports import Report
 from alize.store import usage as usage_store
-from alize.store.accounts import Limits
+from alize.store.accounts import Limits, WorkspaceInfo
 from alize.store.db import Database
 
 
@@ -111,6 +111,13 @@ class Dashboard:
                 out.append(Budget("key", key.name, key.workspace.name, tokens, key.limits.monthly_tokens, nano,
                                   key.limits.monthly_budget_nano))
         return out
+
+    def budgets_left(self, workspaces: list[WorkspaceInfo]) -> dict[str, float]:
+        """Euros left this month, by workspace name, for the workspaces with a budget."""
+        today = datetime.now(UTC).date()
+        spent = usage_store.totals_by(self.db, "workspace", month_start(today), today)
+        return {ws.name: (ws.limits.monthly_budget_nano - spent.get(ws.id, (0, 0))[1]) / 1e9
+                for ws in workspaces if ws.limits.monthly_budget_nano is not None}
 
     def consumption(self, view: AdminView) -> list[Consumption]:
         now = datetime.now(UTC)

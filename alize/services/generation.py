@@ -122,6 +122,8 @@ async def stream_events(*preps: Prepared) -> AsyncIterator[tuple[int, TokenEvent
     requests = [request for prep in preps for request in _requests(prep)]
     call, n = preps[0].call, preps[0].n
     async for index, event in preps[0].model.engine.generate_many(requests):
+        if event.queue_s is not None:
+            call.queued(event.queue_s)
         call.progress(requests[index].request_id, event.num_completion_tokens,
                       event.num_cached_tokens if holds_cache(index, n) else None)
         yield index, event

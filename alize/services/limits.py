@@ -7,6 +7,7 @@ they settle."""
 
 import asyncio
 import calendar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -96,10 +97,15 @@ def _denial_message(scope: _Scope, what: str, check: Check, used: int, retry_aft
             f"request may cost up to {euros(check.amount)}")
 
 
+LIMIT_LABELS = {"requests": "rpm", "tokens": "tpm", "tokens-month": "monthly_tokens",
+                "budget-month": "monthly_budget"}
+
+
 class Limiter:
-    def __init__(self, counters: Counters, db: Database):
+    def __init__(self, counters: Counters, db: Database, refused: Callable[[str], None] | None = None):
         self.counters = counters
         self.db = db
+        self.refused = refused  # told the limit ("key_rpm", "workspace_monthly_budget"...) of each refusal
 
     async def reserve(self, key: KeyInfo, tokens: int, nano: int) -> Reservation:
         """Books the worst case against every limit of the key and its workspace, or
@@ -119,6 +125,8 @@ class Limiter:
         if not verdict.ok:
             assert verdict.denied is not None
             scope, what, check = labelled[verdict.denied]
+            if self.refused is not None:
+                self.refused(f"{scope.kind}_{LIMIT_LABELS[what]}")
             retry = verdict.retry_after if check.window == "minute" else seconds_to_next_month(now)
             headers = _headers(labelled, verdict.used, now, denied=True)
             headers["Retry-After"] = str(retry)

@@ -22,6 +22,7 @@ from alize.errors import Forbidden
 from alize.registry import ModelEntry
 from alize.services.limits import Limiter, Reservation
 from alize.services.models import may_use
+from alize.services.telemetry import Telemetry
 from alize.store import inflight
 from alize.store import usage as usage_store
 from alize.store.accounts import KeyInfo
@@ -74,6 +75,7 @@ class Call:
     _started: float = field(default_factory=time.monotonic)
     _created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _progress: dict[str, int] = field(default_factory=dict)
+    _last_piece: dict[str, float] = field(default_factory=dict)  # by part: when its last piece came
     _reservation: Reservation | None = None
 
     @property
@@ -102,9 +104,32 @@ class Call:
 
     def progress(self, part: str, completion_tokens: int, cached_tokens: int | None = None) -> None:
         """The tokens generated so far by one part (choice) of the request."""
+        if completion_tokens > self._progress.get(part, 0) and self.meter is not None and self.meter.telemetry:
+            self._timed(part)
         self._progress[part] = completion_tokens
         if cached_tokens is not None:
             self._cached[part] = cached_tokens
+
+    def _timed(self, part: str) -> None:
+        """Time to first token (the request's first), and the gaps between a part's pieces."""
+        assert self.meter is not None and self.meter.telemetry is not None
+        now, model = time.monotonic(), self.model_label
+        last = self._last_piece.get(part)
+        if not self._last_piece:
+            self.meter.telemetry.ttft.labels(model).observe(now - self._started)
+        elif last is not None:
+            self.meter.telemetry.itl.labels(model).observe(now - last)
+        self._last_piece[part] = now
+
+    def queued(self, seconds: float) -> None:
+        """How long the engine kept a part waiting for a slot."""
+        if self.meter is not None and self.meter.telemetry is not None:
+            self.meter.telemetry.queue.labels(self.model_label).observe(seconds)
+
+    @property
+    def model_label(self) -> str:
+        """The model as metrics name it: its canonical id (aliases may be patterns clients fill)."""
+        return self.entry.canonical_id if self.entry is not None else "none"
 
     def trace_headers(self) -> dict[str, str]:
         """The request's id for a call it makes to another server (an upstream engine), whose
@@ -158,9 +183,10 @@ class Call:
 
 
 class Meter:
-    def __init__(self, db: Database, limiter: Limiter, holder: str | None = None):
+    def __init__(self, db: Database, limiter: Limiter, holder: str | None = None, telemetry: Telemetry | None = None):
         self.db = db
         self.limiter = limiter
+        self.telemetry = telemetry
         self.holder = holder or uuid.uuid4().hex  # this server's lease on its streams' progress
         self.live: dict[str, Call] = {}  # admitted and not yet recorded
 
@@ -197,4 +223,8 @@ class Meter:
             if call._reservation is not None:
                 used = (row.prompt_tokens + row.completion_tokens, row.cost_nano) if written else (0, 0)
                 await self.limiter.settle(call._reservation, *used)
+        if written and self.telemetry is not None and call.key is not None:
+            self.telemetry.request(call.model_label if call.entry else None, row.endpoint, status,
+                                   row.latency_ms / 1000, row.prompt_tokens, row.completion_tokens,
+                                   row.cost_nano / 1e9, call.key.workspace.name)
         return written

@@ -107,14 +107,21 @@ class ModelHub:
         for model in self._chat.values():
             model.close()
 
+    async def end_upstream_streams(self) -> None:
+        """Closes the connections to upstream engines: answers still streaming from them end
+        with an error chunk (the engines stop generating)."""
+        for pool in self.pools.values():
+            await pool.aclose()
+
     async def aclose_upstreams(self) -> None:
         for pool in self.pools.values():
             await pool.aclose()
         for counter in self._counters.values():
             counter.close()
 
-    def engine_stats(self) -> dict[str, EngineStats]:
-        return {name: model.core.stats for name, model in self._chat.items()}
+    def engine_stats(self) -> dict[str, tuple[EngineStats, float]]:
+        """Each local chat engine's counters and the share of its KV cache in use."""
+        return {name: (model.core.stats, model.kv_usage()) for name, model in self._chat.items()}
 
     def _local(self, model_id: str) -> ModelEntry:
         """The entry of a model this server runs itself (an upstream one: a 400 saying so)."""

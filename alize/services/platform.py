@@ -3,6 +3,8 @@
 import asyncio
 import itertools
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -25,6 +27,7 @@ from alize.services.limits import Limiter
 from alize.services.metering import PROGRESS_S, RECLAIM_EVERY, Call, Meter
 from alize.services.models import ModelHub
 from alize.services.reports import ReportService
+from alize.services.telemetry import Telemetry, backend_metrics, budget_metrics, engine_metrics
 from alize.services.upstream_chat import UpstreamChat
 from alize.services.upstream_text import UpstreamText
 from alize.store.accounts import KeyInfo
@@ -62,6 +65,7 @@ class Platform:
     dashboard: Dashboard
     upstream_chat: UpstreamChat
     upstream_text: UpstreamText
+    telemetry: Telemetry
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
 
@@ -75,7 +79,9 @@ class Platform:
         chat = ChatService(hub)
         fim, embeddings = FIMService(hub, chat), EmbeddingService(hub)
         counters: Counters = RedisCounters(settings.redis_url) if settings.redis_url else MemoryCounters()
-        meter = Meter(db, Limiter(counters, db))
+        telemetry = Telemetry()
+        meter = Meter(db, Limiter(counters, db, refused=lambda limit: telemetry.rate_limited.labels(limit).inc()),
+                      telemetry=telemetry)
         files = FileService(db, DirectoryBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
         upstream_chat, upstream_text = UpstreamChat(hub), UpstreamText(hub)
         worker = BatchWorker(db, files, meter, batch_lines.runners(chat, fim, embeddings, upstream_chat, upstream_text),
@@ -87,7 +93,13 @@ class Platform:
                    BatchService(db, hub, files, on_change=worker.wake), worker,
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
-                   Dashboard(db, registry.comparison), upstream_chat, upstream_text)
+                   Dashboard(db, registry.comparison), upstream_chat, upstream_text, telemetry)
+
+    def __post_init__(self) -> None:
+        """Metrics read at scrape time: engines, upstream replicas, budgets."""
+        self.telemetry.add_source(lambda: engine_metrics(self.hub))
+        self.telemetry.add_source(lambda: backend_metrics(self.hub))
+        self.telemetry.add_source(lambda: budget_metrics(self.dashboard.budgets_left(self.accounts.list_workspaces())))
 
     def start_background(self) -> None:
         """Starts the batch worker and the meter's leases on the running event loop."""
@@ -141,14 +153,27 @@ class Platform:
     def cache_scope(self, key_id: str) -> str | None:
         return cache_scope(self.settings, key_id)
 
-    async def drain(self) -> None:
-        """The server is stopping (SIGINT, SIGTERM): batch lines in flight are cut unwritten
-        (they run again after the restart), then every open request ends at once, streams
-        with a last chunk (finish_reason "error") and [DONE], so that the server exits in
-        a moment rather than after the graceful-shutdown timeout."""
+    async def drain(self, busy: Callable[[], bool], seconds: float) -> None:
+        """The server is stopping (SIGINT, SIGTERM): it admits nothing more (new requests
+        503, /ready 503); the batch worker stops (lines in flight cut unwritten) and gives
+        its jobs' leases back, so that another server takes them up at once; running
+        requests and streams may finish for up to `seconds` (while `busy()`); then what
+        remains ends at once, streams with a last chunk (finish_reason "error") and [DONE].
+        The meter keeps its leases meanwhile: no other server bills these streams."""
         self.draining = True
-        await self._stop_background()
+        worker = next((t for t in self._background if t.get_name() == "batch-worker"), None)
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            self._background.remove(worker)
+            await self.batch_worker.release()
+        deadline = time.monotonic() + seconds
+        while busy() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if busy():
+            log.warning("drain: %g s passed; ending the requests still open", seconds)
         self.hub.stop_generating()
+        await self.hub.end_upstream_streams()
 
     async def _stop_background(self) -> None:
         for task in self._background:

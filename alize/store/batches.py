@@ -186,6 +186,13 @@ def renew(db: Database, job_id: str, owner: str, until: datetime) -> str | None:
         return connection.execute(select(BatchJob.status).where(BatchJob.id == job_id)).scalar_one()
 
 
+def release_leases(db: Database, owner: str) -> int:
+    """Gives back every lease `owner` holds (its server is stopping); returns how many."""
+    with db.engine.begin() as connection:
+        return connection.execute(update(BatchJob).where(BatchJob.lease_owner == owner)
+                                  .values(lease_owner=None, lease_until=None)).rowcount
+
+
 def set_total(db: Database, job_id: str, total: int) -> None:
     with db.engine.begin() as connection:
         connection.execute(update(BatchJob).where(BatchJob.id == job_id).values(total_requests=total))
