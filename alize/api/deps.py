@@ -45,7 +45,8 @@ async def metered_call(request: Request, key: KeyDep) -> Call:
     checks the route table at start-up)."""
     endpoint = ENDPOINT_NAMES.get(request.scope.get("path", ""))
     platform = get_platform(request)
-    call = platform.open_call(endpoint or "", key, request_id_of(request.scope)) if endpoint else None
+    call = platform.open_call(endpoint or "", key, request_id_of(request.scope),
+                              request.headers.get("traceparent")) if endpoint else None
     if call is None or request.method != "POST" or not hold_call(request.scope, call):
         raise AlizeError(f"{request.method} {request.url.path} is not a metered endpoint")
     return call

@@ -60,7 +60,9 @@ class EmbeddingService:
 
         assert call.key is not None  # the same texts from the same workspace meet the same replica's cache
         key = affinity_key(call.key.workspace.id, texts[0])
-        _, answer = await self.hub.pool(entry).complete(key, "/embeddings", body, call.trace_headers())
+        replica, answer = await self.hub.pool(entry).complete(key, "/embeddings", body, call.trace_headers())
+        call.upstream(replica)
+        call.upstream()
         data = [EmbeddingData(embedding=item["embedding"], index=item.get("index", i))
                 for i, item in enumerate(answer.get("data") or [])]
         if len(data) != len(texts):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from alize.engine.params import INTERACTIVE
 from alize.errors import Forbidden
@@ -23,6 +24,7 @@ from alize.registry import ModelEntry
 from alize.services.limits import Limiter, Reservation
 from alize.services.models import may_use
 from alize.services.telemetry import Telemetry
+from alize.services.tracing import Tracing
 from alize.store import inflight
 from alize.store import usage as usage_store
 from alize.store.accounts import KeyInfo
@@ -76,6 +78,9 @@ class Call:
     _created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _progress: dict[str, int] = field(default_factory=dict)
     _last_piece: dict[str, float] = field(default_factory=dict)  # by part: when its last piece came
+    span: Any = None  # its trace span, when tracing (services/tracing.py)
+    marks: dict[str, float] = field(default_factory=dict)  # when it passed each stage (monotonic), for its trace
+    upstream_replica: str | None = None
     _reservation: Reservation | None = None
 
     @property
@@ -89,6 +94,7 @@ class Call:
     async def admit(self, entry: ModelEntry, prompt_tokens: int, max_completion_tokens: int) -> None:
         """Checks that the key may use the model and books the worst case against its limits."""
         self.entry = entry
+        self.marks["admitted_from"] = time.monotonic()
         if self.meter is None or self.key is None:
             self.prompt_tokens = prompt_tokens
             return
@@ -101,10 +107,12 @@ class Call:
         self.headers.update(self._reservation.headers)
         self.prompt_tokens = prompt_tokens  # admitted: from here on the prompt is billed
         self.meter.live[self.id] = self
+        self.marks["admitted"] = time.monotonic()
 
     def progress(self, part: str, completion_tokens: int, cached_tokens: int | None = None) -> None:
         """The tokens generated so far by one part (choice) of the request."""
-        if completion_tokens > self._progress.get(part, 0) and self.meter is not None and self.meter.telemetry:
+        if completion_tokens > self._progress.get(part, 0) and (self.span is not None or (
+                self.meter is not None and self.meter.telemetry is not None)):
             self._timed(part)
         self._progress[part] = completion_tokens
         if cached_tokens is not None:
@@ -112,19 +120,30 @@ class Call:
 
     def _timed(self, part: str) -> None:
         """Time to first token (the request's first), and the gaps between a part's pieces."""
-        assert self.meter is not None and self.meter.telemetry is not None
+        telemetry = self.meter.telemetry if self.meter is not None else None
         now, model = time.monotonic(), self.model_label
         last = self._last_piece.get(part)
         if not self._last_piece:
-            self.meter.telemetry.ttft.labels(model).observe(now - self._started)
-        elif last is not None:
-            self.meter.telemetry.itl.labels(model).observe(now - last)
-        self._last_piece[part] = now
+            self.marks["first_piece"] = now
+            if telemetry is not None:
+                telemetry.ttft.labels(model).observe(now - self._started)
+        elif last is not None and telemetry is not None:
+            telemetry.itl.labels(model).observe(now - last)
+        self._last_piece[part] = self.marks["last_piece"] = now
 
     def queued(self, seconds: float) -> None:
         """How long the engine kept a part waiting for a slot."""
         if self.meter is not None and self.meter.telemetry is not None:
             self.meter.telemetry.queue.labels(self.model_label).observe(seconds)
+        if "queued_until" not in self.marks and "admitted" in self.marks:
+            self.marks["queued_until"] = self.marks["admitted"] + seconds
+
+    def upstream(self, replica: str | None = None) -> None:
+        """An upstream call began (with the replica that answers, once known) or ended."""
+        if replica is None:
+            self.marks["upstream_until"] = time.monotonic()
+        else:
+            self.upstream_replica = replica
 
     @property
     def model_label(self) -> str:
@@ -132,9 +151,13 @@ class Call:
         return self.entry.canonical_id if self.entry is not None else "none"
 
     def trace_headers(self) -> dict[str, str]:
-        """The request's id for a call it makes to another server (an upstream engine), whose
-        logs, and usage records for another Alizé, then show it."""
-        return {"x-request-id": self.request_id} if self.request_id else {}
+        """The request's id (and trace) for a call it makes to another server (an upstream
+        engine), whose logs, usage records (another Alizé) and traces then show it."""
+        self.marks.setdefault("upstream_from", time.monotonic())
+        headers = {"x-request-id": self.request_id} if self.request_id else {}
+        if self.span is not None and self.meter is not None and self.meter.tracing is not None:
+            headers |= self.meter.tracing.headers(self.span)
+        return headers
 
     def settle_usage(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> None:
         """The request's figures as another engine counted them (an upstream's usage), in
@@ -183,15 +206,21 @@ class Call:
 
 
 class Meter:
-    def __init__(self, db: Database, limiter: Limiter, holder: str | None = None, telemetry: Telemetry | None = None):
+    def __init__(self, db: Database, limiter: Limiter, holder: str | None = None, telemetry: Telemetry | None = None,
+                 tracing: Tracing | None = None):
         self.db = db
         self.limiter = limiter
         self.telemetry = telemetry
+        self.tracing = tracing
         self.holder = holder or uuid.uuid4().hex  # this server's lease on its streams' progress
         self.live: dict[str, Call] = {}  # admitted and not yet recorded
 
-    def open(self, endpoint: str, key: KeyInfo, cache_scope: str | None, request_id: str | None = None) -> Call:
-        return Call(self, endpoint, key=key, cache_scope=cache_scope, request_id=request_id)
+    def open(self, endpoint: str, key: KeyInfo, cache_scope: str | None, request_id: str | None = None,
+             traceparent: str | None = None) -> Call:
+        call = Call(self, endpoint, key=key, cache_scope=cache_scope, request_id=request_id)
+        if self.tracing is not None:
+            call.span = self.tracing.start(endpoint, traceparent)
+        return call
 
     async def tick(self, reclaim: bool = True) -> int:
         """Every second: this server's streams' progress, under its lease. With reclaim
@@ -227,4 +256,14 @@ class Meter:
             self.telemetry.request(call.model_label if call.entry else None, row.endpoint, status,
                                    row.latency_ms / 1000, row.prompt_tokens, row.completion_tokens,
                                    row.cost_nano / 1e9, call.key.workspace.name)
+        if call.span is not None and self.tracing is not None:
+            self.tracing.finish(call.span, call.marks, {
+                "gen_ai.request.model": call.entry.id if call.entry else None,
+                "gen_ai.response.model": call.entry.canonical_id if call.entry else None,
+                "gen_ai.response.id": call.id, "gen_ai.usage.input_tokens": row.prompt_tokens,
+                "gen_ai.usage.output_tokens": row.completion_tokens, "http.response.status_code": status,
+                "alize.request_id": call.request_id, "alize.workspace": call.key.workspace.name if call.key else None,
+                "alize.cost_eur": row.cost_nano / 1e9, "alize.upstream.replica": call.upstream_replica,
+            }, failed=status >= 500)
+            call.span = None
         return written

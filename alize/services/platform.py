@@ -28,6 +28,7 @@ from alize.services.metering import PROGRESS_S, RECLAIM_EVERY, Call, Meter
 from alize.services.models import ModelHub
 from alize.services.reports import ReportService
 from alize.services.telemetry import Telemetry, backend_metrics, budget_metrics, engine_metrics
+from alize.services.tracing import Tracing
 from alize.services.upstream_chat import UpstreamChat
 from alize.services.upstream_text import UpstreamText
 from alize.store.accounts import KeyInfo
@@ -81,7 +82,7 @@ class Platform:
         counters: Counters = RedisCounters(settings.redis_url) if settings.redis_url else MemoryCounters()
         telemetry = Telemetry()
         meter = Meter(db, Limiter(counters, db, refused=lambda limit: telemetry.rate_limited.labels(limit).inc()),
-                      telemetry=telemetry)
+                      telemetry=telemetry if settings.metrics else None, tracing=Tracing.from_environment())
         files = FileService(db, DirectoryBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
         upstream_chat, upstream_text = UpstreamChat(hub), UpstreamText(hub)
         worker = BatchWorker(db, files, meter, batch_lines.runners(chat, fim, embeddings, upstream_chat, upstream_text),
@@ -142,9 +143,11 @@ class Platform:
                 reasons.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         return reasons
 
-    def open_call(self, endpoint: str, key: KeyInfo, request_id: str | None = None) -> Call:
-        """The metered call of a request by `key` to `endpoint` (one of ENDPOINT_NAMES' names)."""
-        return self.meter.open(endpoint, key, self.cache_scope(key.id), request_id)
+    def open_call(self, endpoint: str, key: KeyInfo, request_id: str | None = None,
+                  traceparent: str | None = None) -> Call:
+        """The metered call of a request by `key` to `endpoint` (one of ENDPOINT_NAMES' names),
+        within the client's trace (traceparent) when tracing is on."""
+        return self.meter.open(endpoint, key, self.cache_scope(key.id), request_id, traceparent)
 
     def admin_view(self, admin: KeyInfo) -> AdminView:
         """What this admin key may see and manage (every workspace, or its own)."""
@@ -187,3 +190,5 @@ class Platform:
         await self.hub.aclose_upstreams()
         self.hub.close()
         self.db.close()
+        if self.meter.tracing is not None:
+            self.meter.tracing.shutdown()

@@ -150,8 +150,10 @@ class UpstreamChat:
     async def complete(self, request: ChatCompletionRequest, call: Call) -> ChatCompletionResponse:
         plan = await self.plan(request, call)
         pool = self.hub.pool(plan.entry)
-        _, answer = await pool.complete(self._key(plan), PATH, lambda replica: plan.body(replica, stream=False),
-                                        call.trace_headers())
+        replica, answer = await pool.complete(self._key(plan), PATH, lambda replica: plan.body(replica, stream=False),
+                                              call.trace_headers())
+        call.upstream(replica)
+        call.upstream()
         choices, written = [], 0
         count = self.hub.counter(plan.entry)
         for i, choice in enumerate(answer.get("choices") or []):
@@ -202,6 +204,7 @@ class UpstreamChat:
         pool = self.hub.pool(plan.entry)
         upstream = await pool.stream(self._key(plan), PATH, lambda replica: plan.body(replica, stream=True),
                                      call.trace_headers())
+        call.upstream(upstream.replica)
         state = [_Choice() for _ in range(n)]
         figures: dict[str, Any] | None = None
         call.delivering = True
@@ -219,6 +222,7 @@ class UpstreamChat:
                 for s in state:
                     s.reason = s.reason or "error"
                 figures = None
+            call.upstream()
             count = self.hub.counter(plan.entry)
             delivered = sum(count.text(s.written()) if count.exact else s.tokens for s in state)
             final = usage_from(figures, call.prompt_tokens, delivered)

@@ -139,9 +139,10 @@ class UpstreamText:
         pieces, prompt_tokens, completion_tokens = [], 0, 0
         count = self.hub.counter(plan.entry)
         for p, prompt in enumerate(plan.prompts):
-            _, answer = await pool.complete(self._key(plan, prompt), plan.path,
-                                            lambda replica, prompt=prompt: plan.body(replica, prompt, False),
-                                            call.trace_headers())
+            replica, answer = await pool.complete(self._key(plan, prompt), plan.path,
+                                                  lambda replica, prompt=prompt: plan.body(replica, prompt, False),
+                                                  call.trace_headers())
+            call.upstream(replica)
             texts = []
             for i, choice in enumerate(answer.get("choices") or []):
                 text = _text(choice)
@@ -152,6 +153,7 @@ class UpstreamText:
                                  sum(count.text(t) for t in texts))
             prompt_tokens += figures.prompt_tokens
             completion_tokens += figures.completion_tokens
+        call.upstream()
         call.settle_usage(prompt_tokens, completion_tokens, 0)
         await call.succeed()
         return pieces, UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
@@ -169,6 +171,7 @@ class UpstreamText:
             upstream = await pool.stream(key, plan.path,
                                          lambda replica, prompt=prompt: plan.body(replica, prompt, True),
                                          call.trace_headers())
+            call.upstream(upstream.replica)
             figures: dict[str, Any] | None = None
             texts: dict[int, list[str]] = {}  # by choice: its deltas (about a token each)
             open_ = set(range(p * plan.n, (p + 1) * plan.n))
@@ -192,6 +195,7 @@ class UpstreamText:
                     yield Piece(index, "", "error")
             finally:
                 await upstream.aclose()
+                call.upstream()
             delivered = (sum(count.text("".join(t)) for t in texts.values()) if count.exact
                          else sum(len(t) for t in texts.values()))
             done = usage_from(figures, count.text(prompt + plan.suffix), delivered)
