@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(default=30, ge=0, description=(
         "On SIGTERM or Ctrl-C, how long running requests and streams may finish before they are "
         "ended (new requests meanwhile get 503)."))
+    metrics: bool = Field(default=True, description=(
+        "Keep the request metrics of `/metrics` (off only to measure what they cost: "
+        "benchmarks/metrics_cost.py)."))
     metrics_open_to: str = Field(default="", description=(
         "Networks whose scrapers may read `/metrics` without a key (comma-separated, e.g. "
         "`10.0.0.0/8,127.0.0.1/32`); unset: `/metrics` needs an admin key."))

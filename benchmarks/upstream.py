@@ -1,8 +1,10 @@
 """Alizé as a gateway in front of two llama.cpp servers (llama-server, built by
 benchmarks/build_peers.sh, on the built-in SmolLM2 GGUF), in one run:
 
-- overhead: the same load sent straight to upstream A and through Alizé to A alone,
-  interleaved, at concurrency 4 and 16: throughput ratio and added TTFT p50;
+- overhead: the same load sent straight to an upstream with 16 slots (so that no request
+  queues there: with fewer slots than requests, TTFT is bimodal and its median flips between
+  the two modes from one run to the next) and through Alizé to it, interleaved, at
+  concurrency 4 and 16: throughput ratio and added TTFT p50;
 - prefix affinity: four tenants (four workspaces), each with its own ~1,500-token system
   prompt, sending one request after another at once; TTFT p50 with prefix-affinity and with
   round-robin over A and B, interleaved (each replica's slots hold `--parallel` prompts, as
@@ -54,9 +56,15 @@ url = "http://127.0.0.1:{b}/v1"
 model = "smollm2"
 health_path = "/health"
 context_length = 8192
+[backends.wide]
+kind = "upstream"
+url = "http://127.0.0.1:{wide}/v1"
+model = "smollm2"
+health_path = "/health"
+context_length = 8192
 [[models]]
-id = "only-a"
-backend = "a"
+id = "only-wide"
+backend = "wide"
 [[models]]
 id = "affinity"
 backends = ["a", "b"]
@@ -118,11 +126,12 @@ async def affinity(base: str, keys: list[str], model: str, tag: str, rounds: int
 class Upstream:
     """A llama-server process that can be killed (-9) and started again on its port."""
 
-    def __init__(self, peers: Path, model: Path, args: argparse.Namespace, log: Path):
+    def __init__(self, peers: Path, model: Path, args: argparse.Namespace, log: Path, parallel: int | None = None):
         self.port, self.log = free_port(), log
+        slots = parallel or args.parallel
         self.cmd = [str(peers / "bin/llama-server"), "-m", str(model), "--port", str(self.port),
-                    "-t", str(args.threads), "-tb", str(args.threads), "--parallel", str(args.parallel),
-                    "-c", str(4096 * args.parallel), "--no-webui"]
+                    "-t", str(args.threads), "-tb", str(args.threads), "--parallel", str(slots),
+                    "-c", str(4096 * slots), "--no-webui"]
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -209,11 +218,12 @@ def main() -> None:
     data = logs / "data"
     with ExitStack() as stack:
         a, b = Upstream(peers, model, args, logs / "a.log"), Upstream(peers, model, args, logs / "b.log")
-        for upstream in (a, b):
+        wide = Upstream(peers, model, args, logs / "wide.log", parallel=16)
+        for upstream in (a, b, wide):
             upstream.start()
             stack.callback(upstream.stop)
         config = logs / "models.toml"
-        config.write_text(REGISTRY.format(a=a.port, b=b.port))
+        config.write_text(REGISTRY.format(a=a.port, b=b.port, wide=wide.port))
         env = {**os.environ, "ALIZE_CONFIG_FILE": str(config)}
 
         def alize(*words: str) -> str:
@@ -228,9 +238,9 @@ def main() -> None:
         gateway = f"http://127.0.0.1:{port}"
         stack.enter_context(serve([ALIZE, "serve", "--port", str(port), "--data-dir", str(data)],
                                   gateway + "/health", env, logs / "alize.log"))
-        direct = f"http://127.0.0.1:{a.port}"
-        asyncio.run(load(direct, "none", "only-a", 1, 4, "warmup"))
-        asyncio.run(load(gateway, keys[0], "only-a", 1, 4, "warmup"))
+        direct = f"http://127.0.0.1:{wide.port}"
+        asyncio.run(load(direct, "none", "only-wide", 1, 4, "warmup"))
+        asyncio.run(load(gateway, keys[0], "only-wide", 1, 4, "warmup"))
         overhead: dict[int, list[tuple[float, float]]] = {4: [], 16: []}
         prefix: list[tuple[float, float]] = []
         for run in range(args.runs):
@@ -239,7 +249,7 @@ def main() -> None:
                 measured = {}
                 for name, base, k in (order if run % 2 == 0 else order[::-1]):
                     print(f"run {run + 1}: {name} at concurrency {c}", file=sys.stderr, flush=True)
-                    measured[name] = asyncio.run(load(base, k, "only-a", c, args.tokens, f"run-{run}-{c}"))
+                    measured[name] = asyncio.run(load(base, k, "only-wide", c, args.tokens, f"run-{run}-{c}"))
                 overhead[c].append((measured["gateway"][0] / measured["direct"][0],
                                     measured["gateway"][1] - measured["direct"][1]))
             policies = ["affinity", "round-robin"] if run % 2 == 0 else ["round-robin", "affinity"]
@@ -256,7 +266,8 @@ def main() -> None:
 def report(overhead: dict[int, list[tuple[float, float]]], prefix: list[tuple[float, float]], failed: dict,
            args: argparse.Namespace) -> str:
     med = statistics.median
-    lines = [f"Runs: {args.runs}; llama-server x2, {args.threads} thread(s) and {args.parallel} slots each; "
+    lines = [f"Runs: {args.runs}; llama-server x2 (routing, failover), {args.threads} thread(s) and {args.parallel} "
+             f"slots each, and one with 16 slots (overhead); "
              f"{args.tokens} tokens per request; medians of per-run ratios.", "",
              "| measure | result | target |", "|---|---|---|"]
     for c, runs in overhead.items():

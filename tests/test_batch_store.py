@@ -82,6 +82,16 @@ def test_a_leased_job_is_taken_over_only_once_its_lease_lapses(db, key):
     assert batches.claim(db, "c", later, later) is None  # finished: nobody takes it
 
 
+def test_a_stopping_server_gives_its_leases_back_for_another_to_take_at_once(db, key):
+    job = new_job(db, key, 2)
+    now = utcnow()
+    assert batches.claim(db, "a", now, now + timedelta(seconds=LEASE_S)).id == job.id
+    assert batches.claim(db, "b", now, now + timedelta(seconds=LEASE_S)) is None  # held by a
+    assert batches.release_leases(db, "a") == 1  # a drains (SIGTERM)
+    assert batches.claim(db, "b", now, now + timedelta(seconds=LEASE_S)).id == job.id  # not 30 s later
+    assert batches.release_leases(db, "a") == 0  # a holds nothing now
+
+
 def test_a_line_is_written_and_billed_once(db, key, db_url):
     job = new_job(db, key, 2)
     row = Usage("batch-line-0", utcnow(), key.workspace.id, key.id, "mistral-tiny", "chat.completions", 200, 5, 3)
