@@ -9,21 +9,28 @@ from pathlib import Path
 import httpx
 
 from tests.platform_helpers import EOS_BAN
-from tests.server import start_server
+from tests.server import Server, start_server
 from tests.test_faults import Stream
 
 STREAM = {"model": "mistral-tiny", "stream": True, "max_tokens": 150, "logit_bias": EOS_BAN,
           "messages": [{"role": "user", "content": "Tell a story."}]}
+ENDLESS = {**STREAM, "max_tokens": 5000, "min_tokens": 5000}
+
+
+def under_way(server: Server, body: dict) -> Stream:
+    """A stream that has sent its first chunks."""
+    stream = Stream(server, server.key, body)
+    stream.start()
+    deadline = time.monotonic() + 60
+    while len(stream.chunks) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return stream
 
 
 def test_sigterm_lets_a_stream_finish_refuses_new_requests_and_exits_0(tmp_path: Path):
     server = start_server(tmp_path / "data", env={"ALIZE_DRAIN_SECONDS": "60"})
     try:
-        stream = Stream(server, server.key, STREAM)
-        stream.start()
-        deadline = time.monotonic() + 60
-        while len(stream.chunks) < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        stream = under_way(server, STREAM)
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
@@ -49,10 +56,7 @@ def test_sigterm_lets_a_stream_finish_refuses_new_requests_and_exits_0(tmp_path:
 def test_the_drain_time_ends_what_remains_and_a_second_signal_exits_at_once(tmp_path: Path):
     server = start_server(tmp_path / "data", env={"ALIZE_DRAIN_SECONDS": "2"})
     try:
-        stream = Stream(server, server.key, {**STREAM, "max_tokens": 5000, "min_tokens": 5000})
-        stream.start()
-        while len(stream.chunks) < 5:
-            time.sleep(0.05)
+        stream = under_way(server, ENDLESS)
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         code = server.process.wait(timeout=30)
@@ -64,10 +68,7 @@ def test_the_drain_time_ends_what_remains_and_a_second_signal_exits_at_once(tmp_
     assert stream.is_done and stream.chunks[-1]["choices"][0]["finish_reason"] == "error"
     second = start_server(tmp_path / "data2", env={"ALIZE_DRAIN_SECONDS": "60"})
     try:
-        stream = Stream(second, second.key, {**STREAM, "max_tokens": 5000, "min_tokens": 5000})
-        stream.start()
-        while len(stream.chunks) < 5:
-            time.sleep(0.05)
+        under_way(second, ENDLESS)
         signalled = time.monotonic()
         second.process.send_signal(signal.SIGINT)
         time.sleep(0.5)

@@ -55,7 +55,7 @@ def test_the_request_id_is_in_the_log_the_usage_record_and_the_export(server):
     mine = next(r for r in export["data"] if r["request_id"] == "trace-xyz-1")
     assert mine["id"] == answer.json()["id"] and mine["key"] == "tests" and mine["model"] == "mistral-tiny"
     assert mine["completion_tokens"] == answer.json()["usage"]["completion_tokens"] and mine["status"] == 200
-    assert mine["cost_eur"] > 0 and mine["latency_ms"] >= 0
+    assert mine["cost_eur"] > 0 and mine["latency_ms"] >= 0 and mine["backend"] == "smollm2-135m-instruct"
     assert len(one["data"]) == 1 and one["has_more"] is True
     table = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert any(r["request_id"] == "trace-xyz-2" and r["key"] == "tests" for r in table)

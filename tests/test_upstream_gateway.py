@@ -185,7 +185,7 @@ def test_answers_and_streams_in_mistrals_shapes_billed_from_the_upstream(gateway
         upstream = _upstream_row(server, f"gw-{i}")
         assert (upstream.prompt_tokens, upstream.completion_tokens) == (res.usage.prompt_tokens, 3)
     mine = usage_rows(sqlite_url(gateway), request_id="gw-0")[0]
-    assert mine.model == "mistral-small-latest" and mine.completion_tokens == 3
+    assert mine.model == "mistral-small-latest" and mine.completion_tokens == 3 and mine.backend == "live"
     assert mine.cost_nano == mine.prompt_tokens * 100 + 3 * 300  # the gateway's own prices
     chunks = list(client.chat.stream(model="mistral-small-latest", max_tokens=5,
                                      messages=[{"role": "user", "content": "Count"}]))

@@ -44,7 +44,7 @@ class _DrainingServer(uvicorn.Server):
             self.should_exit = True
 
     def _busy(self) -> bool:
-        """Whether requests are open, beyond /health and /ready probes answered meanwhile."""
+        """Whether any request is still open (a probe answered meanwhile counts for its moment)."""
         return any(not task.done() for task in self.server_state.tasks)
 
 

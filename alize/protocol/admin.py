@@ -105,6 +105,7 @@ class RequestRow(BaseModel):
     cached_tokens: int
     cost_eur: float
     latency_ms: int
+    backend: str | None  # the local engine or upstream replica that answered
 
 
 class RequestReportOut(BaseModel):

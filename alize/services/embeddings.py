@@ -56,7 +56,8 @@ class EmbeddingService:
         def body(replica: str) -> dict[str, Any]:
             backend = next(b for b in entry.backends if b.name == replica)
             out: dict[str, Any] = {"model": backend.model, "input": texts, "encoding_format": request.encoding_format}
-            return out | ({"dimensions": dimension} if dimension is not None else {})
+            name = "output_dimension" if backend.wire == "mistral" else "dimensions"
+            return out | ({name: dimension} if dimension is not None else {})
 
         assert call.key is not None  # the same texts from the same workspace meet the same replica's cache
         key = affinity_key(call.key.workspace.id, texts[0])

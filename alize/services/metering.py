@@ -202,7 +202,8 @@ class Call:
             model=entry.id if entry else None, endpoint=self.endpoint, status=status,
             prompt_tokens=prompt, completion_tokens=completion, cached_tokens=self.cached_tokens if billed else 0,
             cost_nano=cost_nano(entry, prompt, completion, self.price_factor) if entry else 0,
-            latency_ms=int((time.monotonic() - self._started) * 1000), request_id=self.request_id)
+            latency_ms=int((time.monotonic() - self._started) * 1000), request_id=self.request_id,
+            backend=self.upstream_replica or (entry.backend.name if entry and not entry.is_upstream else None))
 
 
 class Meter:

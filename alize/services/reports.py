@@ -53,7 +53,7 @@ def parse_day(value: str | date | None, default: date, param: str) -> date:
 
 
 REQUEST_COLUMNS = ("id", "request_id", "created_at", "key", "workspace", "model", "endpoint", "status",
-                   "prompt_tokens", "completion_tokens", "cached_tokens", "cost_eur", "latency_ms")
+                   "prompt_tokens", "completion_tokens", "cached_tokens", "cost_eur", "latency_ms", "backend")
 MAX_REQUEST_ROWS = 100_000
 
 
@@ -115,7 +115,8 @@ class ReportService:
                  "key": keys.get(r.key_id, r.key_id), "workspace": workspaces.get(r.workspace_id, r.workspace_id),
                  "model": r.model, "endpoint": r.endpoint, "status": r.status, "prompt_tokens": r.prompt_tokens,
                  "completion_tokens": r.completion_tokens, "cached_tokens": r.cached_tokens,
-                 "cost_eur": round(r.cost_nano / 1e9, 9), "latency_ms": r.latency_ms} for r in records]
+                 "cost_eur": round(r.cost_nano / 1e9, 9), "latency_ms": r.latency_ms, "backend": r.backend}
+                for r in records]
         return RequestReport(first, last, rows, more)
 
     def _names(self, group_by: str) -> dict[str, str]:

@@ -45,7 +45,8 @@ def reclaim(db: Database, now: datetime, status: int) -> list[Usage]:
         usage = Usage(id=row.id, created_at=row.created_at, workspace_id=row.workspace_id, key_id=row.key_id,
                       model=row.model, endpoint=row.endpoint, status=status, prompt_tokens=row.prompt_tokens,
                       completion_tokens=row.completion_tokens, cached_tokens=row.cached_tokens,
-                      cost_nano=row.cost_nano, latency_ms=row.latency_ms, request_id=row.request_id)
+                      cost_nano=row.cost_nano, latency_ms=row.latency_ms, request_id=row.request_id,
+                      backend=row.backend)
         with db.engine.begin() as connection:
             taken = connection.execute(delete(InflightRequest).where(
                 InflightRequest.id == row.id, InflightRequest.lease_until < now)).rowcount

@@ -75,6 +75,7 @@ class UsageRecord(Base):
     cost_nano: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # x-request-id
+    backend: Mapped[str | None] = mapped_column(String(200), nullable=True)  # who answered: engine or replica
 
 
 class Sums:
@@ -157,6 +158,7 @@ class InflightRequest(Base):
     cost_nano: Mapped[int] = mapped_column(BigInteger)
     latency_ms: Mapped[int] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    backend: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class StoredFile(Base):

@@ -32,6 +32,7 @@ class Usage:
     cost_nano: int = 0
     latency_ms: int = 0
     request_id: str | None = None  # x-request-id
+    backend: str | None = None  # the local engine or upstream replica that answered
 
 
 def insert_once(db: Database, table: type, values: dict[str, Any], keys: list[str]) -> Insert:
@@ -110,7 +111,7 @@ def requests(db: Database, start: date, end: date, workspace_id: str | None = No
         rows = list(session.scalars(query))
     out = [Usage(r.id, aware(r.created_at), r.workspace_id,
                  r.key_id, r.model, r.endpoint, r.status, r.prompt_tokens, r.completion_tokens, r.cached_tokens,
-                 r.cost_nano, r.latency_ms, r.request_id) for r in rows[:limit]]
+                 r.cost_nano, r.latency_ms, r.request_id, r.backend) for r in rows[:limit]]
     return out, len(rows) > limit
 
 
