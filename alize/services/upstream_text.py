@@ -164,7 +164,6 @@ class UpstreamText:
         that breaks off ends its open choices with "error" and bills what was delivered."""
         pool, call = self.hub.pool(plan.entry), plan.call
         count = self.hub.counter(plan.entry)
-        call.delivering = True
         prompt_tokens = completion_tokens = 0
         for p, prompt in enumerate(plan.prompts):
             key = self._key(plan, prompt)
@@ -172,6 +171,7 @@ class UpstreamText:
                                          lambda replica, prompt=prompt: plan.body(replica, prompt, True),
                                          call.trace_headers())
             call.upstream(upstream.replica)
+            call.delivering = True  # an answer has begun: what it delivers is billed, even if cut
             figures: dict[str, Any] | None = None
             texts: dict[int, list[str]] = {}  # by choice: its deltas (about a token each)
             open_ = set(range(p * plan.n, (p + 1) * plan.n))
