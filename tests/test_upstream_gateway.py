@@ -225,15 +225,15 @@ def test_tool_calls_and_json_schema_through_the_upstream(gateway: Server):
     tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                                "parameters": {"type": "object", "properties": {
                                                    "city": {"type": "string"}}, "required": ["city"]}}}]
-    res = client.chat.complete(model="mistral-small-latest", tools=tools, tool_choice="any", max_tokens=60,
+    res = client.chat.complete(model="mistral-small-latest", tools=tools, tool_choice="any", max_tokens=200,
                                messages=[{"role": "user", "content": "Weather in Paris?"}])
     call = res.choices[0].message.tool_calls[0]
     assert res.choices[0].finish_reason == "tool_calls" and len(call.id) == 9 and call.id.isalnum()
     assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
     streamed = list(client.chat.stream(model="mistral-small-latest", tools=tools, tool_choice="any",
-                                       max_tokens=60, messages=[{"role": "user", "content": "Weather in Nice?"}]))
+                                       max_tokens=200, messages=[{"role": "user", "content": "Weather in Nice?"}]))
     with_calls = [c for c in streamed if c.data.choices and c.data.choices[0].delta.tool_calls]
-    assert len(with_calls) == 1  # whole, in one delta, as Mistral's SDKs read them
+    assert len(with_calls) == 1, (streamed[-1].data.choices, streamed[-1].data.usage)  # whole, in one delta, as Mistral's SDKs read them
     schema = {"type": "object", "properties": {"answer": {"type": "integer", "minimum": 0, "maximum": 9}},
               "required": ["answer"], "additionalProperties": False}
     res = client.chat.complete(model="mistral-small-latest", max_tokens=40,
