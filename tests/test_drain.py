@@ -30,10 +30,11 @@ def under_way(server: Server, body: dict) -> Stream:
 def test_sigterm_lets_a_stream_finish_refuses_new_requests_and_exits_0(tmp_path: Path):
     server = start_server(tmp_path / "data", env={"ALIZE_DRAIN_SECONDS": "60"})
     try:
+        longer = under_way(server, {**STREAM, "max_tokens": 600})  # keeps the drain open a few seconds
         stream = under_way(server, STREAM)
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        time.sleep(0.3)
         refused = httpx.post(server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {server.key}"},
                              json={"model": "mistral-tiny", "max_tokens": 2,
                                    "messages": [{"role": "user", "content": "Hi"}]})
@@ -41,6 +42,7 @@ def test_sigterm_lets_a_stream_finish_refuses_new_requests_and_exits_0(tmp_path:
         code = server.process.wait(timeout=60)
         took = time.monotonic() - signalled
         stream.join(timeout=10)
+        longer.join(timeout=10)
     finally:
         server.stop()
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
@@ -49,6 +51,7 @@ def test_sigterm_lets_a_stream_finish_refuses_new_requests_and_exits_0(tmp_path:
     assert stream.is_done and not stream.broke
     assert stream.chunks[-1]["choices"][0]["finish_reason"] == "length"  # whole: all 150 tokens
     assert stream.chunks[-1]["usage"]["completion_tokens"] == 150
+    assert longer.is_done and longer.chunks[-1]["usage"]["completion_tokens"] == 600
     assert code == 0 and took < 60
     assert "Traceback" not in server.log()
 

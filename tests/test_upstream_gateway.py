@@ -233,7 +233,8 @@ def test_tool_calls_and_json_schema_through_the_upstream(gateway: Server):
     streamed = list(client.chat.stream(model="mistral-small-latest", tools=tools, tool_choice="any",
                                        max_tokens=200, messages=[{"role": "user", "content": "Weather in Nice?"}]))
     with_calls = [c for c in streamed if c.data.choices and c.data.choices[0].delta.tool_calls]
-    assert len(with_calls) == 1, (streamed[-1].data.choices, streamed[-1].data.usage)  # whole, in one delta, as Mistral's SDKs read them
+    # whole, in one delta, as Mistral's SDKs read them
+    assert len(with_calls) == 1, (streamed[-1].data.choices, streamed[-1].data.usage)
     schema = {"type": "object", "properties": {"answer": {"type": "integer", "minimum": 0, "maximum": 9}},
               "required": ["answer"], "additionalProperties": False}
     res = client.chat.complete(model="mistral-small-latest", max_tokens=40,
