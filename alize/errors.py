@@ -110,6 +110,16 @@ class Overloaded(AlizeError):
     type = "overloaded"
 
 
+class ShuttingDown(Overloaded):
+    """The server is draining (SIGTERM): the client should send the request again elsewhere."""
+
+    headers = {"Retry-After": "1"}
+
+    def __init__(self) -> None:
+        super().__init__("This server is shutting down; send the request again (another replica, or this "
+                         "one once restarted)")
+
+
 class QueueFull(TooManyRequests):
     """The model's admission queue is full."""
 

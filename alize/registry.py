@@ -211,6 +211,10 @@ class ModelEntry(BaseModel):
     def is_upstream(self) -> bool:
         return self.backend.is_upstream
 
+    def replica(self, name: str) -> Backend:
+        """One of the model's backends by name (the upstream replica a request went to)."""
+        return next(b for b in self.backends if b.name == name)
+
 
 class Registry:
     def __init__(self, config: RegistryFile, base_dir: Path, source: str = "built-in",

@@ -2,10 +2,10 @@
 Retry-After, so that a load balancer or a client's retry goes to another replica; probes
 and metrics still answer."""
 
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from alize.errors import Overloaded
+from alize.api.errors import alize_error_response
+from alize.errors import ShuttingDown
 
 STILL_ANSWERED = ("/health", "/ready", "/metrics")
 
@@ -18,9 +18,6 @@ class RefuseWhileDraining:
         app = scope.get("app") if scope["type"] == "http" else None
         platform = getattr(app.state, "platform", None) if app is not None else None
         if platform is not None and platform.draining and scope["path"] not in STILL_ANSWERED:
-            error = Overloaded("This server is shutting down; send the request again (another replica, or this "
-                               "one once restarted)")
-            response = JSONResponse(error.body(), status_code=error.status_code, headers={"Retry-After": "1"})
-            await response(scope, receive, send)
+            await alize_error_response(ShuttingDown())(scope, receive, send)
             return
         await self.app(scope, receive, send)

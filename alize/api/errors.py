@@ -47,11 +47,17 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def alize_error_response(exc: AlizeError) -> JSONResponse:
+    """An AlizeError as its status, Mistral's body and its headers (also for middleware,
+    which exception handlers do not reach)."""
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
 async def _alize_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AlizeError)
     if exc.status_code >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+    return alize_error_response(exc)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

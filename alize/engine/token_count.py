@@ -21,6 +21,11 @@ def estimate(text: str) -> int:
     return len(text.encode("utf-8")) // 3 + 1
 
 
+def estimate_chat(messages: list[dict[str, Any]]) -> int:
+    """A conversation's prompt, estimated from its JSON (role markup included, roughly)."""
+    return len(json.dumps(messages, ensure_ascii=False)) // 3 + 16
+
+
 class TokenCounter:
     """Counts like the model (exact) when it has the model's tokenizer, or estimates."""
 
@@ -49,11 +54,11 @@ class TokenCounter:
     def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
         """The prompt a chat request makes, as the model's template writes it."""
         if self.tokenizer is None or self.template is None:
-            return len(json.dumps(messages, ensure_ascii=False)) // 3 + 16
+            return estimate_chat(messages)
         try:
             prompt = self.template.render(messages, add_generation_prompt=True, tools=tools)
         except AlizeError:  # a template that refuses the conversation: the upstream's own may not
-            return len(json.dumps(messages, ensure_ascii=False)) // 3 + 16
+            return estimate_chat(messages)
         bos = self.template.bos_token
         return len(self.tokenizer.tokenize(prompt, add_special=not (bos and prompt.startswith(bos)),
                                            parse_special=True))

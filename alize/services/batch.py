@@ -61,10 +61,8 @@ class BatchService:
 
     def _check_model(self, key: KeyInfo, model: str, endpoint: str) -> None:
         capability = "completion_fim" if endpoint == "/v1/fim/completions" else "completion_chat"
-        if self.hub.registry.get(model).is_upstream:
-            entry = self.hub.registry.get(model)  # what an upstream model does, its engine knows
-            if endpoint != "/v1/embeddings" and capability not in entry.capabilities:
-                raise InvalidRequest(f"Model {model} does not support {capability}", param="model")
+        if self.hub.registry.get(model).is_upstream:  # what an upstream model does, its engine knows
+            entry = self.hub.registry.get(model) if endpoint == "/v1/embeddings" else self.hub.capable(model, capability)
         elif endpoint == "/v1/embeddings":
             entry, _ = self.hub.embedder(model)
         else:

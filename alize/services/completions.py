@@ -14,6 +14,16 @@ from alize.services.sampling import SamplingFields, build_params, pick_seed
 MAX_PROMPTS = 16
 
 
+def prompts_of(request: CompletionRequest) -> list[str]:
+    """The request's prompts (one, or a list of at most MAX_PROMPTS)."""
+    prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+    if not prompts:
+        raise InvalidRequest("prompt must not be an empty list", param="prompt")
+    if len(prompts) > MAX_PROMPTS:
+        raise InvalidRequest(f"At most {MAX_PROMPTS} prompts per request", param="prompt")
+    return prompts
+
+
 
 
 class CompletionService:
@@ -21,11 +31,7 @@ class CompletionService:
         self.hub = hub
 
     def prepare(self, request: CompletionRequest, call: Call) -> list[Prepared]:
-        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-        if not prompts:
-            raise InvalidRequest("prompt must not be an empty list", param="prompt")
-        if len(prompts) > MAX_PROMPTS:
-            raise InvalidRequest(f"At most {MAX_PROMPTS} prompts per request", param="prompt")
+        prompts = prompts_of(request)
         entry, model = self.hub.chat_model(request.model)
         fields = SamplingFields(
             temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_tokens,

@@ -54,7 +54,7 @@ class EmbeddingService:
         dimension = request.output_dimension or request.dimensions
 
         def body(replica: str) -> dict[str, Any]:
-            backend = next(b for b in entry.backends if b.name == replica)
+            backend = entry.replica(replica)
             out: dict[str, Any] = {"model": backend.model, "input": texts, "encoding_format": request.encoding_format}
             name = "output_dimension" if backend.wire == "mistral" else "dimensions"
             return out | ({name: dimension} if dimension is not None else {})

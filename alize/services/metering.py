@@ -33,6 +33,11 @@ from alize.store.db import Database
 log = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499  # the answer was cut before its end: the client went away, or its server died
+
+
+def is_billed(status: int) -> bool:
+    """A success, or an answer cut short, is billed; a failed request costs nothing."""
+    return status < 400 or status == CLIENT_CLOSED
 LEASE_S = 30  # a stream's progress not renewed for this long belongs to a dead server
 PROGRESS_S = 1  # how often streams' progress is written (a crash loses at most this much)
 RECLAIM_EVERY = 5  # progress writes between two looks for dead servers
@@ -194,7 +199,7 @@ class Call:
     def usage(self, status: int) -> usage_store.Usage:
         assert self.key is not None
         entry = self.entry
-        billed = status < 400 or status == CLIENT_CLOSED  # a failed request costs nothing
+        billed = is_billed(status)
         prompt = self.prompt_tokens if billed else 0
         completion = self.completion_tokens if billed else 0
         return usage_store.Usage(
@@ -254,9 +259,9 @@ class Meter:
                 used = (row.prompt_tokens + row.completion_tokens, row.cost_nano) if written else (0, 0)
                 await self.limiter.settle(call._reservation, *used)
         if written and self.telemetry is not None and call.key is not None:
-            self.telemetry.request(call.model_label if call.entry else None, row.endpoint, status,
-                                   row.latency_ms / 1000, row.prompt_tokens, row.completion_tokens,
-                                   row.cost_nano / 1e9, call.key.workspace.name)
+            self.telemetry.request(call.model_label, row.endpoint, status, row.latency_ms / 1000, is_billed(status),
+                                   row.prompt_tokens, row.completion_tokens, row.cost_nano / 1e9,
+                                   call.key.workspace.name)
         if call.span is not None and self.tracing is not None:
             self.tracing.finish(call.span, call.marks, {
                 "gen_ai.request.model": call.entry.id if call.entry else None,

@@ -130,13 +130,19 @@ class ModelHub:
             raise Unsupported(f"Model {model_id} is served by an upstream engine", param="model")
         return entry
 
+    def capable(self, model_id: str, capability: str) -> ModelEntry:
+        """The model's entry, if it has the capability ("completion_fim"...); a 400 if not."""
+        entry = self.registry.get(model_id)
+        if capability not in entry.capabilities:
+            raise InvalidRequest(f"Model {model_id} does not support {capability}", param="model")
+        return entry
+
     def chat_model(self, model_id: str, capability: str = "completion_chat") -> tuple[ModelEntry, ChatModel]:
         entry = self._local(model_id)
         if entry.backend.kind != "chat":
             raise InvalidRequest(f"Model {model_id} is an embedding model; it cannot generate text",
                                  param="model")
-        if capability not in entry.capabilities:
-            raise InvalidRequest(f"Model {model_id} does not support {capability}", param="model")
+        self.capable(model_id, capability)
         return entry, self._chat[entry.backend.name]
 
     def embedder(self, model_id: str) -> tuple[ModelEntry, Embedder]:

@@ -53,13 +53,13 @@ class Telemetry:
         self.batch_lines = Counter("alize_batch_lines", "Batch lines done, by outcome", ["status"], registry=r)
         self.cost = Counter("alize_cost_eur", "Spend, in euros", ["workspace"], registry=r)
 
-    def request(self, model: str | None, endpoint: str, status: int, seconds: float, prompt: int, completion: int,
-                cost_eur: float, workspace: str) -> None:
-        """A request recorded (its usage row written), however it ended."""
-        name = model or "none"
+    def request(self, name: str, endpoint: str, status: int, seconds: float, billed: bool, prompt: int,
+                completion: int, cost_eur: float, workspace: str) -> None:
+        """A request recorded (its usage row written), however it ended; `name` is the model's
+        label ("none" when it was refused before its model was known)."""
         self.requests.labels(name, endpoint, str(status)).inc()
         self.e2e.labels(name, endpoint).observe(seconds)
-        if status < 400 or status == 499:
+        if billed:
             self.prompt.labels(name).observe(prompt)
             self.generation.labels(name).observe(completion)
             self.prompt_total.labels(name).inc(prompt)

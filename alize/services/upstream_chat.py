@@ -29,6 +29,7 @@ from alize.registry import ModelEntry
 from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.prompts import SAFE_PROMPT
+from alize.services.sampling import pick_seed
 from alize.services.structured import plan_response, text_is_valid
 from alize.services.tools import ID_ALPHABET, ToolPlan, plan_tools
 from alize.upstream.router import affinity_key
@@ -67,7 +68,7 @@ class Plan:
     def body(self, replica: str, stream: bool) -> dict[str, Any]:
         """The OpenAI-wire request for one replica (each may know the model by its own name)."""
         r = self.request
-        backend = next(b for b in self.entry.backends if b.name == replica)
+        backend = self.entry.replica(replica)
         mistral = backend.wire == "mistral"
         messages = [_message(m, keep_prefix=mistral) for m in r.messages]
         if r.safe_prompt and not mistral:
@@ -77,7 +78,7 @@ class Plan:
             value = getattr(r, name)
             if value is not None:
                 body[name] = value
-        seed = r.random_seed if r.random_seed is not None else r.seed
+        seed = pick_seed(r.random_seed, r.seed)
         if seed is not None:
             body["random_seed" if mistral else "seed"] = seed
         if mistral and r.safe_prompt:

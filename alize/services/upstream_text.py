@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from alize.errors import InvalidRequest, UpstreamBroken
+from alize.errors import UpstreamBroken
 from alize.protocol.chat import (
     ChatChoice,
     ChatCompletionChunk,
@@ -25,9 +25,10 @@ from alize.protocol.common import UsageInfo
 from alize.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
 from alize.protocol.fim import FIMCompletionRequest
 from alize.registry import ModelEntry
-from alize.services.completions import MAX_PROMPTS
+from alize.services.completions import prompts_of
 from alize.services.metering import Call
 from alize.services.models import ModelHub
+from alize.services.sampling import pick_seed
 from alize.services.upstream_chat import FINISH, usage_from
 from alize.upstream.router import affinity_key
 
@@ -45,13 +46,10 @@ class TextPlan:
     created: int = field(default_factory=lambda: int(time.time()))
 
     def path(self, replica: str) -> str:
-        return "/fim/completions" if self.fim and self._backend(replica).wire == "mistral" else "/completions"
-
-    def _backend(self, replica: str) -> Any:
-        return next(b for b in self.entry.backends if b.name == replica)
+        return "/fim/completions" if self.fim and self.entry.replica(replica).wire == "mistral" else "/completions"
 
     def body(self, replica: str, prompt: str, stream: bool) -> dict[str, Any]:
-        backend = self._backend(replica)
+        backend = self.entry.replica(replica)
         body: dict[str, Any] = {"model": backend.model, "prompt": prompt, "max_tokens": self.max_tokens}
         body |= self.sampling | ({"n": self.n} if self.n > 1 else {})
         if self.suffix:
@@ -95,33 +93,23 @@ class UpstreamText:
         return self.hub.registry.get(model_id).is_upstream
 
     async def plan_fim(self, request: FIMCompletionRequest, call: Call) -> TextPlan:
-        entry = self._entry(request.model, "completion_fim")
-        seed = request.random_seed if request.random_seed is not None else request.seed
+        entry = self.hub.capable(request.model, "completion_fim")
+        seed = pick_seed(request.random_seed, request.seed)
         sampling = _sampling(request.temperature, request.top_p, request.stop, seed, min_tokens=request.min_tokens)
         max_tokens = request.max_tokens or entry.backend.default_max_tokens or entry.backend.context_length
         plan = TextPlan(entry, call, [request.prompt], request.suffix or "", sampling, max_tokens, 1, fim=True)
         return await self._admit(plan)
 
     async def plan_completion(self, request: CompletionRequest, call: Call) -> TextPlan:
-        entry = self._entry(request.model, "completion_chat")
-        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-        if not prompts:
-            raise InvalidRequest("prompt must not be an empty list", param="prompt")
-        if len(prompts) > MAX_PROMPTS:
-            raise InvalidRequest(f"At most {MAX_PROMPTS} prompts per request", param="prompt")
-        seed = request.random_seed if request.random_seed is not None else request.seed
+        entry = self.hub.capable(request.model, "completion_chat")
+        prompts = prompts_of(request)
+        seed = pick_seed(request.random_seed, request.seed)
         sampling = _sampling(request.temperature, request.top_p, request.stop, seed,
                              presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
                              logit_bias=request.logit_bias)
         max_tokens = request.max_tokens or entry.backend.default_max_tokens or entry.backend.context_length
         plan = TextPlan(entry, call, prompts, request.suffix or "", sampling, max_tokens, request.n or 1, fim=False)
         return await self._admit(plan)
-
-    def _entry(self, model_id: str, capability: str) -> ModelEntry:
-        entry = self.hub.registry.get(model_id)
-        if capability not in entry.capabilities:
-            raise InvalidRequest(f"Model {model_id} does not support {capability}", param="model")
-        return entry
 
     async def _admit(self, plan: TextPlan) -> TextPlan:
         count = self.hub.counter(plan.entry)
