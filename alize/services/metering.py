@@ -83,6 +83,7 @@ class Call:
     _created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _progress: dict[str, int] = field(default_factory=dict)
     _last_piece: dict[str, float] = field(default_factory=dict)  # by part: when its last piece came
+    _gaps: Any = None  # the inter-token histogram of its model
     span: Any = None  # its trace span, when tracing (services/tracing.py)
     marks: dict[str, float] = field(default_factory=dict)  # when it passed each stage (monotonic), for its trace
     upstream_replica: str | None = None
@@ -126,14 +127,15 @@ class Call:
     def _timed(self, part: str) -> None:
         """Time to first token (the request's first), and the gaps between a part's pieces."""
         telemetry = self.meter.telemetry if self.meter is not None else None
-        now, model = time.monotonic(), self.model_label
+        now = time.monotonic()
         last = self._last_piece.get(part)
         if not self._last_piece:
             self.marks["first_piece"] = now
             if telemetry is not None:
-                telemetry.ttft.labels(model).observe(now - self._started)
-        elif last is not None and telemetry is not None:
-            telemetry.itl.labels(model).observe(now - last)
+                telemetry.ttft.labels(self.model_label).observe(now - self._started)
+                self._gaps = telemetry.itl.labels(self.model_label)  # looked up once, not per token
+        elif last is not None and self._gaps is not None:
+            self._gaps.observe(now - last)
         self._last_piece[part] = self.marks["last_piece"] = now
 
     def queued(self, seconds: float) -> None:
