@@ -26,6 +26,7 @@ from alize.upstream.router import Router
 
 T = TypeVar("T")
 Path = str | Callable[[str], str]  # an endpoint's path, or the path for a replica
+DRAIN_S = 1.0  # how long a stream's end after [DONE] is waited for
 
 
 def _path(path: Path, replica: str) -> str:
@@ -69,6 +70,18 @@ def _check(response: httpx.Response, text: str) -> None:
     if response.status_code >= 400:
         message, param = _message(text)
         raise UpstreamRefused(response.status_code, message, param)
+
+
+async def _drain(sse: AsyncIterator[Any]) -> None:
+    """Reads a finished stream to its end, so that its connection goes back to the pool
+    (httpx closes a connection whose response was not read through: a new TCP connection
+    per streamed request cost about 2 ms of TTFT)."""
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in sse:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass  # an upstream that lingers after [DONE] only loses its connection
 
 
 @dataclass
@@ -155,6 +168,7 @@ class UpstreamClient:
     async def _events(self, sse: AsyncIterator[Any]) -> AsyncIterator[dict[str, Any]]:
         async for event in sse:
             if event.data.strip() == "[DONE]":
+                await _drain(sse)
                 return
             if event.data:
                 yield json.loads(event.data)
