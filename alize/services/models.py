@@ -95,7 +95,9 @@ class ModelHub:
             self._chat[backend.name] = ChatModel.load(backend.name, path, config, self.registry.chat_template(backend),
                                                  backend.prompt_format)
         else:
-            self._embedders[backend.name] = Embedder(backend.name, path, self._threads)
+            # a sentence-transformers folder is converted to GGUF once, kept with the data
+            self._embedders[backend.name] = Embedder(backend.name, path, self._threads,
+                                                     self.settings.data_dir / "models")
         log.info("loaded %s from %s in %.1f s", backend.name, path, time.monotonic() - started)
 
     def stop_generating(self) -> None:
