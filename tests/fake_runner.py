@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from alize.engine.params import BatchItem, SamplingParams
+from alize.errors import EngineFailure
 
 EOG = 0
 BOS = 1
@@ -27,8 +28,11 @@ def default_reply(prompt: list[int]) -> list[int]:
 
 
 class FakeRunner:
-    def __init__(self, reply: Callable[[list[int]], list[int]] = default_reply, slots: int = 8):
+    def __init__(self, reply: Callable[[list[int]], list[int]] = default_reply, slots: int = 8,
+                 kv_pool_cells: int | None = None):
         self.reply = reply
+        self.kv_pool_cells = kv_pool_cells  # like llama.cpp's unified KV: a decode past it fails
+        self.most_cells = 0  # the most cells the slots ever held together
         self.kv: dict[int, list[int]] = {slot: [] for slot in range(slots)}
         self.prompts: dict[int, int] = {}  # slot -> prompt length of the sequence it runs
         self.steps = 0
@@ -83,6 +87,9 @@ class FakeRunner:
             kv = self.kv[item.seq_id]
             assert len(kv) == item.start_pos, "tokens must be fed at the end of the slot's KV"
             kv.extend(item.tokens)
+            self.most_cells = max(self.most_cells, sum(map(len, self.kv.values())))
+            if self.kv_pool_cells is not None and self.most_cells > self.kv_pool_cells:
+                raise EngineFailure(f"llama_decode failed with code 1 (no KV cells: {self.most_cells})")
             if not item.wants_logits:
                 continue
             prompt_len = self.prompts.setdefault(item.seq_id, len(kv))

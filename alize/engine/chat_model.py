@@ -24,7 +24,9 @@ class ChatModel:
         self.name = name
         self.config = config
         self.runner = runner
-        self.context_length = config.context_per_sequence
+        # the longest a sequence may be: the model's context, or the KV pool if smaller
+        self.context_length = min(config.context_per_sequence, runner.kv_pool_cells or config.context_per_sequence)
+        self.is_kv_limited = self.context_length < config.context_per_sequence
         bos = self.runner.special_token("bos")
         eos = self.runner.special_token("eos")
         self.bos_text = self._text(bos)
@@ -36,7 +38,8 @@ class ChatModel:
             self.runner.close()
             raise ConfigError(f"{name}: mistral-common has no tokenizer matching this model's vocabulary")
         self.fim_tokens = tuple(self.runner.special_token(n) for n in ("fim_pre", "fim_suf", "fim_mid"))
-        scheduler = Scheduler(config.max_sequences, config.batch_tokens, config.queue_timeout_s)
+        scheduler = Scheduler(config.max_sequences, config.batch_tokens, config.queue_timeout_s,
+                              kv_pool=runner.kv_pool_cells)
         self.core = EngineCore(self.runner, scheduler, name)
         self.engine = AsyncEngine(self.core, capacity=config.max_sequences + config.queue_size)
         self.core.start()
@@ -94,7 +97,8 @@ class ChatModel:
 
     def kv_usage(self) -> float:
         """The share of the KV cache in use, 0 to 1."""
-        return self.core.kv_tokens() / (self.config.max_sequences * self.config.context_per_sequence)
+        cells = self.runner.kv_pool_cells or self.config.max_sequences * self.config.context_per_sequence
+        return self.core.kv_tokens() / cells
 
     def close(self) -> None:
         self.core.stop()

@@ -90,8 +90,12 @@ class EngineCore:
     def _handle(self, command: str, arg: object) -> None:
         if command == "add":
             assert isinstance(arg, Sequence)
+            pool = self.scheduler.kv_pool
             if arg.num_prompt_tokens == 0:
                 self._finish(arg, FinishReason.ERROR, error="the prompt has no tokens")
+            elif pool is not None and self.scheduler.need(arg) > pool:  # the services refuse these first
+                self._finish(arg, FinishReason.ERROR, error=f"prompt + max_tokens ({self.scheduler.need(arg)} "
+                             f"tokens) exceed the KV cache ({pool} tokens)")
             else:
                 self.scheduler.add(arg)
         elif command == "abort":
@@ -108,6 +112,9 @@ class EngineCore:
         for seq in self.scheduler.expired(time.monotonic()):
             self._finish(seq, FinishReason.TIMEOUT, error="waited too long for a free sequence")
         seqs, items = self.scheduler.schedule()
+        for slot in self.scheduler.cleared:  # cached prefixes that gave way to new sequences
+            self.runner.trim_sequence(slot, 0)
+        self.scheduler.cleared.clear()
         starting = [seq for seq in seqs if seq.sampler is None]
         # First step of a sequence: drop whatever KV its slot holds past the reused prefix.
         # Those that start from a copy go last: a source may be a slot another starting

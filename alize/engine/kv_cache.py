@@ -43,7 +43,13 @@ class SlotCache:
 
     def allocate(self, scope: str | None, prompt: list[int]) -> tuple[int, int]:
         """Takes a free slot; returns it and how many prompt tokens its KV already holds.
-        At least one prompt token is always left to compute (its logits are needed).
+        At least one prompt token is always left to compute (its logits are needed)."""
+        slot, match = self.choose(scope, prompt)
+        del self._free[slot]
+        return slot, min(match, len(prompt) - 1)
+
+    def choose(self, scope: str | None, prompt: list[int]) -> tuple[int, int]:
+        """The free slot allocate() would take, and the prompt tokens its cache holds.
         Preference: the longest cached prefix in scope, then the slot with the most
         running neighbours, then the slot whose cache is oldest (or empty)."""
         matches = {slot: self._reuse(slot, scope, prompt) for slot in self._free}
@@ -54,8 +60,26 @@ class SlotCache:
             return matches[slot], self._running_neighbours(slot), -age
 
         best_slot = max(self._free, key=rank)
-        del self._free[best_slot]
-        return best_slot, min(matches[best_slot], len(prompt) - 1)
+        return best_slot, matches[best_slot]
+
+    def cached_cells(self, slot: int) -> int:
+        """Cells a free slot's cache holds (0 for a slot in use or empty)."""
+        cached = self._free.get(slot)
+        return 0 if cached is None else len(cached.tokens)
+
+    def held_cells(self) -> int:
+        """Cells the free slots' caches hold together."""
+        return sum(len(c.tokens) for c in self._free.values() if c is not None)
+
+    def evict_oldest(self, keep: int) -> int | None:
+        """Empties the oldest cache of a free slot other than `keep`; returns that slot
+        (whose KV the runner must then drop), or None when no other cache is left."""
+        cached = [(c.released_at, slot) for slot, c in self._free.items() if c is not None and slot != keep]
+        if not cached:
+            return None
+        slot = min(cached)[1]
+        self._free[slot] = None
+        return slot
 
     def _reuse(self, slot: int, scope: str | None, prompt: list[int]) -> int:
         """How many prompt tokens a free slot's cache holds for this scope."""

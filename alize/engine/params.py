@@ -60,12 +60,27 @@ class EngineConfig:
     threads: int = 2
     # One KV buffer shared by all sequences (llama.cpp's default) or one per sequence.
     kv_unified: bool = False
+    # A KV pool of this many bytes shared by the sequences (unified), each admitted when its
+    # prompt + max_tokens fit; 0: every sequence gets context_per_sequence cells of its own.
+    kv_bytes: int = 0
+    kv_bytes_for_context: int = 0  # the pool grows up to this to hold one full context
+    kv_type: str = "f16"  # or "q8_0"
 
     def __post_init__(self) -> None:
         if min(self.context_per_sequence, self.max_sequences, self.batch_tokens, self.threads) < 1:
             raise ValueError("engine sizes must be >= 1")
         if self.queue_size < 0 or self.queue_timeout_s <= 0:
             raise ValueError("queue_size must be >= 0 and queue_timeout_s > 0")
+        if self.kv_bytes < 0 or self.kv_type not in KV_TYPES:
+            raise ValueError(f"kv_bytes must be >= 0 and kv_type one of {', '.join(KV_TYPES)}")
+
+    @property
+    def is_pooled(self) -> bool:
+        return self.kv_bytes > 0
+
+
+# KV cache element types: llama.cpp's ggml type and bytes per value (q8_0: 34 bytes per 32)
+KV_TYPES = {"f16": (1, 2.0), "q8_0": (8, 34 / 32)}
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from typing import cast
 import llama_cpp as lc
 import numpy as np
 
-from alize.engine.params import BatchItem, EngineConfig, SamplingParams
+from alize.engine.params import KV_TYPES, BatchItem, EngineConfig, SamplingParams
 from alize.errors import ConfigError, EngineFailure
 
 _backend_lock = threading.Lock()
@@ -119,12 +119,16 @@ class LlamaRunner:
         self.n_ctx_train = lc.llama_model_n_ctx_train(self._model)
         cparams = lc.llama_context_default_params()
         cparams.n_seq_max = config.max_sequences
-        cparams.n_ctx = config.context_per_sequence * config.max_sequences
+        every = config.context_per_sequence * config.max_sequences
+        self.kv_pool_cells = self._pool_cells(config) if config.is_pooled else None
+        cparams.n_ctx = self.kv_pool_cells or every
         cparams.n_batch = config.batch_tokens
         cparams.n_ubatch = config.batch_tokens
         cparams.n_threads = config.threads
         cparams.n_threads_batch = config.threads
-        cparams.kv_unified = config.kv_unified
+        self._kv_unified = config.kv_unified or config.is_pooled
+        cparams.kv_unified = self._kv_unified
+        cparams.type_k = cparams.type_v = KV_TYPES[config.kv_type][0]
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             raise ConfigError(f"llama.cpp could not create a context for {model_path}")
@@ -139,6 +143,27 @@ class LlamaRunner:
         self._pieces = [self._piece(t, special=False) for t in range(self.n_vocab)]
         self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
         self._valid_grammars: set[str] = set()
+
+    def _pool_cells(self, config: EngineConfig) -> int:
+        """As many cells as the budget holds, or one full context if the budget may grow to
+        it; a multiple of 256 (llama.cpp's padding), at most what every slot could use."""
+        cell = self.kv_cell_bytes()
+        cells = config.kv_bytes // cell
+        if config.kv_bytes_for_context:
+            cells = max(cells, min(config.context_per_sequence, config.kv_bytes_for_context // cell))
+        cells = -(-cells // 256) * 256 if cells >= config.context_per_sequence else cells // 256 * 256
+        return max(256, min(config.context_per_sequence * config.max_sequences, cells))
+
+    def kv_cell_bytes(self) -> int:
+        """The KV cache's bytes per token (every layer's keys and values)."""
+        arch = self.metadata("general.architecture") or ""
+        heads = lc.llama_model_n_head(self._model)
+        width = lc.llama_model_n_embd(self._model) // max(1, heads)
+        key = int(self.metadata(f"{arch}.attention.key_length") or width)
+        value = int(self.metadata(f"{arch}.attention.value_length") or width)
+        per_value = KV_TYPES[self.config.kv_type][1]
+        layers, kv_heads = lc.llama_model_n_layer(self._model), lc.llama_model_n_head_kv(self._model)
+        return max(1, int(layers * kv_heads * (key + value) * per_value))
 
     # -- vocabulary ---------------------------------------------------------
     def metadata(self, key: str) -> str | None:
@@ -334,7 +359,7 @@ class LlamaRunner:
         the cells. Between per-sequence buffers llama_memory_seq_cp would copy the source's
         whole buffer (context_per_sequence cells: ~190 MB for 8,192 cells of SmolLM2,
         20-40 ms on the next decode); the sequence state API moves only the cells the source holds."""
-        if self.config.kv_unified:
+        if self._kv_unified:
             lc.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
             return
         size = lc.llama_state_seq_get_size(self._ctx, src)

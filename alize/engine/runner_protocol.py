@@ -9,6 +9,8 @@ from alize.engine.params import BatchItem, SamplingParams
 
 
 class Runner(Protocol):
+    kv_pool_cells: int | None  # one KV pool of this many cells for all sequences; None: one buffer each
+
     @property
     def n_vocab(self) -> int: ...
     @property

@@ -26,8 +26,13 @@ BACKGROUND_SHARE = 8
 
 class Scheduler:
     def __init__(self, max_sequences: int, token_budget: int, queue_timeout_s: float = float("inf"),
-                 min_copy: int = MIN_COPY, background_share: int = BACKGROUND_SHARE):
+                 min_copy: int = MIN_COPY, background_share: int = BACKGROUND_SHARE, kv_pool: int | None = None):
         self.token_budget = token_budget
+        # One KV pool of this many cells for every sequence (None: a buffer per slot): a
+        # sequence is admitted when what it may use, prompt + max_tokens, fits beside what
+        # the running ones may use; free slots' cached prefixes give way, oldest first.
+        self.kv_pool = kv_pool
+        self.cleared: list[int] = []  # free slots whose cache gave way: the runner drops their KV
         self.min_copy = min_copy
         self.max_sequences = max_sequences
         self.queue_timeout_s = queue_timeout_s
@@ -101,14 +106,39 @@ class Scheduler:
 
     def _admit(self) -> None:
         """Moves waiting sequences into free slots, by priority then arrival; a choice that
-        waits for another's prompt steps aside without holding up those behind it."""
+        waits for another's prompt steps aside without holding up those behind it. With a
+        KV pool, one that does not fit yet waits, and so do those behind it (no overtaking:
+        a long request is not starved by short ones)."""
         for seq in sorted(self.waiting, key=lambda s: s.request.priority):
             if not self.can_allocate():
                 return
             may_start, source = self._prompt_source(seq)
             if may_start:
+                if not self._make_room(seq):
+                    return
                 self.waiting.remove(seq)
                 self.allocate(seq, source)
+
+    @staticmethod
+    def need(seq: Sequence) -> int:
+        """The KV cells a sequence may come to hold: its prompt and max_tokens."""
+        return seq.num_prompt_tokens + seq.request.params.max_tokens
+
+    def _make_room(self, seq: Sequence) -> bool:
+        """Whether the sequence fits the KV pool now, giving up free slots' caches (oldest
+        first) where that makes it fit."""
+        if self.kv_pool is None:
+            return True
+        running = sum(self.need(s) for s in self.running)
+        if running + self.need(seq) > self.kv_pool:
+            return False
+        slot, _ = self.slots.choose(seq.request.cache_scope, seq.request.prompt_tokens)
+        # the slot it takes keeps only the prefix it reuses, which its need already counts
+        while running + self.slots.held_cells() - self.slots.cached_cells(slot) + self.need(seq) > self.kv_pool:
+            evicted = self.slots.evict_oldest(keep=slot)
+            assert evicted is not None  # every other cache can go, and the running ones fit
+            self.cleared.append(evicted)
+        return True
 
     def deallocate(self, seq: Sequence, is_kv_valid: bool = True) -> None:
         if seq.status is SequenceStatus.RUNNING:

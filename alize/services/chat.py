@@ -63,7 +63,7 @@ class ChatService:
             min_tokens=request.min_tokens,
             grammar=grammar,
         )
-        params = build_params(fields, len(tokens), entry.backend, model.n_vocab)
+        params = build_params(fields, len(tokens), entry.backend, model.n_vocab, model.context_length)
         if grammar is not None and not model.check_grammar(grammar):
             # the schema passed every check: a grammar llama.cpp refuses is Alizé's bug, not the client's
             log.error("llama.cpp refused the grammar built for this request:\n%s", grammar)

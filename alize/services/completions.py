@@ -42,7 +42,7 @@ class CompletionService:
         preps, created = [], now()
         for prompt in prompts:
             tokens = fim_prompt_tokens(model, prompt, request.suffix or "")
-            params = build_params(fields, len(tokens), entry.backend, model.n_vocab)
+            params = build_params(fields, len(tokens), entry.backend, model.n_vocab, model.context_length)
             preps.append(Prepared(entry, model, tokens, params, n=request.n or 1, call=call, created=created))
         return preps
 

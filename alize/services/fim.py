@@ -62,7 +62,7 @@ class FIMService:
             stop=request.stop, seed=pick_seed(request.random_seed, request.seed),
             min_tokens=request.min_tokens,
         )
-        params = build_params(fields, len(tokens), entry.backend, model.n_vocab)
+        params = build_params(fields, len(tokens), entry.backend, model.n_vocab, model.context_length)
         return Prepared(entry, model, tokens, params, call=call)
 
     async def complete(self, request: FIMCompletionRequest, call: Call) -> ChatCompletionResponse:

@@ -20,6 +20,24 @@ from alize.upstream.router import Router
 log = logging.getLogger(__name__)
 
 
+DEFAULT_KV_CACHE_MB = 320
+
+
+def kv_cache_bytes(settings: Settings) -> tuple[int, int]:
+    """Each chat model's KV pool in bytes (0: the per-sequence layout), and how far it may
+    grow to hold one full context of the model (0: not at all). The setting as it is; by
+    default 320 MB, grown to one full context within an eighth of the machine's memory."""
+    if settings.kv_layout == "per-sequence":
+        return 0, 0
+    if settings.kv_cache_mb is not None:
+        return settings.kv_cache_mb * 2**20, 0
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        memory = 8 * 2**30
+    return min(DEFAULT_KV_CACHE_MB * 2**20, memory // 8), memory // 8
+
+
 def may_use(entry: ModelEntry, allowed: tuple[str, ...]) -> bool:
     """Whether a key limited to `allowed` model ids (empty: all) may use this model."""
     return not allowed or entry.id in allowed or entry.canonical_id in allowed
@@ -90,7 +108,8 @@ class ModelHub:
             config = EngineConfig(
                 context_per_sequence=backend.context_length, max_sequences=s.parallel,
                 batch_tokens=s.batch_tokens, queue_size=s.queue_size, queue_timeout_s=s.queue_timeout,
-                threads=self._threads,
+                threads=self._threads, kv_type=s.kv_cache_type,
+                kv_bytes=kv_cache_bytes(s)[0], kv_bytes_for_context=kv_cache_bytes(s)[1],
             )
             self._chat[backend.name] = ChatModel.load(backend.name, path, config, self.registry.chat_template(backend),
                                                  backend.prompt_format)

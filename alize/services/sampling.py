@@ -33,9 +33,14 @@ def pick_seed(random_seed: int | None, seed: int | None) -> int | None:
 
 
 def build_params(fields: SamplingFields, num_prompt_tokens: int, backend: Backend,
-                 n_vocab: int) -> SamplingParams:
-    """Sampling parameters for one request; raises ContextOverflow when it cannot fit."""
-    context_length = backend.context_length
+                 n_vocab: int, context_length: int | None = None) -> SamplingParams:
+    """Sampling parameters for one request; raises ContextOverflow when it cannot fit.
+    `context_length`: the longest sequence the engine holds, when its KV cache is smaller
+    than the model's context (a request longer than that could never be admitted)."""
+    kv_limited = context_length is not None and context_length < backend.context_length
+    context_length = context_length if context_length is not None and kv_limited else backend.context_length
+    where = (f"{context_length} tokens of KV cache (ALIZE_KV_CACHE_MB) for model with "
+             f"{backend.context_length}" if kv_limited else f"model with {context_length}")
     room = context_length - num_prompt_tokens
     if fields.max_tokens is None and backend.default_max_tokens is not None and room > 0:
         max_tokens = min(backend.default_max_tokens, room)
@@ -43,15 +48,15 @@ def build_params(fields: SamplingFields, num_prompt_tokens: int, backend: Backen
     elif fields.max_tokens is None:
         if room <= 0:
             raise ContextOverflow(
-                f"Prompt contains {num_prompt_tokens} tokens, too large for model with "
-                f"{context_length} maximum context length", param="messages")
+                f"Prompt contains {num_prompt_tokens} tokens, too large for {where} maximum context length",
+                param="messages")
         max_tokens, is_from_context = room, True
     else:
         if fields.max_tokens > room:
             raise ContextOverflow(
                 f"Prompt contains {num_prompt_tokens} tokens and max_tokens is "
                 f"{fields.max_tokens} ({num_prompt_tokens + fields.max_tokens} in all), too large "
-                f"for model with {context_length} maximum context length", param="max_tokens")
+                f"for {where} maximum context length", param="max_tokens")
         max_tokens, is_from_context = fields.max_tokens, False
     if fields.grammar is not None and fields.min_tokens:
         raise InvalidRequest("min_tokens cannot be combined with a response_format: the answer ends "
