@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--grammar", action="store_true",
                         help="sample under a JSON Schema grammar (structured output) to measure its cost")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--prompt-words", type=int, default=0, help="lengthen each prompt by this many words")
     args = parser.parse_args()
     registry = Registry.load()
     backend = registry.backends["smollm2-135m-instruct"]
@@ -41,12 +42,17 @@ def main() -> None:
             line for line in schema_to_gbnf({"type": "string"}).splitlines() if line.startswith(("char", "space")))
     params = SamplingParams(temperature=0.0, max_tokens=args.tokens, logit_bias=bias, grammar=grammar)
     for run in range(args.runs):
-        prompts = [runner.tokenize(f"Tell me story number {run}-{i} about a cat.", True) for i in range(args.sequences)]
+        filler = " ".join(f"word{j % 97}" for j in range(args.prompt_words))
+        prompts = [runner.tokenize(f"{filler} Tell me story number {run}-{i} about a cat.", True)
+                   for i in range(args.sequences)]
         samplers = [runner.create_sampler(params) for _ in prompts]
         for i in range(args.sequences):
             runner.trim_sequence(i, 0)
         start = time.perf_counter()
-        last = runner.run([BatchItem(i, p, 0, True) for i, p in enumerate(prompts)], samplers)
+        for i, p in enumerate(prompts):  # in chunks of the batch size, as the scheduler does
+            for at in range(0, len(p) - 1, 512):
+                runner.run([BatchItem(i, p[at:min(at + 512, len(p) - 1)], at, False)], [None])
+        last = runner.run([BatchItem(i, p[-1:], len(p) - 1, True) for i, p in enumerate(prompts)], samplers)
         prefill_s = time.perf_counter() - start
         positions = [len(p) for p in prompts]
         start = time.perf_counter()
