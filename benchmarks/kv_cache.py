@@ -14,7 +14,7 @@ from alize.engine.params import BatchItem, EngineConfig, SamplingParams
 from alize.engine.runner import LlamaRunner
 from alize.registry import Registry
 
-VARIANTS = {"f16, per sequence": (0, "f16"), "f16, pool": (320, "f16"), "q8_0, pool": (320, "q8_0")}
+VARIANTS = {"f16, per sequence": "f16", "f16, pool": "f16", "q8_0, pool": "q8_0"}
 
 
 def generate(runner: LlamaRunner, prompts: list[list[int]], tokens: int) -> tuple[float, list[list[int]]]:
@@ -51,11 +51,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--prompt-words", type=int, default=0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--pool-mb", type=int, default=320, help="the pools' size (it must hold every sequence)")
     args = parser.parse_args()
     registry = Registry.load()
     path = registry.resolve_path(registry.backends["smollm2-135m-instruct"])
-    runners = {name: LlamaRunner(path, EngineConfig(8192, args.sequences, 512, threads=2, kv_bytes=mb * 2**20,
-                                                    kv_type=kind)) for name, (mb, kind) in VARIANTS.items()}
+    runners = {name: LlamaRunner(path, EngineConfig(8192, args.sequences, 512, threads=2, kv_type=kind, kv_bytes=(
+        args.pool_mb * 2**20 if "pool" in name else 0))) for name, kind in VARIANTS.items()}
     filler = " ".join(f"word{j % 97}" for j in range(args.prompt_words))
     topics = ["a cat", "the sea", "a robot", "Paris", "a storm", "bread", "a violin", "the moon"]
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
