@@ -66,9 +66,18 @@ url = "http://127.0.0.1:{wide}/v1"
 model = "smollm2"
 health_path = "/health"
 context_length = 8192
+[backends.instant]
+kind = "upstream"
+url = "http://127.0.0.1:{instant}/v1"
+model = "instant"
+health_path = "/health"
+context_length = 8192
 [[models]]
 id = "only-wide"
 backend = "wide"
+[[models]]
+id = "instant"
+backend = "instant"
 [[models]]
 id = "affinity"
 backends = ["a", "b"]
@@ -85,12 +94,13 @@ def body(model: str, messages: list[dict], max_tokens: int) -> dict:
             "stream_options": {"include_usage": True}, **SAMPLER}
 
 
-async def load(base: str, key: str, model: str, concurrency: int, num_tokens: int, tag: str) -> tuple[float, float]:
-    """(throughput in tokens/s, TTFT p50 in s) of max(16, 2 x concurrency) requests."""
+async def load(base: str, key: str, model: str, concurrency: int, num_tokens: int, tag: str,
+               requests: int = 0) -> tuple[float, float]:
+    """(throughput in tokens/s, TTFT p50 in s) of `requests` (default max(16, 2 x concurrency))."""
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600,
                                  limits=limits) as client:
-        todo = list(range(max(16, 2 * concurrency)))
+        todo = list(range(requests or max(16, 2 * concurrency)))
         results: list[tuple[float, float, int]] = []
 
         async def worker() -> None:
@@ -216,8 +226,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=6, help="requests of each tenant, per policy and run")
     parser.add_argument("--failover-seconds", type=float, default=120)
-    parser.add_argument("--parts", nargs="+", default=["overhead", "affinity", "failover"],
-                        choices=["overhead", "affinity", "failover"])
+    parser.add_argument("--parts", nargs="+", default=["cost", "overhead", "affinity", "failover"],
+                        choices=["cost", "overhead", "affinity", "failover"])
+    parser.add_argument("--cost-requests", type=int, default=200, help="requests per level and run (cost)")
     args = parser.parse_args()
     peers = Path(subprocess.run([str(ROOT / "benchmarks/build_peers.sh")], capture_output=True, text=True,
                                 check=True).stdout.strip())
@@ -234,7 +245,12 @@ def main() -> None:
             upstream.start()
             stack.callback(upstream.stop)
         config = logs / "models.toml"
-        config.write_text(REGISTRY.format(a=a.port, b=b.port, wide=wide.port))
+        instant_port = free_port()  # answers at once: what the gateway adds is its own cost
+        instant = subprocess.Popen([sys.executable, str(ROOT / "benchmarks/instant_upstream.py"), str(instant_port),
+                                    str(args.tokens)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack.callback(instant.kill)
+        wait_healthy(f"http://127.0.0.1:{instant_port}/health", instant, 30)
+        config.write_text(REGISTRY.format(a=a.port, b=b.port, wide=wide.port, instant=instant_port))
         env = {**os.environ, "ALIZE_CONFIG_FILE": str(config)}
 
         def alize(*words: str) -> str:
@@ -253,8 +269,17 @@ def main() -> None:
         asyncio.run(load(direct, "none", "only-wide", 1, 4, "warmup"))
         asyncio.run(load(gateway, keys[0], "only-wide", 1, 4, "warmup"))
         overhead: dict[int, list[tuple[float, float]]] = {4: [], 16: []}
+        cost: dict[int, list[float]] = {1: [], 4: [], 16: []}
         prefix: list[tuple[float, float]] = []
         for run in range(args.runs):
+            for c in ((1, 4, 16) if "cost" in args.parts else ()):
+                ttft = {}
+                order = [("direct", f"http://127.0.0.1:{instant_port}", "none"), ("gateway", gateway, keys[0])]
+                for name, base, k in (order if run % 2 == 0 else order[::-1]):
+                    print(f"run {run + 1}: instant upstream, {name} at concurrency {c}", file=sys.stderr, flush=True)
+                    ttft[name] = asyncio.run(load(base, k, "instant", c, args.tokens, f"cost-{run}",
+                                                  args.cost_requests))[1]
+                cost[c].append(ttft["gateway"] - ttft["direct"])
             for c in ((4, 16) if "overhead" in args.parts else ()):
                 order = [("direct", direct, "none"), ("gateway", gateway, keys[0])]
                 measured = {}
@@ -279,16 +304,20 @@ def main() -> None:
         if "failover" in args.parts:
             print("failover: kill -9 of replica a under load", file=sys.stderr, flush=True)
             failed = asyncio.run(failover(gateway, keys[0], admin, a, args.failover_seconds))
-    print(report(overhead, prefix, failed, args))
+    print(report(overhead, prefix, failed, args, cost))
 
 
 def report(overhead: dict[int, list[tuple[float, float]]], prefix: list[tuple[float, float]], failed: dict | None,
-           args: argparse.Namespace) -> str:
+           args: argparse.Namespace, cost: dict[int, list[float]]) -> str:
     med = statistics.median
     lines = [f"Runs: {args.runs}; llama-server x2 (routing, failover), {args.threads} thread(s) and {args.parallel} "
              f"slots each, and one with 16 slots (overhead); "
              f"{args.tokens} tokens per request; medians of per-run ratios.", "",
              "| measure | result | target |", "|---|---|---|"]
+    for c, added in cost.items():
+        if added:
+            lines.append(f"| added TTFT p50 in front of an instant upstream (the gateway's own cost), c={c} | "
+                         f"{med(added) * 1000:+.1f} ms | ≤ 5 ms |")
     for c, runs in overhead.items():
         if runs:
             lines.append(f"| throughput through Alizé / direct, c={c} | {med(r[0] for r in runs):.3f}x | ≥ 0.98x |")
