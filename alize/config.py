@@ -40,17 +40,16 @@ class Settings(BaseSettings):
     threads: int | None = Field(default=None, ge=1, description="llama.cpp threads; unset: all cores.")
     parallel: int = Field(default=8, ge=1, le=256, description=(
         "Sequences each chat model decodes together (docs/tuning.md)."))
+    kv_layout: Literal["per-sequence", "pool"] = Field(default="per-sequence", description=(
+        "`per-sequence`: each of the `parallel` sequences gets the model's full context in a KV buffer "
+        "of its own, allocated at start; `pool`: one KV cache of `kv_cache_mb` shared by the sequences, "
+        "each admitted when its prompt + max_tokens fit (far less memory; docs/tuning.md weighs both)."))
     kv_cache_mb: int | None = Field(default=None, ge=16, description=(
-        "Memory for each chat model's KV cache, shared by its sequences: a request is admitted when "
-        "its prompt + max_tokens fit. Unset: 320 MB, grown to hold one full context of the model "
-        "within an eighth of the machine's memory (docs/tuning.md sizes it for larger models)."))
+        "With `kv_layout=pool`, the memory of each chat model's KV cache. Unset: 320 MB, grown to hold "
+        "one full context of the model within an eighth of the machine's memory."))
     kv_cache_type: Literal["f16", "q8_0"] = Field(default="f16", description=(
         "How the KV cache stores keys and values: q8_0 holds about twice the tokens in the same "
         "memory (docs/benchmarks.md measures its cost)."))
-    kv_layout: Literal["pool", "per-sequence"] = Field(default="pool", description=(
-        "`pool`: one KV cache of `kv_cache_mb` shared by the sequences; `per-sequence`: each of the "
-        "`parallel` sequences gets the model's full context (more memory; faster when many long "
-        "prompts decode together)."))
     batch_tokens: int = Field(default=512, ge=16, le=8192, description=(
         "Tokens per engine step: one per decoding sequence, the rest for prompt chunks."))
     queue_size: int = Field(default=64, ge=0, description=(

@@ -20,12 +20,10 @@ def batch_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def per_sequence_server(tmp_path_factory):
-    """A KV buffer per sequence: the layout in which batching leaves greedy answers as they are
-    (in the default pool, llama.cpp computes a batch's attention together, and answers may
-    part in late tokens: docs/tuning.md)."""
-    srv = start_server(tmp_path_factory.mktemp("per-sequence"), env={
-        "ALIZE_PARALLEL": "16", "ALIZE_KV_LAYOUT": "per-sequence"})
+def pool_server(tmp_path_factory):
+    """One KV pool shared by the sequences (ALIZE_KV_LAYOUT=pool): llama.cpp computes a batch's
+    attention together there, and greedy answers may part in late tokens (docs/tuning.md)."""
+    srv = start_server(tmp_path_factory.mktemp("pool"), env={"ALIZE_PARALLEL": "16", "ALIZE_KV_LAYOUT": "pool"})
     yield srv
     srv.stop()
 
@@ -54,18 +52,18 @@ def _alone_and_batched(server) -> tuple[list[dict], list[dict]]:
     return alone, batched
 
 
-def test_greedy_output_is_the_same_alone_and_batched(per_sequence_server):
-    alone, batched = _alone_and_batched(per_sequence_server)
+def test_greedy_output_is_the_same_alone_and_batched(batch_server):
+    alone, batched = _alone_and_batched(batch_server)
     texts = [r["choices"][0]["message"]["content"] for r in alone]
     assert [r["choices"][0]["message"]["content"] for r in batched] == texts
     assert len(set(texts)) > len(TOPICS) // 2  # distinct prompts, distinct answers
 
 
-def test_batched_answers_in_the_pool_are_whole(batch_server):
-    """In the default KV pool, 16 requests batched get whole answers: each ends at its own
+def test_batched_answers_in_the_pool_are_whole(pool_server):
+    """In a KV pool, 16 requests batched get whole answers: each ends at its own
     end or at its 16 tokens, never cut, with the prompt counted as alone. (Not always alone's
     words: 7 of 16 were, one run; docs/tuning.md.)"""
-    alone, batched = _alone_and_batched(batch_server)
+    alone, batched = _alone_and_batched(pool_server)
     for one, many in zip(alone, batched, strict=True):
         assert one["usage"]["prompt_tokens"] == many["usage"]["prompt_tokens"]
         reason, tokens = many["choices"][0]["finish_reason"], many["usage"]["completion_tokens"]

@@ -80,7 +80,8 @@ def test_the_engine_refuses_a_sequence_larger_than_the_pool():
 
 
 def test_a_small_pool_queues_what_must_wait_and_refuses_what_never_fits(tmp_path):
-    server = start_server(tmp_path / "data", env={"ALIZE_KV_CACHE_MB": "16", "ALIZE_PARALLEL": "4"})  # 512 tokens
+    server = start_server(tmp_path / "data", env={"ALIZE_KV_LAYOUT": "pool", "ALIZE_KV_CACHE_MB": "16",
+                                                  "ALIZE_PARALLEL": "4"})  # 16 MB: 512 tokens of SmolLM2
     try:
         _small_pool(server)
     finally:
