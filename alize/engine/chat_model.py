@@ -26,7 +26,6 @@ class ChatModel:
         self.runner = runner
         # the longest a sequence may be: the model's context, or the KV pool if smaller
         self.context_length = min(config.context_per_sequence, runner.kv_pool_cells or config.context_per_sequence)
-        self.is_kv_limited = self.context_length < config.context_per_sequence
         bos = self.runner.special_token("bos")
         eos = self.runner.special_token("eos")
         self.bos_text = self._text(bos)
