@@ -13,6 +13,7 @@ header and this converter's version, so a model is converted once (about a secon
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -67,6 +68,7 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 def write_gguf(folder: Path, out: Path, bf16: bool = False) -> None:
+    logging.getLogger("gguf").setLevel(logging.WARNING)  # its INFO lines name a temporary file
     config = _json(folder / "config.json")
     if config.get("model_type") != "bert":
         raise ConfigError(f"{folder}: only BERT sentence-transformers models can be converted "
