@@ -28,6 +28,8 @@ def main() -> None:
                         help="sample under a JSON Schema grammar (structured output) to measure its cost")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prompt-words", type=int, default=0, help="lengthen each prompt by this many words")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy; else the full distribution")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0)
     args = parser.parse_args()
     registry = Registry.load()
     backend = registry.backends["smollm2-135m-instruct"]
@@ -40,7 +42,8 @@ def main() -> None:
         # decodes --tokens tokens under the grammar (a closed object would end the answer)
         grammar = 'root ::= "{" space "\\"story\\"" space ":" space "\\"" char*\n' + "\n".join(
             line for line in schema_to_gbnf({"type": "string"}).splitlines() if line.startswith(("char", "space")))
-    params = SamplingParams(temperature=0.0, max_tokens=args.tokens, logit_bias=bias, grammar=grammar)
+    params = SamplingParams(temperature=args.temperature, max_tokens=args.tokens, logit_bias=bias, grammar=grammar,
+                            repetition_penalty=args.repetition_penalty, seed=7)
     for run in range(args.runs):
         filler = " ".join(f"word{j % 97}" for j in range(args.prompt_words))
         prompts = [runner.tokenize(f"{filler} Tell me story number {run}-{i} about a cat.", True)
@@ -66,7 +69,8 @@ def main() -> None:
         n = args.sequences * (args.tokens - 1)
         print(f"run {run}: prefill {sum(map(len, prompts))} tokens in {prefill_s:.3f} s; "
               f"decode {n} tokens in {decode_s:.2f} s = {n / decode_s:.1f} tok/s "
-              f"({args.sequences} sequences, context {args.context}, unified={args.unified}, grammar={args.grammar})")
+              f"({args.sequences} sequences, context {args.context}, unified={args.unified}, grammar={args.grammar}, "
+              f"temperature {args.temperature})")
     runner.close()
 
 
