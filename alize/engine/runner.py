@@ -8,12 +8,13 @@ import ctypes
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import llama_cpp as lc
 import numpy as np
 
 from alize.engine.params import KV_TYPES, BatchItem, EngineConfig, SamplingParams
+from alize.engine.penalties import Penalties
 from alize.errors import ConfigError, EngineFailure
 
 _backend_lock = threading.Lock()
@@ -30,6 +31,15 @@ class GrammarSampler:
     pre: ctypes.c_void_p  # logit bias and penalties
     post: ctypes.c_void_p  # top-k, top-p, temperature and the draw (or greedy)
     grammar: ctypes.c_void_p
+@dataclass
+class PenalizedChain:
+    """A draw chain in C (greedy, or top-k/top-p/temperature), after logit bias and
+    penalties applied in numpy (engine/penalties.py)."""
+
+    chain: ctypes.c_void_p
+    penalties: Penalties
+
+
 _backend_ready = False
 
 
@@ -143,6 +153,7 @@ class LlamaRunner:
         self._pieces = [self._piece(t, special=False) for t in range(self.n_vocab)]
         self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
         self._valid_grammars: set[str] = set()
+        self.penalties_in_c = False  # llama.cpp's own samplers for bias and penalties (to compare)
 
     def _pool_cells(self, config: EngineConfig) -> int:
         """As many cells as the budget holds, or one full context if the budget may grow to
@@ -202,9 +213,11 @@ class LlamaRunner:
         return int(fn(self._vocab))
 
     # -- sampling -----------------------------------------------------------
-    def create_sampler(self, params: SamplingParams, ban_eog: bool = False) -> ctypes.c_void_p | GrammarSampler:
+    def create_sampler(self, params: SamplingParams,
+                       ban_eog: bool = False) -> ctypes.c_void_p | GrammarSampler | PenalizedChain:
         """A sampler chain in C: logit bias, penalties, then greedy or top-p + temperature;
-        with a grammar, a GrammarSampler around the same samplers."""
+        bias and penalties applied in numpy before the chain (PenalizedChain), or with a
+        grammar, a GrammarSampler around the same samplers."""
         if params.grammar is not None:
             pre = self._new_chain()
             self._add_bias_and_penalties(pre, params, ban_eog)
@@ -212,6 +225,11 @@ class LlamaRunner:
             self._add_draw(post, params)
             return GrammarSampler(pre, post, self._grammar_sampler(params.grammar))
         chain = self._new_chain()
+        penalties = Penalties(self._bias(params, ban_eog), params.repetition_penalty, params.frequency_penalty,
+                              params.presence_penalty)
+        if penalties.is_needed and not self.penalties_in_c:
+            self._add_draw(chain, params)
+            return PenalizedChain(chain, penalties)
         self._add_bias_and_penalties(chain, params, ban_eog)
         self._add_draw(chain, params)
         return chain
@@ -220,10 +238,11 @@ class LlamaRunner:
     def _new_chain() -> ctypes.c_void_p:
         return cast(ctypes.c_void_p, lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params()))
 
+    def _bias(self, params: SamplingParams, ban_eog: bool) -> list[tuple[int, float]]:
+        return list(params.logit_bias) + ([(t, float("-inf")) for t in self.eog_tokens] if ban_eog else [])
+
     def _add_bias_and_penalties(self, chain: ctypes.c_void_p, params: SamplingParams, ban_eog: bool) -> None:
-        bias = list(params.logit_bias)
-        if ban_eog:
-            bias += [(t, float("-inf")) for t in self.eog_tokens]
+        bias = self._bias(params, ban_eog)
         if bias:
             arr = (lc.llama_logit_bias * len(bias))()
             for i, (token, value) in enumerate(bias):
@@ -277,8 +296,10 @@ class LlamaRunner:
             self._valid_grammars.add(grammar)
         return True
 
-    def free_sampler(self, sampler: ctypes.c_void_p | GrammarSampler) -> None:
-        if isinstance(sampler, GrammarSampler):
+    def free_sampler(self, sampler: ctypes.c_void_p | GrammarSampler | PenalizedChain) -> None:
+        if isinstance(sampler, PenalizedChain):
+            lc.llama_sampler_free(sampler.chain)
+        elif isinstance(sampler, GrammarSampler):
             for part in (sampler.pre, sampler.post, sampler.grammar):
                 lc.llama_sampler_free(part)
         else:
@@ -319,7 +340,7 @@ class LlamaRunner:
         return token
 
     # -- decoding -----------------------------------------------------------
-    def run(self, items: list[BatchItem], samplers: list[ctypes.c_void_p | None]) -> list[int]:
+    def run(self, items: list[BatchItem], samplers: list[Any]) -> list[int]:
         """Decodes one batch; returns a sampled token for each item that wants logits."""
         total = sum(len(item.tokens) for item in items)
         if total > self.config.batch_tokens:  # checked before writing: the arrays hold batch_tokens
@@ -350,9 +371,19 @@ class LlamaRunner:
             if not item.wants_logits:
                 continue
             sampler = samplers[k]
-            out.append(self._sample_constrained(sampler, logit_rows[k]) if isinstance(sampler, GrammarSampler)
-                       else int(lc.llama_sampler_sample(sampler, self._ctx, logit_rows[k])))
+            out.append(self._sample(sampler, logit_rows[k]))
         return out
+
+    def _sample(self, sampler: ctypes.c_void_p | GrammarSampler | PenalizedChain, row: int) -> int:
+        if isinstance(sampler, GrammarSampler):
+            return self._sample_constrained(sampler, row)
+        if isinstance(sampler, PenalizedChain):  # bias and penalties on llama.cpp's row, in place
+            sampler.penalties.apply(np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, row),
+                                                          shape=(self.n_vocab,)))
+            token = int(lc.llama_sampler_sample(sampler.chain, self._ctx, row))
+            sampler.penalties.accept(token)
+            return token
+        return int(lc.llama_sampler_sample(sampler, self._ctx, row))
 
     def copy_sequence(self, src: int, dst: int) -> None:
         """Gives `dst` a copy of `src`'s KV, at once. In a unified KV buffer that only labels
