@@ -2,13 +2,13 @@
 
 from collections.abc import AsyncIterator, Iterator
 
-from alize.errors import InvalidRequest
 from alize.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
 from alize.services.chat import usage
 from alize.services.fim import fim_prompt_tokens
 from alize.services.generation import Prepared, admit, collect, holds_cache, now, started, stream_finish_reason
 from alize.services.metering import Call
 from alize.services.models import ModelHub
+from alize.services.prompts import one_or_many
 from alize.services.sampling import SamplingFields, build_params, pick_seed
 
 MAX_PROMPTS = 16
@@ -16,12 +16,7 @@ MAX_PROMPTS = 16
 
 def prompts_of(request: CompletionRequest) -> list[str]:
     """The request's prompts (one, or a list of at most MAX_PROMPTS)."""
-    prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-    if not prompts:
-        raise InvalidRequest("prompt must not be an empty list", param="prompt")
-    if len(prompts) > MAX_PROMPTS:
-        raise InvalidRequest(f"At most {MAX_PROMPTS} prompts per request", param="prompt")
-    return prompts
+    return one_or_many(request.prompt, "prompt", MAX_PROMPTS, "prompts", "prompt must not be an empty list")
 
 
 

@@ -11,6 +11,7 @@ from alize.protocol.common import UsageInfo
 from alize.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse
 from alize.services.metering import Call
 from alize.services.models import ModelHub
+from alize.services.prompts import one_or_many
 from alize.upstream.router import affinity_key
 
 MAX_INPUTS = 512
@@ -76,11 +77,7 @@ class EmbeddingService:
 
 
 def _inputs(request: EmbeddingRequest) -> list[str]:
-    texts = [request.input] if isinstance(request.input, str) else request.input
-    if not texts:
-        raise InvalidRequest("input must not be empty", param="input")
-    if len(texts) > MAX_INPUTS:
-        raise InvalidRequest(f"At most {MAX_INPUTS} inputs per request", param="input")
+    texts = one_or_many(request.input, "input", MAX_INPUTS, "inputs", "input must not be empty")
     if request.output_dtype != "float":
         raise Unsupported(f"output_dtype {request.output_dtype!r} is not supported; use 'float'",
                           param="output_dtype")

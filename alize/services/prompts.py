@@ -24,6 +24,17 @@ SAFE_PROMPT = (
 )
 CALL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
 
+
+def one_or_many(value: str | list[str], param: str, most: int, noun: str, empty: str) -> list[str]:
+    """A request's text field that takes one string or a list: the list, refused (400,
+    naming the field) when empty or longer than `most`."""
+    texts = [value] if isinstance(value, str) else value
+    if not texts:
+        raise InvalidRequest(empty, param=param)
+    if len(texts) > most:
+        raise InvalidRequest(f"At most {most} {noun} per request", param=param)
+    return texts
+
 Message = dict[str, Any]
 
 
