@@ -73,7 +73,7 @@ def test_requests_waiting_together_are_encoded_together(tmp_path):
         alone = [embedder.embed([t]) for t in texts]
         before = embedder.encode_calls
         with embedder._lock:  # the embedding thread waits here with the first request in hand
-            futures = [embedder.submit([t]) for t in texts]
+            futures = [embedder.submit([embedder.tokenize(t)]) for t in texts]
         together = [f.result(timeout=30) for f in futures]
         assert embedder.encode_calls - before == -(-len(texts) // MAX_SEQUENCES)  # 2 calls, not 20
         for one, many in zip(alone, together, strict=True):

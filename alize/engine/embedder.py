@@ -59,8 +59,15 @@ def _plain(word: str) -> str:
 
 @dataclass
 class _Job:
-    texts: list[str]
+    tokens: list[list[int]]
     future: Future[np.ndarray]
+
+
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays zero)."""
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    unit: np.ndarray = (rows / np.where(norms == 0, 1, norms)).astype(np.float32)
+    return unit
 
 
 class Embedder:
@@ -109,13 +116,14 @@ class Embedder:
         return [len(self.tokenize(t)) for t in texts]
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Unit vectors, one per text (each at most max_tokens long: the caller checks)."""
-        return self.submit(texts).result()
+        """Unit vectors, one per text (cut at max_tokens: the API refuses longer inputs first)."""
+        return self.submit([self.tokenize(t)[: self.max_tokens] for t in texts]).result()
 
-    def submit(self, texts: list[str]) -> Future[np.ndarray]:
-        """Queues texts for the embedding thread, which encodes them together with whatever
-        other requests wait (200 texts sent one per call took twice as long as in one call)."""
-        job = _Job(texts, Future())
+    def submit(self, tokens: list[list[int]]) -> Future[np.ndarray]:
+        """Queues tokenized inputs (each at most max_tokens) for the embedding thread, which
+        encodes them together with whatever other requests wait (200 texts sent one per call
+        took twice as long as in one call)."""
+        job = _Job(tokens, Future())
         self._jobs.put(job)
         return job.future
 
@@ -138,7 +146,7 @@ class Embedder:
                 return
 
     def _run(self, jobs: list[_Job]) -> None:
-        tokenized = [self.tokenize(t)[: self.max_tokens] for j in jobs for t in j.texts]
+        tokenized = [tokens for j in jobs for tokens in j.tokens]
         out = np.zeros((len(tokenized), self.dimension), dtype=np.float32)
         start = 0
         while start < len(tokenized):
@@ -150,12 +158,11 @@ class Embedder:
             self._encode(tokenized[start:end], out[start:end])
             self.encode_calls += 1
             start = end
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out /= np.where(norms == 0, 1, norms)
+        out = unit_rows(out)
         at = 0
         for j in jobs:
-            j.future.set_result(out[at:at + len(j.texts)])
-            at += len(j.texts)
+            j.future.set_result(out[at:at + len(j.tokens)])
+            at += len(j.tokens)
 
     def _encode(self, group: list[list[int]], out: np.ndarray) -> None:
         batch = self._batch

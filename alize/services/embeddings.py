@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from alize.engine.embedder import unit_rows
 from alize.errors import ContextOverflow, InvalidRequest, Unsupported, UpstreamError
 from alize.protocol.common import UsageInfo
 from alize.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse
@@ -30,14 +31,14 @@ class EmbeddingService:
         if dimension is not None and dimension > embedder.dimension:
             raise InvalidRequest(f"output_dimension must be at most {embedder.dimension} for {entry.id}",
                                  param="output_dimension")
-        counts = await asyncio.to_thread(embedder.count_tokens, texts)
-        for i, count in enumerate(counts):
-            if count > embedder.max_tokens:
-                raise ContextOverflow(f"Input {i} has {count} tokens, more than the {embedder.max_tokens} "
+        tokens = await asyncio.to_thread(lambda: [embedder.tokenize(t) for t in texts])
+        for i, one in enumerate(tokens):
+            if len(one) > embedder.max_tokens:
+                raise ContextOverflow(f"Input {i} has {len(one)} tokens, more than the {embedder.max_tokens} "
                                       f"that {entry.id} accepts", param="input")
-        total = sum(counts)
+        total = sum(map(len, tokens))
         await call.admit(entry, total, 0)
-        vectors = await asyncio.wrap_future(embedder.submit(texts))  # batched with other requests
+        vectors = await asyncio.wrap_future(embedder.submit(tokens))  # batched with other requests
         if dimension is not None:
             vectors = truncate(vectors, dimension)
         data = [EmbeddingData(embedding=_encode(v, request.encoding_format), index=i)
@@ -87,9 +88,7 @@ def _inputs(request: EmbeddingRequest) -> list[str]:
 def truncate(vectors: np.ndarray, dimension: int) -> np.ndarray:
     """The first `dimension` components of each vector, made unit length again (a cut
     unit vector is shorter than 1, and cosine-by-dot-product clients rely on unit length)."""
-    cut = vectors[:, :dimension]
-    norms = np.linalg.norm(cut, axis=1, keepdims=True)
-    return (cut / np.where(norms == 0, 1, norms)).astype(np.float32)
+    return unit_rows(vectors[:, :dimension])
 
 
 def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:

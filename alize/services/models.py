@@ -105,11 +105,12 @@ class ModelHub:
         started = time.monotonic()
         if backend.kind == "chat":
             s = self.settings
+            kv_bytes, kv_bytes_for_context = kv_cache_bytes(s)
             config = EngineConfig(
                 context_per_sequence=backend.context_length, max_sequences=s.parallel,
                 batch_tokens=s.batch_tokens, queue_size=s.queue_size, queue_timeout_s=s.queue_timeout,
                 threads=self._threads, kv_type=s.kv_cache_type,
-                kv_bytes=kv_cache_bytes(s)[0], kv_bytes_for_context=kv_cache_bytes(s)[1],
+                kv_bytes=kv_bytes, kv_bytes_for_context=kv_bytes_for_context,
             )
             self._chat[backend.name] = ChatModel.load(backend.name, path, config, self.registry.chat_template(backend),
                                                  backend.prompt_format)
