@@ -98,7 +98,8 @@ class _Hub:
     def __init__(self, model):
         from alize.registry import Registry
 
-        self.model, self.entry = model, Registry.load().get("mistral-tiny")
+        self.registry = Registry.load()
+        self.model, self.entry = model, self.registry.get("mistral-tiny")
 
     def chat_model(self, model_id, capability="completion_chat"):
         return self.entry, self.model
@@ -130,8 +131,8 @@ def _call():
 
 def test_a_streamed_answer_becomes_mistral_chunks(chat):
     async def main():
-        prep, prefix = chat.prepare(_request(stream=True, stream_options={"include_usage": True}), _call())
-        return [c async for c in chat.stream(prep, prefix, include_usage=True)]
+        gen = await chat.generation(_request(stream=True, stream_options={"include_usage": True}), _call(), True)
+        return [c async for c in chat.stream(gen, include_usage=True)]
 
     chunks = run(main())
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -159,7 +160,7 @@ def completions():
 
     config = EngineConfig(context_per_sequence=512, max_sequences=2, threads=1, queue_size=3)  # capacity 5
     model = ChatModel("fake", FakeRunner(), config)
-    yield CompletionService(_Hub(model))
+    yield CompletionService(_Hub(model), upstream=None)
     model.close()
 
 
@@ -177,8 +178,8 @@ def test_completions_of_several_prompts_come_through_the_one_generation_path(com
         return await completions.complete(request, _call())
 
     async def streamed():
-        preps = completions.prepare(request, _call())
-        return [c async for c in completions.stream(request, preps, include_usage=True)]
+        gen = await completions.generation(request, _call(), stream=True)
+        return [c async for c in completions.stream(request, gen, include_usage=True)]
 
     response = run(whole())
     assert [c.index for c in response.choices] == list(range(8))

@@ -224,3 +224,18 @@ def test_health_checks_eject_and_take_back_a_replica():
         await upstream.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("parts, expected", [
+    (["My ans", "wer: blue"], " blue"),  # the upstream repeats the prefix, across deltas
+    (["My answer:"], ""),
+    ([" blue", " sky"], " blue sky"),  # it does not (vLLM's continue_final_message)
+    (["My", " dog"], "My dog"),  # it starts like the prefix, then differs
+])
+def test_a_repeated_prefix_is_dropped_once(parts, expected):
+    from alize.services.upstream_chat import _Unecho
+
+    unecho = _Unecho("My answer:")
+    out = "".join(unecho.feed(p) for p in parts) + unecho.feed("", end=True)
+    assert out == expected
+    assert unecho.feed("My answer:") == "My answer:"  # decided: later text passes as it is

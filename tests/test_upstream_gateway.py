@@ -339,6 +339,23 @@ def test_fim_and_completions_through_the_upstream_over_both_wires(gateway: Serve
     assert "".join(c["text"] for e in events for c in e["choices"])
 
 
+def test_a_prefix_is_continued_and_written_once_over_mistrals_wire(gateway: Server, server: Server):
+    """Another Alizé repeats the prefix at the start of its answer, as Mistral does; the
+    gateway writes it itself, once, streamed or not, and the rest is the upstream's."""
+    messages = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "My answer:",
+                                                                   "prefix": True}]
+    ask = {"messages": messages, "max_tokens": 6, "temperature": 0}
+    for _ in range(2):  # the second from the upstream's prefix cache, like the gateway's below
+        expected = Mistral(api_key=server.key, server_url=server.url).chat.complete(
+            model="codestral-latest", **ask).choices[0].message.content
+    assert expected.startswith("My answer:") and not expected.startswith("My answer:My answer:")
+    client = _sdk(gateway)
+    whole = client.chat.complete(model="codestral-over-mistral-wire", **ask).choices[0].message.content
+    chunks = list(client.chat.stream(model="codestral-over-mistral-wire", **ask))
+    streamed = "".join(c.data.choices[0].delta.content or "" for c in chunks if c.data.choices)
+    assert whole == streamed == expected
+
+
 def test_an_upstream_without_usage_is_counted_with_the_models_tokenizer(gateway: Server, server: Server):
     messages = [{"role": "user", "content": "Say hello"}]
     res = _sdk(gateway).chat.complete(model="quiet-latest", messages=messages, max_tokens=20,

@@ -18,8 +18,6 @@ from alize.services.chat import ChatService
 from alize.services.embeddings import EmbeddingService
 from alize.services.fim import FIMService
 from alize.services.metering import Call
-from alize.services.upstream_chat import UpstreamChat
-from alize.services.upstream_text import UpstreamText
 
 # Runs one line's body as a request of the job's endpoint, for the line's metered call.
 LineRunner = Callable[[dict[str, Any], Call], Awaitable[BaseModel]]
@@ -92,21 +90,13 @@ def _validated(schema: type[BaseModel], body: dict[str, Any]) -> Any:
         raise UnprocessableRequest.from_errors(exc.errors()) from exc
 
 
-def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService, upstream_chat: UpstreamChat,
-            upstream_text: UpstreamText) -> dict[str, LineRunner]:
-    """Each endpoint's runner: the local engine's service, or the upstream one for a model an
-    upstream engine serves (embeddings choose for themselves)."""
+def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService) -> dict[str, LineRunner]:
+    """Each endpoint's runner: the same services as the API's, whichever backend serves the model."""
     async def run_chat(body: dict[str, Any], call: Call) -> BaseModel:
-        request = _validated(ChatCompletionRequest, body)
-        if upstream_chat.serves(request.model):
-            return await upstream_chat.complete(request, call)
-        return await chat.complete(request, call)
+        return await chat.complete(_validated(ChatCompletionRequest, body), call)
 
     async def run_fim(body: dict[str, Any], call: Call) -> BaseModel:
-        request = _validated(FIMCompletionRequest, body)
-        if upstream_text.serves(request.model):
-            return await upstream_text.fim(request, call)
-        return await fim.complete(request, call)
+        return await fim.complete(_validated(FIMCompletionRequest, body), call)
 
     async def run_embeddings(body: dict[str, Any], call: Call) -> BaseModel:
         return await embeddings.create(_validated(EmbeddingRequest, body), call)

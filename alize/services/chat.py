@@ -1,4 +1,5 @@
-"""POST /v1/chat/completions as a use case: messages in, completion or chunks out."""
+"""POST /v1/chat/completions (and FIM, which answers in its shapes) as a use case: a
+request in, Mistral's completion or chunks out, whichever backend serves the model."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -13,29 +14,34 @@ from alize.protocol.chat import (
     ChunkChoice,
     DeltaMessage,
 )
-from alize.protocol.common import PromptTokensDetails, UsageInfo
-from alize.services.generation import (
-    Prepared,
-    admit,
-    collect,
-    started,
-    stream_finish_reason,
-    wire_finish_reason,
-)
+from alize.protocol.common import UsageInfo
+from alize.services.backend import Generation, Piece, collect
+from alize.services.generation import LocalGeneration, Prepared, stream_finish_reason
 from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.prompts import add_system, conversation, prompt_tokens
 from alize.services.sampling import SamplingFields, build_params, pick_seed
 from alize.services.structured import plan_response, text_is_valid
 from alize.services.tools import parse_calls, plan_tools
+from alize.services.upstream_chat import UpstreamChat
 
 log = logging.getLogger(__name__)
+
 
 class ChatService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
+        self.upstream = UpstreamChat(hub)
+
+    async def generation(self, request: ChatCompletionRequest, call: Call, stream: bool) -> Generation:
+        """The request checked, admitted and ready to run on the backend that serves its model."""
+        if self.hub.registry.get(request.model).is_upstream:
+            return await self.upstream.generation(request, call, stream)
+        prep, prefix = self.prepare(request, call)
+        return await LocalGeneration([prep], stream, prefix).admit()
 
     def prepare(self, request: ChatCompletionRequest, call: Call) -> tuple[Prepared, str]:
+        """The request for the local engine: its prompt's tokens and sampling parameters."""
         entry, model = self.hub.chat_model(request.model)
         response = plan_response(request.response_format)
         grammar, instruction = response.grammar, response.instruction
@@ -72,71 +78,64 @@ class ChatService:
                         tools=plan, check=response.check), prefix
 
     async def complete(self, request: ChatCompletionRequest, call: Call) -> ChatCompletionResponse:
-        prep, prefix = self.prepare(request, call)
-        return await self.respond(prep, prefix)
+        return await self.respond(await self.generation(request, call, stream=False))
 
-    async def respond(self, prep: Prepared, prefix: str = "") -> ChatCompletionResponse:
-        await admit([prep])
-        result = await collect(prep)
-        await prep.call.succeed()  # recorded before the client can see the answer
+    async def respond(self, gen: Generation) -> ChatCompletionResponse:
+        ends, usage = await collect(gen)
         return ChatCompletionResponse(
-            id=prep.id,
-            created=prep.created,
-            model=prep.model_id,
-            choices=[_choice(c.index, prefix, c.text, wire_finish_reason(c.finish_reason), prep)
-                     for c in result.choices],
-            usage=usage(result.num_prompt_tokens, result.num_completion_tokens, result.num_cached_tokens),
-        )
+            id=gen.id, created=gen.created, model=gen.model_id,
+            choices=[_choice(gen, text, end) for end, text in ends], usage=usage)
 
-    async def stream(self, prep: Prepared, prefix: str, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
+    async def stream(self, gen: Generation, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
         def chunk(choices: list[ChunkChoice], usage_info: UsageInfo | None = None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(id=prep.id, created=prep.created, model=prep.model_id,
+            return ChatCompletionChunk(id=gen.id, created=gen.created, model=gen.model_id,
                                        choices=choices, usage=usage_info)
 
-        await admit([prep])
-        events = await started(prep)
-        for i in range(prep.n):
+        pieces = await gen.start()
+        for i in range(gen.n):
             yield chunk([ChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
-            if prefix:
-                yield chunk([ChunkChoice(index=i, delta=DeltaMessage(content=prefix))])
-        completion_tokens = [0] * prep.n
-        remaining = prep.n
-        num_cached = 0
-        held = [_HeldText(prep) for _ in range(prep.n)]
-        async for index, event in events:
-            if index == 0:
-                num_cached = event.num_cached_tokens
-            completion_tokens[index] = event.num_completion_tokens
-            if event.finish_reason is None:
-                text = held[index].feed(event.text)
-                if text:
-                    yield chunk([ChunkChoice(index=index, delta=DeltaMessage(content=text))])
+            if gen.prefix:
+                yield chunk([ChunkChoice(index=i, delta=DeltaMessage(content=gen.prefix))])
+        held: dict[int, _HeldText] = {}
+        remaining = gen.n
+        last: ChunkChoice | None = None  # the last end, which waits for the usage
+        async for piece in pieces:
+            text = held.setdefault(piece.index, _HeldText(gen))
+            if piece.finish is None:
+                out = text.feed(piece.text)
+                if out:
+                    yield chunk([ChunkChoice(index=piece.index, delta=DeltaMessage(content=out))])
                 continue
+            delta, reason = text.finish(piece.text, piece.finish, piece.calls)
+            end = ChunkChoice(index=piece.index, delta=delta, finish_reason=stream_finish_reason(reason))
             remaining -= 1
-            # Usage goes on exactly one chunk (clients add up what they find): Mistral's
-            # last finishing chunk, or for OpenAI clients that asked for include_usage an
-            # extra chunk with no choices after it.
-            final_usage = usage(len(prep.prompt_tokens), sum(completion_tokens), num_cached) if not remaining else None
-            if final_usage is not None:
-                await prep.call.succeed()  # recorded before the client sees the last chunk
-            delta, reason = held[index].finish(event.text, stream_finish_reason(event.finish_reason))
-            yield chunk([ChunkChoice(index=index, delta=delta, finish_reason=reason)],
-                        None if include_usage else final_usage)
-            if final_usage is not None and include_usage:
-                yield chunk([], final_usage)
+            if remaining > 0:
+                yield chunk([end])
+                continue
+            if last is not None:
+                yield chunk([last])
+            last = end
+        # Usage goes on exactly one chunk (clients add up what they find): Mistral's last
+        # finishing chunk, or for OpenAI clients that asked for include_usage an extra chunk
+        # with no choices after it.
+        final = gen.usage()
+        await gen.call.succeed()  # recorded before the client sees the last chunk
+        yield chunk([last] if last is not None else [], None if include_usage else final)
+        if include_usage:
+            yield chunk([], final)
 
 
 class _HeldText:
-    """One streamed choice. With tools, an answer that starts like calls ("[", or "<" for
-    <tool_call>) may be tool calls, which are sent whole in one delta when the answer ends;
-    any other answer streams as text."""
+    """One streamed choice. With tools read from the text, an answer that starts like calls
+    ("[", or "<" for <tool_call>) may be tool calls, which are sent whole in one delta when
+    the answer ends; any other answer streams as text."""
 
-    def __init__(self, prep: Prepared):
-        self.prep = prep
-        self.mode = "text" if prep.tools is None else "undecided"
+    def __init__(self, gen: Generation):
+        self.gen = gen
+        self.mode = "undecided" if gen.tools is not None and gen.calls_in_text else "text"
         self.buffer = ""  # held back, while the answer may be calls
         # the whole answer, kept only when it is checked at the end (tools, a schema)
-        self.parts: list[str] | None = [] if prep.tools is not None or prep.check is not None else None
+        self.parts: list[str] | None = [] if gen.tools is not None or gen.check is not None else None
 
     def feed(self, text: str) -> str:
         if self.parts is not None:
@@ -147,16 +146,16 @@ class _HeldText:
         if not self.buffer.strip():
             return ""
         if self.mode == "undecided":
-            assert self.prep.tools is not None
-            self.mode = "calls" if self.prep.tools.starts_calls(self.buffer) else "text"
+            assert self.gen.tools is not None
+            self.mode = "calls" if self.gen.tools.starts_calls(self.buffer) else "text"
         if self.mode == "text":
             out, self.buffer = self.buffer, ""
             return out
         return ""
 
-    def finish(self, text: str, finish_reason: str) -> tuple[DeltaMessage, str]:
+    def finish(self, text: str, finish_reason: str, calls: list[dict] | None) -> tuple[DeltaMessage, str]:
         rest = self.feed(text)
-        content, calls, reason = settle(self.prep, "".join(self.parts or ()), finish_reason)
+        content, calls, reason = settle(self.gen, "".join(self.parts or ()), finish_reason, calls)
         if calls is not None:
             return DeltaMessage(content="", tool_calls=calls), reason
         if self.mode == "calls":
@@ -164,31 +163,33 @@ class _HeldText:
         return DeltaMessage(content=rest + self.buffer), reason
 
 
-def settle(prep: Prepared, text: str, finish_reason: str) -> tuple[str, list[dict] | None, str]:
-    """(content, tool calls, finish reason) of a whole answer. Calls cut short (max_tokens)
-    give no content rather than the model's raw call syntax; an answer that ended but does
-    not follow its schema (what no grammar enforces: multipleOf, uniqueItems...) keeps its
+def settle(gen: Generation, text: str, finish_reason: str,
+           calls: list[dict] | None = None) -> tuple[str, list[dict] | None, str]:
+    """(content, tool calls, finish reason) of a whole answer. Calls come parsed by the
+    engine (upstreams) or are read from the text here; calls cut short (max_tokens) give no
+    content rather than the model's raw call syntax, and calls to functions not offered or
+    with arguments off their schema end with "error". An answer that ended but does not
+    follow its schema (what no grammar enforces: multipleOf, uniqueItems...) keeps its
     content and gets finish_reason "error"."""
-    plan = prep.tools
-    if plan is not None and plan.starts_calls(text):
+    plan = gen.tools
+    if not calls and plan is not None and gen.calls_in_text and plan.starts_calls(text):
         calls = parse_calls(text, plan)
         if calls is None:
             return "", None, finish_reason
-        return "", calls, "tool_calls" if plan.arguments_valid(calls) else "error"
-    if prep.check is not None and finish_reason == "stop" and not text_is_valid(text, prep.check):
+    if calls:
+        try:
+            valid = plan is not None and plan.arguments_valid(calls)
+        except (KeyError, ValueError):
+            valid = False
+        return "", calls, "tool_calls" if valid else "error"
+    if gen.check is not None and finish_reason == "stop" and not text_is_valid(text, gen.check):
         return text, None, "error"
     return text, None, finish_reason
 
 
-def _choice(index: int, prefix: str, text: str, finish_reason: str, prep: Prepared) -> ChatChoice:
-    content, calls, reason = settle(prep, text, finish_reason)
+def _choice(gen: Generation, text: str, end: Piece) -> ChatChoice:
+    assert end.finish is not None
+    content, calls, reason = settle(gen, text, end.finish, end.calls)
     message = ChatMessageOut(content="", tool_calls=calls) if calls is not None else ChatMessageOut(
-        content=prefix + content)
-    return ChatChoice(index=index, message=message, finish_reason=reason)
-
-
-def usage(num_prompt: int, num_completion: int, num_cached: int = 0) -> UsageInfo:
-    """Cached prompt tokens still count as prompt tokens; prompt_tokens_details says how many."""
-    return UsageInfo(prompt_tokens=num_prompt, completion_tokens=num_completion,
-                     total_tokens=num_prompt + num_completion,
-                     prompt_tokens_details=PromptTokensDetails(cached_tokens=num_cached))
+        content=gen.prefix + content)
+    return ChatChoice(index=end.index, message=message, finish_reason=reason)

@@ -1,4 +1,5 @@
-"""POST /v1/fim/completions: code before and after the cursor in, the middle out.
+"""POST /v1/fim/completions: code before and after the cursor in, the middle out, whichever
+backend serves the model.
 
 With a model that has FIM tokens the prompt is <PRE>prefix<SUF>suffix<MID> (the
 prefix-suffix-middle order). A model without them (the built-in SmolLM2) gets
@@ -11,11 +12,13 @@ from alize.engine.chat_model import ChatModel
 from alize.errors import InvalidRequest
 from alize.protocol.chat import ChatCompletionChunk, ChatCompletionResponse
 from alize.protocol.fim import FIMCompletionRequest
+from alize.services.backend import Generation
 from alize.services.chat import ChatService
-from alize.services.generation import Prepared
+from alize.services.generation import LocalGeneration, Prepared
 from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.sampling import SamplingFields, build_params, pick_seed
+from alize.services.upstream_text import UpstreamText
 
 FIM_INSTRUCTION = (
     "Complete the code at <CURSOR>. Reply with only the code that replaces <CURSOR>, "
@@ -50,11 +53,19 @@ def _fim_prompt_tokens(model: ChatModel, prompt: str, suffix: str) -> list[int]:
 
 
 class FIMService:
-    def __init__(self, hub: ModelHub, chat: ChatService):
+    def __init__(self, hub: ModelHub, chat: ChatService, upstream: UpstreamText):
         self.hub = hub
-        self.chat = chat
+        self.chat = chat  # a FIM answer is in chat's shapes
+        self.upstream = upstream
+
+    async def generation(self, request: FIMCompletionRequest, call: Call, stream: bool) -> Generation:
+        """The request checked, admitted and ready to run on the backend that serves its model."""
+        if self.hub.registry.get(request.model).is_upstream:
+            return await self.upstream.fim(request, call, stream)
+        return await LocalGeneration([self.prepare(request, call)], stream).admit()
 
     def prepare(self, request: FIMCompletionRequest, call: Call) -> Prepared:
+        """The request for the local engine: its prompt's tokens and sampling parameters."""
         entry, model = self.hub.chat_model(request.model, capability="completion_fim")
         tokens = fim_prompt_tokens(model, request.prompt, request.suffix or "")
         fields = SamplingFields(
@@ -66,7 +77,7 @@ class FIMService:
         return Prepared(entry, model, tokens, params, call=call)
 
     async def complete(self, request: FIMCompletionRequest, call: Call) -> ChatCompletionResponse:
-        return await self.chat.respond(self.prepare(request, call))
+        return await self.chat.respond(await self.generation(request, call, stream=False))
 
-    def stream(self, prep: Prepared, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
-        return self.chat.stream(prep, "", include_usage)
+    def stream(self, gen: Generation, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
+        return self.chat.stream(gen, include_usage)

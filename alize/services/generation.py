@@ -1,15 +1,17 @@
-"""Running a prepared prompt through the engine: n choices, collected or streamed."""
+"""The local llama.cpp engine as a backend: prepared prompts run as one Generation."""
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alize.engine.chat_model import ChatModel
 from alize.engine.params import FinishReason, GenerationRequest, SamplingParams, TokenEvent
-from alize.errors import EngineFailure, Overloaded
+from alize.errors import AlizeError, EngineFailure, Overloaded
+from alize.protocol.common import UsageInfo
 from alize.registry import ModelEntry
+from alize.services.backend import Generation, Piece, usage_info
 from alize.services.metering import Call
 from alize.services.tools import ToolPlan
 
@@ -57,33 +59,15 @@ async def admit(preps: list["Prepared"]) -> None:
                            sum(p.n * p.params.max_tokens for p in preps))
 
 
-@dataclass
-class Choice:
-    index: int
-    text: str = ""
-    finish_reason: FinishReason | None = None
-    num_completion_tokens: int = 0
-
-
-@dataclass
-class Result:
-    choices: list[Choice]
-    num_prompt_tokens: int
-    num_cached_tokens: int = 0
-
-    @property
-    def num_completion_tokens(self) -> int:
-        return sum(c.num_completion_tokens for c in self.choices)
-
-
-def raise_for_failure(event: TokenEvent) -> None:
-    """Turns an engine failure into the error the client should get."""
+def failure_of(event: TokenEvent) -> AlizeError | None:
+    """The error the client should get for an engine failure, if the event is one."""
     if event.finish_reason is FinishReason.TIMEOUT:
-        raise Overloaded(f"The model is overloaded: the request {event.error}; retry later")
+        return Overloaded(f"The model is overloaded: the request {event.error}; retry later")
     if event.finish_reason is FinishReason.ERROR:
-        raise EngineFailure(f"Generation failed: {event.error}")
+        return EngineFailure(f"Generation failed: {event.error}")
     if event.finish_reason is FinishReason.SHUTDOWN:
-        raise Overloaded("The server is shutting down; retry on another replica or in a moment")
+        return Overloaded("The server is shutting down; retry on another replica or in a moment")
+    return None
 
 
 def wire_finish_reason(reason: FinishReason) -> str:
@@ -92,9 +76,8 @@ def wire_finish_reason(reason: FinishReason) -> str:
     return reason.value
 
 
-def stream_finish_reason(reason: FinishReason) -> str:
+def stream_finish_reason(wire: str) -> str:
     """Stream chunks know no "model_length" (the spec's enum): it is sent as "length"."""
-    wire = wire_finish_reason(reason)
     return "length" if wire == "model_length" else wire
 
 
@@ -135,8 +118,9 @@ async def started(*preps: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]:
     error status. Every streaming use case begins with it."""
     events = stream_events(*preps)
     first = await anext(events)
-    if first[1].num_completion_tokens == 0 and first[1].finish_reason is not None:
-        raise_for_failure(first[1])
+    failure = failure_of(first[1])
+    if failure is not None and first[1].num_completion_tokens == 0:
+        raise failure
     preps[0].call.delivering = True
     return _chain(first, events)
 
@@ -148,18 +132,53 @@ async def _chain(first: tuple[int, TokenEvent],
         yield item
 
 
-async def collect(*preps: Prepared) -> Result:
-    """Every choice of every prompt, whole (the one generation path: chat, FIM and
-    completions all come through stream_events)."""
-    choices = [Choice(i) for i in range(sum(prep.n for prep in preps))]
-    num_cached = 0
-    async for index, event in stream_events(*preps):
-        choice = choices[index]
-        choice.text += event.text
-        choice.num_completion_tokens = event.num_completion_tokens
-        if event.finish_reason is not None:
-            raise_for_failure(event)
-            choice.finish_reason = event.finish_reason
-            if holds_cache(index, preps[0].n):
-                num_cached += event.num_cached_tokens
-    return Result(choices, sum(len(prep.prompt_tokens) for prep in preps), num_cached)
+def groups(preps: list[Prepared]) -> Iterator[tuple[int, list[Prepared]]]:
+    """The prompts in groups whose choices all fit in the engine at once (decoded together),
+    with the choice index each group starts at."""
+    n, capacity = preps[0].n, preps[0].model.engine.capacity
+    size = max(1, capacity // n)
+    for start in range(0, len(preps), size):
+        yield start * n, preps[start:start + size]
+
+
+class LocalGeneration(Generation):
+    """One or more prepared prompts (their n choices each) on the local engine, a group at
+    a time; prompt p's choice i is piece index p * n + i."""
+
+    def __init__(self, preps: list[Prepared], stream: bool, prefix: str = ""):
+        first = preps[0]
+        super().__init__(call=first.call, model_id=first.model_id, n=first.n, prefix=prefix, tools=first.tools,
+                         check=first.check, created=first.created)
+        self.preps, self.stream = preps, stream
+        self.num_completion = self.num_cached = 0
+
+    async def admit(self) -> "LocalGeneration":
+        await admit(self.preps)
+        return self
+
+    async def _events(self, group: list[Prepared]) -> AsyncIterator[tuple[int, TokenEvent]]:
+        # streamed, a refusal raises before anything is sent, and what is delivered is billed
+        return await started(*group) if self.stream else stream_events(*group)
+
+    async def start(self) -> AsyncIterator[Piece]:
+        parts = list(groups(self.preps))
+        return self._pieces(parts, await self._events(parts[0][1]))
+
+    async def _pieces(self, parts: list[tuple[int, list[Prepared]]],
+                      events: AsyncIterator[tuple[int, TokenEvent]]) -> AsyncIterator[Piece]:
+        for number, (offset, group) in enumerate(parts):
+            if number:
+                events = await self._events(group)
+            async for index, event in events:
+                if event.finish_reason is None:
+                    if event.text:
+                        yield Piece(offset + index, event.text)
+                    continue
+                self.num_completion += event.num_completion_tokens
+                if holds_cache(index, self.n):
+                    self.num_cached += event.num_cached_tokens
+                yield Piece(offset + index, event.text, wire_finish_reason(event.finish_reason),
+                            failure=failure_of(event))
+
+    def usage(self) -> UsageInfo:
+        return usage_info(sum(len(p.prompt_tokens) for p in self.preps), self.num_completion, self.num_cached)

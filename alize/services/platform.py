@@ -29,7 +29,6 @@ from alize.services.models import ModelHub
 from alize.services.reports import ReportService
 from alize.services.telemetry import Telemetry, backend_metrics, budget_metrics, engine_metrics
 from alize.services.tracing import Tracing
-from alize.services.upstream_chat import UpstreamChat
 from alize.services.upstream_text import UpstreamText
 from alize.store.accounts import KeyInfo
 from alize.store.blobs import DirectoryBlobStore
@@ -64,8 +63,6 @@ class Platform:
     batch_worker: BatchWorker
     sessions: SessionService
     dashboard: Dashboard
-    upstream_chat: UpstreamChat
-    upstream_text: UpstreamText
     telemetry: Telemetry
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
@@ -77,24 +74,23 @@ class Platform:
         db.migrate()
         hub = ModelHub(registry, settings)
         hub.load_all()
-        chat = ChatService(hub)
-        fim, embeddings = FIMService(hub, chat), EmbeddingService(hub)
+        chat, upstream_text = ChatService(hub), UpstreamText(hub)
+        fim, embeddings = FIMService(hub, chat, upstream_text), EmbeddingService(hub)
         counters: Counters = RedisCounters(settings.redis_url) if settings.redis_url else MemoryCounters()
         telemetry = Telemetry()
         meter = Meter(db, Limiter(counters, db, refused=lambda limit: telemetry.rate_limited.labels(limit).inc()),
                       telemetry=telemetry if settings.metrics else None, tracing=Tracing.from_environment())
         files = FileService(db, DirectoryBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
-        upstream_chat, upstream_text = UpstreamChat(hub), UpstreamText(hub)
-        worker = BatchWorker(db, files, meter, batch_lines.runners(chat, fim, embeddings, upstream_chat, upstream_text),
+        worker = BatchWorker(db, files, meter, batch_lines.runners(chat, fim, embeddings),
                              owner=settings.resolved_worker_id, concurrency=settings.batch_concurrency,
                              price_factor=1 - settings.batch_discount,
                              cache_scope=lambda key_id: cache_scope(settings, key_id))
-        return cls(settings, db, hub, AuthService(db), chat, fim, CompletionService(hub), embeddings, counters,
-                   meter, AccountService(db), ReportService(db), files,
+        return cls(settings, db, hub, AuthService(db), chat, fim, CompletionService(hub, upstream_text), embeddings,
+                   counters, meter, AccountService(db), ReportService(db), files,
                    BatchService(db, hub, files, on_change=worker.wake), worker,
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
-                   Dashboard(db, registry.comparison), upstream_chat, upstream_text, telemetry)
+                   Dashboard(db, registry.comparison), telemetry)
 
     def __post_init__(self) -> None:
         """Metrics read at scrape time: engines, upstream replicas, budgets."""

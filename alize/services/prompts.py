@@ -35,6 +35,15 @@ def one_or_many(value: str | list[str], param: str, most: int, noun: str, empty:
         raise InvalidRequest(f"At most {most} {noun} per request", param=param)
     return texts
 
+
+MAX_PROMPTS = 16  # per completion request
+
+
+def prompts_of(request: Any) -> list[str]:
+    """A completion request's prompts (one, or a list of at most MAX_PROMPTS)."""
+    return one_or_many(request.prompt, "prompt", MAX_PROMPTS, "prompts", "prompt must not be an empty list")
+
+
 Message = dict[str, Any]
 
 

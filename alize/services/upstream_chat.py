@@ -1,7 +1,8 @@
-"""POST /v1/chat/completions answered by an upstream engine (vLLM, SGLang, llama-server,
-another Alizé...) over OpenAI's wire, in Mistral's shapes: the same admission, limits and
-metering as the local engine, the upstream's own usage figures billed, tool calls whole
-with 9-character ids and checked arguments, answers checked against their schema.
+"""Chat on an upstream engine (vLLM, SGLang, llama-server, another Alizé...) as a backend:
+the request sent over OpenAI's wire (or Mistral's), its answer read back as the pieces the
+chat use case turns into Mistral's shapes, as it does the local engine's. The same
+admission, limits and metering; the upstream's own usage figures billed; tool-call ids
+made Mistral's 9 characters.
 
 Schemas and tools are checked here first (what Alizé would refuse locally it refuses up
 front) and forwarded to the engine, which enforces them (vLLM, SGLang and llama-server do)."""
@@ -14,23 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alize.errors import InvalidRequest, UpstreamBroken
-from alize.protocol.chat import (
-    AssistantMessage,
-    ChatChoice,
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-    ChatMessageOut,
-    ChunkChoice,
-    DeltaMessage,
-)
-from alize.protocol.common import PromptTokensDetails, UsageInfo
+from alize.protocol.chat import AssistantMessage, ChatCompletionRequest
+from alize.protocol.common import UsageInfo
 from alize.registry import ModelEntry
+from alize.services.backend import Generation, Piece, usage_info
 from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.prompts import SAFE_PROMPT
 from alize.services.sampling import pick_seed
-from alize.services.structured import plan_response, text_is_valid
+from alize.services.structured import plan_response
 from alize.services.tools import ID_ALPHABET, ToolPlan, plan_tools
 from alize.upstream.router import affinity_key
 
@@ -118,18 +111,14 @@ def usage_from(figures: dict[str, Any] | None, fallback_prompt: int, completion:
     prompt = int(figures.get("prompt_tokens") or fallback_prompt)
     done = int(figures.get("completion_tokens") or completion)
     cached = int((figures.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    return UsageInfo(prompt_tokens=prompt, completion_tokens=done, total_tokens=prompt + done,
-                     prompt_tokens_details=PromptTokensDetails(cached_tokens=cached))
+    return usage_info(prompt, done, cached)
 
 
 class UpstreamChat:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
-    def serves(self, model_id: str) -> bool:
-        return self.hub.registry.get(model_id).is_upstream
-
-    async def plan(self, request: ChatCompletionRequest, call: Call) -> Plan:
+    async def generation(self, request: ChatCompletionRequest, call: Call, stream: bool) -> "UpstreamGeneration":
         """Checks what Alizé checks for any model, then books the worst case."""
         entry = self.hub.registry.get(request.model)
         response = plan_response(request.response_format)  # unsupported schema keywords: 400 now
@@ -141,123 +130,119 @@ class UpstreamChat:
         plan = Plan(entry, call, request, tools, response.check, prefix)
         prompt = self.hub.counter(entry).chat([_message(m, keep_prefix=False) for m in request.messages], request.tools)
         await call.admit(entry, prompt, plan.max_tokens * (request.n or 1))
-        return plan
+        return UpstreamGeneration(self.hub, plan, stream)
 
-    def _key(self, plan: Plan) -> bytes:
-        start = json.dumps([m.model_dump(mode="json") for m in plan.request.messages[:2]])
-        assert plan.call.key is not None
-        return affinity_key(plan.call.key.workspace.id, start)
 
-    async def complete(self, request: ChatCompletionRequest, call: Call) -> ChatCompletionResponse:
-        plan = await self.plan(request, call)
-        pool = self.hub.pool(plan.entry)
-        replica, answer = await pool.complete(self._key(plan), PATH, lambda replica: plan.body(replica, stream=False),
-                                              call.trace_headers())
-        call.upstream(replica)
-        call.upstream()
-        choices, written = [], 0
-        count = self.hub.counter(plan.entry)
+class UpstreamGeneration(Generation):
+    """A chat request on an upstream's replicas: sent whole or streamed, its choices read
+    back as pieces; text as it comes, tool calls gathered and given whole with their end."""
+
+    def __init__(self, hub: ModelHub, plan: Plan, stream: bool):
+        super().__init__(call=plan.call, model_id=plan.request.model, n=plan.request.n or 1, prefix=plan.prefix,
+                         tools=plan.tools, calls_in_text=False, check=plan.check, created=plan.created)
+        self.hub, self.plan, self.stream = hub, plan, stream
+        self.final: UsageInfo | None = None
+
+    def _key(self) -> bytes:
+        start = json.dumps([m.model_dump(mode="json") for m in self.plan.request.messages[:2]])
+        assert self.call.key is not None
+        return affinity_key(self.call.key.workspace.id, start)
+
+    async def start(self) -> AsyncIterator[Piece]:
+        pool = self.hub.pool(self.plan.entry)
+        if not self.stream:
+            replica, answer = await pool.complete(self._key(), PATH, lambda r: self.plan.body(r, stream=False),
+                                                  self.call.trace_headers())
+            self.call.upstream(replica)
+            self.call.upstream()
+            return self._whole(answer)
+        upstream = await pool.stream(self._key(), PATH, lambda r: self.plan.body(r, stream=True),
+                                     self.call.trace_headers())
+        self.call.upstream(upstream.replica)
+        self.call.delivering = True  # an answer has begun: what it delivers is billed, even if cut
+        return self._streamed(upstream)
+
+    async def _whole(self, answer: dict[str, Any]) -> AsyncIterator[Piece]:
+        count, written = self.hub.counter(self.plan.entry), 0
         for i, choice in enumerate(answer.get("choices") or []):
             message = choice.get("message") or {}
-            calls = self._calls(message.get("tool_calls"))
-            reason = FINISH.get(choice.get("finish_reason") or "stop", "error")
-            content = message.get("content") or ""
+            content = _Unecho(self.prefix).feed(message.get("content") or "", end=True)
             written += count.text(content + (json.dumps(message["tool_calls"]) if message.get("tool_calls") else ""))
-            reason = self._settle(plan, content, calls, reason)
-            out = ChatMessageOut(content="", tool_calls=calls) if calls else ChatMessageOut(
-                content=plan.prefix + content if plan.prefix and not content.startswith(plan.prefix) else content)
-            choices.append(ChatChoice(index=choice.get("index", i), message=out, finish_reason=reason))
-        figures = usage_from(answer.get("usage"), call.prompt_tokens, written)
-        call.settle_usage(figures.prompt_tokens, figures.completion_tokens, figures.prompt_tokens_details.cached_tokens)
-        await call.succeed()
-        return ChatCompletionResponse(id=call.id, created=plan.created, model=request.model, choices=choices,
-                                      usage=figures)
+            yield Piece(choice.get("index", i), content, FINISH.get(choice.get("finish_reason") or "stop", "error"),
+                        calls=whole_calls(message.get("tool_calls")))
+        self._settle(usage_from(answer.get("usage"), self.call.prompt_tokens, written))
 
-    def _calls(self, upstream: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        if not upstream:
-            return None
-        return [{"id": mistral_call_id(c.get("id"), i), "type": "function", "index": i,
-                 "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or "{}"}}
-                for i, c in enumerate(upstream)]
-
-    @staticmethod
-    def _settle(plan: Plan, content: str, calls: list[dict[str, Any]] | None, reason: str) -> str:
-        """finish_reason "error" for an answer that breaks its contract: calls to functions not
-        offered or with arguments off their schema, text off its schema."""
-        if calls:
-            if plan.tools is None:
-                return "error"
-            try:
-                return "tool_calls" if plan.tools.arguments_valid(calls) else "error"
-            except (KeyError, ValueError):
-                return "error"
-        if plan.check is not None and reason == "stop" and not text_is_valid(content, plan.check):
-            return "error"
-        return reason
-
-    async def stream(self, plan: Plan, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
-        call, n = plan.call, plan.request.n or 1
-
-        def chunk(choices: list[ChunkChoice], usage_info: UsageInfo | None = None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(id=call.id, created=plan.created, model=plan.request.model, choices=choices,
-                                       usage=usage_info)
-
-        pool = self.hub.pool(plan.entry)
-        upstream = await pool.stream(self._key(plan), PATH, lambda replica: plan.body(replica, stream=True),
-                                     call.trace_headers())
-        call.upstream(upstream.replica)
-        state = [_Choice() for _ in range(n)]
+    async def _streamed(self, upstream: Any) -> AsyncIterator[Piece]:
+        state: dict[int, _Choice] = {i: _Choice(prefix=self.prefix) for i in range(self.n)}
         figures: dict[str, Any] | None = None
-        call.delivering = True
         try:
-            for i in range(n):
-                yield chunk([ChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
             try:
                 async for event in upstream:
                     figures = event.get("usage") or figures
                     for choice in event.get("choices") or []:
-                        out = state[choice.get("index", 0)].feed(choice, call)
-                        if out is not None:
-                            yield chunk([out])
+                        index = choice.get("index", 0)
+                        piece = state.setdefault(index, _Choice(prefix=self.prefix)).feed(index, choice, self.call)
+                        if piece is not None:
+                            yield piece
             except UpstreamBroken:  # the answer broke off: what was delivered is billed
-                for s in state:
-                    s.reason = s.reason or "error"
                 figures = None
-            call.upstream()
-            count = self.hub.counter(plan.entry)
-            delivered = sum(count.text(s.written()) if count.exact else s.tokens for s in state)
-            final = usage_from(figures, call.prompt_tokens, delivered)
-            call.settle_usage(final.prompt_tokens, final.completion_tokens, final.prompt_tokens_details.cached_tokens)
-            await call.succeed()  # recorded before the client sees the last chunk
-            ends = [s.end(i, plan) for i, s in enumerate(state)]
-            for i, end in enumerate(ends):  # usage on exactly one chunk: the last, or its own
-                last = i == len(ends) - 1
-                yield chunk([end], final if last and not include_usage else None)
-            if include_usage:
-                yield chunk([], final)
+                for index, s in state.items():
+                    if s.reason is None:
+                        s.reason = "error"
+                        yield Piece(index, "", "error")
+            for index, s in state.items():  # ended without a reason: as if stopped
+                if s.reason is None:
+                    s.reason = "stop"
+                    yield Piece(index, s.unecho.feed("", end=True), "stop", calls=s.whole_calls())
+            self.call.upstream()
+            count = self.hub.counter(self.plan.entry)
+            delivered = sum(count.text(s.written()) if count.exact else s.tokens for s in state.values())
+            self._settle(usage_from(figures, self.call.prompt_tokens, delivered))
         finally:
             await upstream.aclose()  # a client gone: the upstream stops generating
+
+    def _settle(self, figures: UsageInfo) -> None:
+        self.final = figures
+        self.call.settle_usage(figures.prompt_tokens, figures.completion_tokens,
+                               figures.prompt_tokens_details.cached_tokens)
+
+    def usage(self) -> UsageInfo:
+        assert self.final is not None, "usage is known once the pieces have all come"
+        return self.final
+
+
+def whole_calls(upstream: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """An upstream's tool calls in Mistral's shape, with 9-character ids."""
+    if not upstream:
+        return None
+    return [{"id": mistral_call_id(c.get("id"), i), "type": "function", "index": i,
+             "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or "{}"}}
+            for i, c in enumerate(upstream)]
 
 
 @dataclass
 class _Choice:
-    """One streamed choice: text goes out as it comes; tool calls are gathered and sent
-    whole (Mistral's SDKs read a call in one delta) when the choice ends."""
+    """One streamed choice: text goes out as it comes; tool calls are gathered and given whole
+    (Mistral's SDKs read a call in one delta) when the choice ends."""
 
+    prefix: str = ""
     text: list[str] = field(default_factory=list)
     calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     reason: str | None = None
     tokens: int = 0  # content deltas seen: the bill if the upstream sends no usage
+    unecho: "_Unecho" = field(init=False)
 
-    def feed(self, choice: dict[str, Any], call: Call) -> ChunkChoice | None:
+    def __post_init__(self) -> None:
+        self.unecho = _Unecho(self.prefix)
+
+    def feed(self, index: int, choice: dict[str, Any], call: Call) -> Piece | None:
         delta = choice.get("delta") or {}
-        index = choice.get("index", 0)
-        out = None
+        text = ""
         if delta.get("content"):
             self.text.append(delta["content"])
             self.tokens += 1
             call.progress(str(index), self.tokens)
-            out = ChunkChoice(index=index, delta=DeltaMessage(content=delta["content"]))
+            text = self.unecho.feed(delta["content"])
         for part in delta.get("tool_calls") or []:
             slot = self.calls.setdefault(part.get("index", 0), {"id": None, "name": "", "arguments": ""})
             slot["id"] = slot["id"] or part.get("id")
@@ -267,17 +252,33 @@ class _Choice:
             self.tokens += 1
         if choice.get("finish_reason"):
             self.reason = FINISH.get(choice["finish_reason"], "error")
-        return out
+            return Piece(index, text + self.unecho.feed("", end=True), self.reason, calls=self.whole_calls())
+        return Piece(index, text) if text else None
 
     def written(self) -> str:
         """What the choice wrote: its text, or its calls."""
         return "".join(self.text) + "".join(c["name"] + c["arguments"] for c in self.calls.values())
 
-    def end(self, index: int, plan: Plan) -> ChunkChoice:
-        if self.reason == "error":  # broke off: no half-made calls
-            return ChunkChoice(index=index, delta=DeltaMessage(content=""), finish_reason="error")
-        calls = [{"id": mistral_call_id(c["id"], i), "type": "function", "index": i,
-                  "function": {"name": c["name"], "arguments": c["arguments"] or "{}"}}
-                 for i, c in sorted(self.calls.items())] or None
-        reason = UpstreamChat._settle(plan, "".join(self.text), calls, self.reason or "stop")
-        return ChunkChoice(index=index, delta=DeltaMessage(content="", tool_calls=calls), finish_reason=reason)
+    def whole_calls(self) -> list[dict[str, Any]] | None:
+        return whole_calls([{"id": c["id"], "function": {"name": c["name"], "arguments": c["arguments"]}}
+                            for _, c in sorted(self.calls.items())])
+
+
+@dataclass
+class _Unecho:
+    """Drops the prefix from the start of an upstream's answer where the upstream repeats it
+    (Mistral's wire does, vLLM's continue_final_message does not): Alizé adds it itself."""
+
+    prefix: str
+    held: str = ""
+    decided: bool = False
+
+    def feed(self, text: str, end: bool = False) -> str:
+        if self.decided or not self.prefix:
+            return text
+        held = self.held + text
+        if not end and len(held) < len(self.prefix) and self.prefix.startswith(held):
+            self.held = held  # may still be the prefix repeated
+            return ""
+        self.decided, self.held = True, ""
+        return held[len(self.prefix):] if held.startswith(self.prefix) else held

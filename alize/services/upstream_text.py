@@ -1,11 +1,11 @@
-"""POST /v1/fim/completions and /v1/completions answered by an upstream engine: the same
-admission, limits and metering as the local engine, the upstream's usage billed.
+"""FIM and completions on an upstream engine as a backend: the same admission, limits and
+metering as the local engine, the upstream's usage billed; the answers read back as the
+pieces the FIM and completion use cases turn into their shapes.
 
 Over OpenAI's wire both go to the engine's /completions (the code after the cursor as
 `suffix`, which llama-server and llama-cpp-python's server honour); over Mistral's wire FIM
 goes to /fim/completions. A FIM answer comes back in Mistral's chat shape, a completion in
-OpenAI's text shape; several prompts are sent one after the other, their choices numbered
-as OpenAI numbers them (prompt x n + choice)."""
+OpenAI's text shape; several prompts are sent one after the other."""
 
 import time
 from collections.abc import AsyncIterator
@@ -13,21 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alize.errors import UpstreamBroken
-from alize.protocol.chat import (
-    ChatChoice,
-    ChatCompletionChunk,
-    ChatCompletionResponse,
-    ChatMessageOut,
-    ChunkChoice,
-    DeltaMessage,
-)
 from alize.protocol.common import UsageInfo
-from alize.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
+from alize.protocol.completions import CompletionRequest
 from alize.protocol.fim import FIMCompletionRequest
 from alize.registry import ModelEntry
-from alize.services.completions import prompts_of
+from alize.services.backend import Generation, Piece, usage_info
 from alize.services.metering import Call
 from alize.services.models import ModelHub
+from alize.services.prompts import prompts_of
 from alize.services.sampling import pick_seed
 from alize.services.upstream_chat import FINISH, usage_from
 from alize.upstream.router import affinity_key
@@ -63,15 +56,6 @@ class TextPlan:
         return body
 
 
-@dataclass
-class Piece:
-    """Text from the upstream for one choice (index over all prompts), or its end."""
-
-    index: int
-    text: str
-    reason: str | None
-
-
 def _text(choice: dict[str, Any]) -> str:
     """A choice's text: OpenAI's completion shape, or Mistral's chat shape (FIM)."""
     if "text" in choice:
@@ -89,18 +73,15 @@ class UpstreamText:
     def __init__(self, hub: ModelHub):
         self.hub = hub
 
-    def serves(self, model_id: str) -> bool:
-        return self.hub.registry.get(model_id).is_upstream
-
-    async def plan_fim(self, request: FIMCompletionRequest, call: Call) -> TextPlan:
+    async def fim(self, request: FIMCompletionRequest, call: Call, stream: bool) -> "TextGeneration":
         entry = self.hub.capable(request.model, "completion_fim")
         seed = pick_seed(request.random_seed, request.seed)
         sampling = _sampling(request.temperature, request.top_p, request.stop, seed, min_tokens=request.min_tokens)
         max_tokens = request.max_tokens or entry.backend.default_max_tokens or entry.backend.context_length
         plan = TextPlan(entry, call, [request.prompt], request.suffix or "", sampling, max_tokens, 1, fim=True)
-        return await self._admit(plan)
+        return await self._admit(plan, stream)
 
-    async def plan_completion(self, request: CompletionRequest, call: Call) -> TextPlan:
+    async def completion(self, request: CompletionRequest, call: Call, stream: bool) -> "TextGeneration":
         entry = self.hub.capable(request.model, "completion_chat")
         prompts = prompts_of(request)
         seed = pick_seed(request.random_seed, request.seed)
@@ -109,145 +90,101 @@ class UpstreamText:
                              logit_bias=request.logit_bias)
         max_tokens = request.max_tokens or entry.backend.default_max_tokens or entry.backend.context_length
         plan = TextPlan(entry, call, prompts, request.suffix or "", sampling, max_tokens, request.n or 1, fim=False)
-        return await self._admit(plan)
+        return await self._admit(plan, stream)
 
-    async def _admit(self, plan: TextPlan) -> TextPlan:
+    async def _admit(self, plan: TextPlan, stream: bool) -> "TextGeneration":
         count = self.hub.counter(plan.entry)
         prompt = sum(count.text(p + plan.suffix) for p in plan.prompts)
         await plan.call.admit(plan.entry, prompt, plan.max_tokens * plan.n * len(plan.prompts))
-        return plan
+        return TextGeneration(self.hub, plan, stream)
 
-    def _key(self, plan: TextPlan, prompt: str) -> bytes:
-        assert plan.call.key is not None
-        return affinity_key(plan.call.key.workspace.id, prompt)
 
-    async def _whole(self, plan: TextPlan) -> tuple[list[Piece], UsageInfo]:
-        """Every choice of every prompt, whole, and the usage summed over the prompts."""
-        pool, call = self.hub.pool(plan.entry), plan.call
-        pieces, prompt_tokens, completion_tokens = [], 0, 0
-        count = self.hub.counter(plan.entry)
-        for p, prompt in enumerate(plan.prompts):
-            replica, answer = await pool.complete(self._key(plan, prompt), plan.path,
-                                                  lambda replica, prompt=prompt: plan.body(replica, prompt, False),
-                                                  call.trace_headers())
-            call.upstream(replica)
-            texts = []
-            for i, choice in enumerate(answer.get("choices") or []):
-                text = _text(choice)
-                texts.append(text)
-                reason = FINISH.get(choice.get("finish_reason") or "stop", "error")
-                pieces.append(Piece(p * plan.n + choice.get("index", i), text, reason))
-            figures = usage_from(answer.get("usage"), count.text(prompt + plan.suffix),
-                                 sum(count.text(t) for t in texts))
-            prompt_tokens += figures.prompt_tokens
-            completion_tokens += figures.completion_tokens
-        call.upstream()
-        call.settle_usage(prompt_tokens, completion_tokens, 0)
-        await call.succeed()
-        return pieces, UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                 total_tokens=prompt_tokens + completion_tokens)
 
-    async def _pieces(self, plan: TextPlan) -> AsyncIterator[Piece | UsageInfo]:
-        """The choices' text as it comes, each choice's end, then the usage (last). A stream
-        that breaks off ends its open choices with "error" and bills what was delivered."""
-        pool, call = self.hub.pool(plan.entry), plan.call
-        count = self.hub.counter(plan.entry)
-        prompt_tokens = completion_tokens = 0
-        for p, prompt in enumerate(plan.prompts):
-            key = self._key(plan, prompt)
-            upstream = await pool.stream(key, plan.path,
-                                         lambda replica, prompt=prompt: plan.body(replica, prompt, True),
-                                         call.trace_headers())
-            call.upstream(upstream.replica)
-            call.delivering = True  # an answer has begun: what it delivers is billed, even if cut
-            figures: dict[str, Any] | None = None
+class TextGeneration(Generation):
+    """FIM or completion prompts on an upstream's replicas, one prompt after the other; its
+    choices come back as pieces, numbered as OpenAI numbers them (prompt x n + choice)."""
+
+    def __init__(self, hub: ModelHub, plan: TextPlan, stream: bool):
+        super().__init__(call=plan.call, model_id=plan.entry.id, n=plan.n, created=plan.created)
+        self.hub, self.plan, self.stream = hub, plan, stream
+        self.prompt_tokens = self.completion_tokens = 0
+
+    def _key(self, prompt: str) -> bytes:
+        assert self.call.key is not None
+        return affinity_key(self.call.key.workspace.id, prompt)
+
+    async def start(self) -> AsyncIterator[Piece]:
+        # the first prompt is sent now: failures before it answers are still a JSON error
+        return self._pieces(await self._send(0))
+
+    async def _send(self, p: int) -> Any:
+        plan, prompt = self.plan, self.plan.prompts[p]
+        pool = self.hub.pool(plan.entry)
+        if not self.stream:
+            replica, answer = await pool.complete(self._key(prompt), plan.path,
+                                                  lambda replica: plan.body(replica, prompt, False),
+                                                  self.call.trace_headers())
+            self.call.upstream(replica)
+            return answer
+        upstream = await pool.stream(self._key(prompt), plan.path, lambda replica: plan.body(replica, prompt, True),
+                                     self.call.trace_headers())
+        self.call.upstream(upstream.replica)
+        self.call.delivering = True  # an answer has begun: what it delivers is billed, even if cut
+        return upstream
+
+    async def _pieces(self, first: Any) -> AsyncIterator[Piece]:
+        count = self.hub.counter(self.plan.entry)
+        for p, prompt in enumerate(self.plan.prompts):
+            answer = first if p == 0 else await self._send(p)
             texts: dict[int, list[str]] = {}  # by choice: its deltas (about a token each)
-            open_ = set(range(p * plan.n, (p + 1) * plan.n))
-            try:
-                async for event in upstream:
-                    figures = event.get("usage") or figures
-                    for choice in event.get("choices") or []:
-                        index = p * plan.n + choice.get("index", 0)
-                        text = _text(choice)
-                        reason = FINISH.get(choice["finish_reason"], "error") if choice.get("finish_reason") else None
-                        if text:
-                            texts.setdefault(index, []).append(text)
-                            call.progress(str(index), len(texts[index]))
-                        if reason:
-                            open_.discard(index)
-                        if text or reason:
-                            yield Piece(index, text, reason)
-            except UpstreamBroken:  # broke off: what was delivered is billed
-                figures = None
-                for index in sorted(open_):
-                    yield Piece(index, "", "error")
-            finally:
-                await upstream.aclose()
-                call.upstream()
-            delivered = (sum(count.text("".join(t)) for t in texts.values()) if count.exact
-                         else sum(len(t) for t in texts.values()))
-            done = usage_from(figures, count.text(prompt + plan.suffix), delivered)
-            prompt_tokens += done.prompt_tokens
-            completion_tokens += done.completion_tokens
-        call.settle_usage(prompt_tokens, completion_tokens, 0)
-        await call.succeed()
-        yield UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                        total_tokens=prompt_tokens + completion_tokens)
+            if self.stream:
+                async for piece in self._streamed(answer, p, texts):
+                    yield piece
+                figures = self.figures
+                delivered = (sum(count.text("".join(t)) for t in texts.values()) if count.exact
+                             else sum(len(t) for t in texts.values()))
+            else:
+                for i, choice in enumerate(answer.get("choices") or []):
+                    index = p * self.n + choice.get("index", i)
+                    texts[index] = [_text(choice)]
+                    yield Piece(index, texts[index][0], FINISH.get(choice.get("finish_reason") or "stop", "error"))
+                figures = answer.get("usage")
+                delivered = sum(count.text(t[0]) for t in texts.values())
+            self.call.upstream()
+            done = usage_from(figures, count.text(prompt + self.plan.suffix), delivered)
+            self.prompt_tokens += done.prompt_tokens
+            self.completion_tokens += done.completion_tokens
+        self.call.settle_usage(self.prompt_tokens, self.completion_tokens, 0)
 
-    # -- FIM: Mistral's chat shape ---------------------------------------------
-    async def fim(self, request: FIMCompletionRequest, call: Call) -> ChatCompletionResponse:
-        plan = await self.plan_fim(request, call)
-        pieces, usage = await self._whole(plan)
-        choices = [ChatChoice(index=p.index, message=ChatMessageOut(content=p.text), finish_reason=p.reason or "stop")
-                   for p in pieces]
-        return ChatCompletionResponse(id=call.id, created=plan.created, model=request.model, choices=choices,
-                                      usage=usage)
+    async def _streamed(self, upstream: Any, p: int, texts: dict[int, list[str]]) -> AsyncIterator[Piece]:
+        """Prompt p's choices as they come, each one's end, and the upstream's usage figures
+        (self.figures). A stream that breaks off ends its open choices with "error", and
+        what was delivered is billed."""
+        self.figures: dict[str, Any] | None = None
+        open_ = set(range(p * self.n, (p + 1) * self.n))
+        try:
+            async for event in upstream:
+                self.figures = event.get("usage") or self.figures
+                for choice in event.get("choices") or []:
+                    index = p * self.n + choice.get("index", 0)
+                    text = _text(choice)
+                    reason = FINISH.get(choice["finish_reason"], "error") if choice.get("finish_reason") else None
+                    if text:
+                        texts.setdefault(index, []).append(text)
+                        self.call.progress(str(index), len(texts[index]))
+                    if reason:
+                        open_.discard(index)
+                    if text or reason:
+                        yield Piece(index, text, reason)
+        except UpstreamBroken:
+            self.figures = None
+            for index in sorted(open_):
+                yield Piece(index, "", "error")
+            open_.clear()
+        finally:
+            await upstream.aclose()  # a client gone: the upstream stops generating
+        for index in sorted(open_):  # ended without a reason: as if stopped
+            yield Piece(index, "", "stop")
 
-    async def fim_stream(self, plan: TextPlan, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
-        def chunk(choices: list[ChunkChoice], usage: UsageInfo | None = None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(id=plan.call.id, created=plan.created, model=plan.entry.id, choices=choices,
-                                       usage=usage)
-
-        yield chunk([ChunkChoice(index=0, delta=DeltaMessage(role="assistant", content=""))])
-        held: ChunkChoice | None = None  # the last text, sent with the usage when it ends the answer
-        async for piece in self._pieces(plan):
-            if isinstance(piece, UsageInfo):
-                if include_usage:
-                    yield chunk([held] if held else [])
-                    yield chunk([], piece)
-                else:
-                    yield chunk([held] if held else [], piece)
-                return
-            if held is not None:
-                yield chunk([held])
-            held = ChunkChoice(index=0, delta=DeltaMessage(content=piece.text), finish_reason=piece.reason)
-
-    # -- completions: OpenAI's text shape --------------------------------------
-    async def completion(self, request: CompletionRequest, call: Call) -> CompletionResponse:
-        plan = await self.plan_completion(request, call)
-        pieces, usage = await self._whole(plan)
-        choices = [CompletionChoice(index=p.index, text=(self._echo(request, p.index // plan.n) if request.echo
-                                                         else "") + p.text, finish_reason=p.reason)
-                   for p in sorted(pieces, key=lambda p: p.index)]
-        return CompletionResponse(id=call.id, created=plan.created, model=request.model, choices=choices, usage=usage)
-
-    async def completion_stream(self, request: CompletionRequest, plan: TextPlan,
-                                include_usage: bool) -> AsyncIterator[CompletionResponse]:
-        def chunk(choices: list[CompletionChoice], usage: UsageInfo | None = None) -> CompletionResponse:
-            return CompletionResponse(id=plan.call.id, created=plan.created, model=request.model, choices=choices,
-                                      usage=usage)
-
-        if request.echo:
-            for index in range(len(plan.prompts) * plan.n):
-                yield chunk([CompletionChoice(index=index, text=self._echo(request, index // plan.n),
-                                              finish_reason=None)])
-        async for piece in self._pieces(plan):
-            if isinstance(piece, UsageInfo):
-                if include_usage:
-                    yield chunk([], piece)
-                return
-            yield chunk([CompletionChoice(index=piece.index, text=piece.text, finish_reason=piece.reason)])
-
-    @staticmethod
-    def _echo(request: CompletionRequest, prompt: int) -> str:
-        return request.prompt if isinstance(request.prompt, str) else request.prompt[prompt]
+    def usage(self) -> UsageInfo:
+        return usage_info(self.prompt_tokens, self.completion_tokens)
