@@ -15,18 +15,26 @@ fi
 VPY=.venv/bin/python
 pip_install() { "$VPY" -m pip install --disable-pip-version-check -q "$@"; }
 
-# llama.cpp, built portably (see scripts/llama_build_flags.sh) into a wheel cache
-# keyed by version and flags, so a rebuild happens only when one of them changes.
+# llama.cpp, built portably (see scripts/llama_build_flags.sh) from its source with one patch
+# (batch-invariant attention: see the patch's header) into a wheel cache keyed by version,
+# flags and patch, so a rebuild happens only when one of them changes.
 flags=$(scripts/llama_build_flags.sh)
-key=$(printf '%s %s' "$LLAMA_CPP_VERSION" "$flags" | sha1sum | cut -c1-12)
+patch_file=scripts/llama-cpp-batch-invariant-attention.patch
+key=$(printf '%s %s %s' "$LLAMA_CPP_VERSION" "$flags" "$(sha1sum < "$patch_file")" | sha1sum | cut -c1-12)
 wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/alize/wheels/$key"
 if ! "$VPY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" 2>/dev/null \
    || [ "$(cat .venv/.llama_flags 2>/dev/null)" != "$key" ]; then
   if ! ls "$wheel_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
     echo "==> building llama-cpp-python $LLAMA_CPP_VERSION ($flags); takes about 4 minutes once"
     mkdir -p "$wheel_dir"
+    src=$(mktemp -d)
+    "$VPY" -m pip download --disable-pip-version-check --no-deps --no-binary :all: --no-cache-dir -q \
+      -d "$src" "llama-cpp-python==$LLAMA_CPP_VERSION"
+    tar xzf "$src"/llama_cpp_python-"$LLAMA_CPP_VERSION".tar.gz -C "$src"
+    patch -s -d "$src/llama_cpp_python-$LLAMA_CPP_VERSION" -p1 < "$patch_file"
     CMAKE_ARGS="$flags" "$VPY" -m pip wheel --no-deps --no-cache-dir -q -w "$wheel_dir" \
-      "llama-cpp-python==$LLAMA_CPP_VERSION"
+      "$src/llama_cpp_python-$LLAMA_CPP_VERSION"
+    rm -rf "$src"
   fi
   pip_install --force-reinstall --no-deps "$wheel_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl
   pip_install "typing-extensions>=4.5" "numpy>=2,<3" "diskcache>=5.6.1" "jinja2>=2.11.3"
