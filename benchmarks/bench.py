@@ -84,6 +84,20 @@ def serve(cmd: list[str], health: str, env: dict[str, str] | None = None, log: P
         out.close()
 
 
+@contextmanager
+def alize_server(env: dict[str, str], log: Path):
+    """An `alize serve` on the built-in model with a data dir of its own: (base URL, API key)."""
+    alize = str(ROOT / ".venv/bin/alize")
+    data = Path(tempfile.mkdtemp(prefix="alize-bench-"))
+    key = subprocess.run([alize, "keys", "create", "--name", "bench", "--data-dir", str(data)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    port = free_port()
+    with serve([alize, "serve", "--port", str(port), "--data-dir", str(data)], f"http://127.0.0.1:{port}/health",
+               env, log):
+        yield f"http://127.0.0.1:{port}", key
+    shutil.rmtree(data, ignore_errors=True)
+
+
 async def one_request(client: httpx.AsyncClient, body: dict) -> tuple[float, float, int]:
     """(TTFT, latency, completion tokens) of one streamed chat completion."""
     started = time.perf_counter()
@@ -175,17 +189,9 @@ def run_suite(servers: dict[str, Callable], levels: list[int], num_tokens: int, 
 def starters(args, peers: Path, model: Path, logs: Path) -> dict[str, Callable]:
     ctx = 8192
 
-    @contextmanager
     def alize():
-        data = Path(tempfile.mkdtemp(prefix="alize-bench-"))
-        key = subprocess.run([str(ROOT / ".venv/bin/alize"), "keys", "create", "--name", "bench", "--data-dir",
-                              str(data)], capture_output=True, text=True, check=True).stdout.strip()
-        port = free_port()
-        env = {"ALIZE_THREADS": str(args.threads), "ALIZE_PARALLEL": str(args.parallel)}
-        with serve([str(ROOT / ".venv/bin/alize"), "serve", "--port", str(port), "--data-dir", str(data)],
-                   f"http://127.0.0.1:{port}/health", env, logs / "alize.log"):
-            yield f"http://127.0.0.1:{port}", key
-        shutil.rmtree(data, ignore_errors=True)
+        return alize_server({"ALIZE_THREADS": str(args.threads), "ALIZE_PARALLEL": str(args.parallel)},
+                            logs / "alize.log")
 
     @contextmanager
     def llama_server():

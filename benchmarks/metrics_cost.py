@@ -8,32 +8,19 @@ goes first; prints the median of the per-run throughput ratios.
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import free_port, load, serve
-
-ROOT = Path(__file__).resolve().parent.parent
-ALIZE = str(ROOT / ".venv/bin/alize")
+from bench import alize_server, load
 
 
-@contextmanager
 def alize(metrics: bool, threads: int, logs: Path):
-    data = Path(tempfile.mkdtemp(prefix="alize-metrics-"))
-    key = subprocess.run([ALIZE, "keys", "create", "--name", "bench", "--data-dir", str(data)], capture_output=True,
-                         text=True, check=True).stdout.strip()
-    port = free_port()
     env = {"ALIZE_THREADS": str(threads), "ALIZE_METRICS": str(metrics).lower()}
-    with serve([ALIZE, "serve", "--port", str(port), "--data-dir", str(data)], f"http://127.0.0.1:{port}/health",
-               env, logs / f"alize-metrics-{metrics}.log"):
-        yield f"http://127.0.0.1:{port}", key
-    shutil.rmtree(data, ignore_errors=True)
+    return alize_server(env, logs / f"alize-metrics-{metrics}.log")
 
 
 def main() -> None:
