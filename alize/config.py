@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     kv_cache_type: Literal["f16", "q8_0"] = Field(default="f16", description=(
         "How the KV cache stores keys and values: q8_0 holds about twice the tokens in the same "
         "memory (docs/benchmarks.md measures its cost)."))
+    prompt_lookup: bool = Field(default=False, description=(
+        "Prompt-lookup decoding: requests without a `prediction` draft their next tokens from their "
+        "prompt, verified a batch at a time (same output; faster when answers copy the prompt, as "
+        "summaries and extractions do; docs/tuning.md)."))
     batch_tokens: int = Field(default=512, ge=16, le=8192, description=(
         "Tokens per engine step: one per decoding sequence, the rest for prompt chunks."))
     queue_size: int = Field(default=64, ge=0, description=(

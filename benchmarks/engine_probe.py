@@ -55,13 +55,14 @@ def main() -> None:
         for i, p in enumerate(prompts):  # in chunks of the batch size, as the scheduler does
             for at in range(0, len(p) - 1, 512):
                 runner.run([BatchItem(i, p[at:min(at + 512, len(p) - 1)], at, False)], [None])
-        last = runner.run([BatchItem(i, p[-1:], len(p) - 1, True) for i, p in enumerate(prompts)], samplers)
+        last = [t[0] for t in runner.run([BatchItem(i, p[-1:], len(p) - 1, True) for i, p in enumerate(prompts)],
+                                          samplers)]
         prefill_s = time.perf_counter() - start
         positions = [len(p) for p in prompts]
         start = time.perf_counter()
         for _ in range(args.tokens - 1):
             items = [BatchItem(i, [last[i]], positions[i], True) for i in range(args.sequences)]
-            last = runner.run(items, samplers)
+            last = [t[0] for t in runner.run(items, samplers)]
             positions = [p + 1 for p in positions]
         decode_s = time.perf_counter() - start
         for s in samplers:

@@ -26,12 +26,14 @@ def generate(runner: LlamaRunner, prompts: list[list[int]], tokens: int) -> tupl
         runner.trim_sequence(i, 0)
         for at in range(0, len(prompt) - 1, 512):
             runner.run([BatchItem(i, prompt[at:min(at + 512, len(prompt) - 1)], at, False)], [None])
-    last = runner.run([BatchItem(i, p[-1:], len(p) - 1, True) for i, p in enumerate(prompts)], samplers)
+    last = [t[0] for t in runner.run([BatchItem(i, p[-1:], len(p) - 1, True) for i, p in enumerate(prompts)],
+                                          samplers)]
     out = [[t] for t in last]
     positions = [len(p) for p in prompts]
     started = time.perf_counter()
     for _ in range(tokens - 1):
-        last = runner.run([BatchItem(i, [last[i]], positions[i], True) for i in range(len(prompts))], samplers)
+        items = [BatchItem(i, [last[i]], positions[i], True) for i in range(len(prompts))]
+        last = [t[0] for t in runner.run(items, samplers)]
         positions = [p + 1 for p in positions]
         for i, t in enumerate(last):
             out[i].append(t)

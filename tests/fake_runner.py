@@ -1,6 +1,7 @@
 """A scripted fake of the engine's runner (the layer below EngineCore): no model, no
 llama.cpp, millisecond tests. A word vocabulary; each sequence answers what `reply`
-says for its prompt, one token a step, then an end-of-generation token.
+says for its prompt, one token a step (more with a draft it agrees with), then an
+end-of-generation token.
 
 It keeps each slot's KV as the list of tokens fed to it, and follows copies and trims as
 llama.cpp would, so the scheduler's prefix cache and n > 1 choices behave for real."""
@@ -73,14 +74,18 @@ class FakeRunner:
     def free_sampler(self, sampler: FakeSampler) -> None:
         pass
 
+    def draft_cost(self) -> float:
+        return 0.0  # a draft costs nothing here: every useful one is made
+
     def copy_sequence(self, src: int, dst: int) -> None:
         self.kv[dst] = list(self.kv[src])
 
     def trim_sequence(self, seq_id: int, keep: int) -> None:
         del self.kv[seq_id][keep:]
-        self.prompts.pop(seq_id, None)  # a new sequence starts in this slot
+        if keep < self.prompts.get(seq_id, 0):
+            self.prompts.pop(seq_id)  # a new sequence starts in this slot
 
-    def run(self, items: list[BatchItem], samplers: list[FakeSampler]) -> list[int]:
+    def run(self, items: list[BatchItem], samplers: list[FakeSampler]) -> list[list[int]]:
         self.steps += 1
         sampled = []
         for item, sampler in zip(items, samplers, strict=True):  # one sampler per sequence in the batch
@@ -92,13 +97,17 @@ class FakeRunner:
                 raise EngineFailure(f"llama_decode failed with code 1 (no KV cells: {self.most_cells})")
             if not item.wants_logits:
                 continue
-            prompt_len = self.prompts.setdefault(item.seq_id, len(kv))
+            prompt_len = self.prompts.setdefault(item.seq_id, len(kv) - item.num_draft)
             script = self.reply(kv[:prompt_len])
-            index = len(kv) - prompt_len
-            token = script[index] if index < len(script) else EOG
-            if token == EOG and sampler.ban_eog:
-                token = WORDS.index(" w2")
-            sampled.append(token)
+            draft = item.tokens[len(item.tokens) - item.num_draft:]
+            tokens: list[int] = []
+            while not tokens or (len(tokens) <= len(draft) and tokens[-1] == draft[len(tokens) - 1]):
+                index = len(kv) - item.num_draft + len(tokens) - prompt_len  # the token after this row's
+                token = script[index] if index < len(script) else EOG
+                if token == EOG and sampler.ban_eog:
+                    token = WORDS.index(" w2")
+                tokens.append(token)
+            sampled.append(tokens)
         return sampled
 
     def close(self) -> None:

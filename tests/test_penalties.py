@@ -29,10 +29,11 @@ def _generate(runner, params: SamplingParams, tokens: int = 48) -> list[list[int
     samplers = [runner.create_sampler(params, ban_eog=True) for _ in prompts]
     for i in range(len(prompts)):
         runner.trim_sequence(i, 0)
-    last = runner.run([BatchItem(i, p, 0, True) for i, p in enumerate(prompts)], samplers)
+    last = [t[0] for t in runner.run([BatchItem(i, p, 0, True) for i, p in enumerate(prompts)], samplers)]
     out, positions = [[t] for t in last], [len(p) for p in prompts]
     for _ in range(tokens - 1):
-        last = runner.run([BatchItem(i, [last[i]], positions[i], True) for i in range(len(prompts))], samplers)
+        last = [t[0] for t in runner.run([BatchItem(i, [last[i]], positions[i], True) for i in range(len(prompts))],
+                                         samplers)]
         positions = [p + 1 for p in positions]
         for i, t in enumerate(last):
             out[i].append(t)

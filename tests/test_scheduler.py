@@ -85,3 +85,31 @@ def test_a_prefix_is_copied_only_when_it_saves_more_than_the_copy_moves():
     assert started["enough"].copy_kv_from == started["long"].slot and started["enough"].num_cached == enough
     for name in ("short", "tiny", "other-key"):
         assert started[name].copy_kv_from is None and started[name].num_cached == 0, name
+
+
+def test_drafts_share_what_one_token_per_decoding_sequence_leaves():
+    from alize.engine.drafting import Drafter
+
+    scheduler = Scheduler(max_sequences=4, token_budget=24)
+    seqs = [sequence(f"s{i}", prompt_len=4) for i in range(4)]
+    for seq in seqs:
+        seq.request.params = SamplingParams(max_tokens=64)
+        seq.drafter = Drafter.following([7] * 40)  # every sequence writes 7s: the draft always holds
+        scheduler.add(seq)
+    decode_once(scheduler)  # the prompts
+    seqs_run, items = scheduler.schedule()
+    assert len(items) == 4  # every sequence decodes, drafts or not
+    assert [len(i.tokens) for i in items] == [1 + 16, 1 + 4, 1, 1]  # 24 tokens: 4 pending, 20 drafted
+    assert [i.num_draft for i in items] == [16, 4, 0, 0]
+    short = sequence("short", prompt_len=8)
+    short.request.params = SamplingParams(max_tokens=3)
+    short.drafter = Drafter.following([7] * 40)
+    short.output_tokens = [7]
+    assert Scheduler._draft(short, 100) == [7]  # never past max_tokens: 1 written, 1 pending, 1 drafted
+    costly = Scheduler(max_sequences=4, token_budget=512, draft_cost=0.6)
+    for seq in seqs:
+        seq.drafter = Drafter.following([7] * 40)
+        costly.add(seq)
+    decode_once(costly)
+    _, items = costly.schedule()  # four sequences together on a costly engine: no draft pays
+    assert [i.num_draft for i in items] == [0, 0, 0, 0]

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from alize.engine.drafting import Drafter
 from alize.engine.params import BatchItem, FinishReason, GenerationRequest, TokenEvent
 from alize.engine.runner_protocol import Runner
 from alize.engine.scheduler import Scheduler
@@ -31,8 +32,9 @@ class EngineStats:
 
 
 class EngineCore:
-    def __init__(self, runner: Runner, scheduler: Scheduler, name: str = "engine"):
+    def __init__(self, runner: Runner, scheduler: Scheduler, name: str = "engine", prompt_lookup: bool = False):
         self.runner = runner
+        self.prompt_lookup = prompt_lookup  # requests without a prediction draft from their prompt
         self.scheduler = scheduler
         self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=f"alize-{name}", daemon=True)
@@ -53,8 +55,9 @@ class EngineCore:
         self._thread.join(timeout=30)
 
     def submit(self, request: GenerationRequest, sink: Callable[[TokenEvent], None]) -> None:
-        stop = request.params.stop
-        self._inbox.put(("add", Sequence(request, sink, TextAssembler(stop))))
+        drafter = (Drafter.following(request.prediction) if request.prediction
+                   else Drafter.looking_up(request.prompt_tokens) if self.prompt_lookup else None)
+        self._inbox.put(("add", Sequence(request, sink, TextAssembler(request.params.stop), drafter=drafter)))
 
     def abort(self, request_id: str) -> None:
         self._inbox.put(("abort", request_id))
@@ -140,33 +143,52 @@ class EngineCore:
             return
         self._postprocess(live, tokens)
 
-    def _postprocess(self, live: list[tuple[Sequence, BatchItem]], tokens: list[int]) -> None:
-        sampled = iter(tokens)
+    def _postprocess(self, live: list[tuple[Sequence, BatchItem]], sampled: list[list[int]]) -> None:
+        tokens = iter(sampled)
         for seq, item in live:
-            seq.num_kv_tokens += len(item.tokens)
-            if seq.is_prefilling:
-                seq.num_prefilled += len(item.tokens)
-                self.stats.num_prompt_tokens += len(item.tokens)
             if not item.wants_logits:
+                self._computed(seq, item, len(item.tokens))
                 continue
-            token = next(sampled)
-            if self.runner.is_end_of_generation(token):
-                self._finish(seq, FinishReason.STOP)
-                continue
-            seq.output_tokens.append(token)
-            self.stats.num_generated_tokens += 1
-            if seq.num_completion_tokens == seq.request.params.min_tokens:
-                self.runner.free_sampler(seq.sampler)  # min_tokens reached: allow EOS again
-                seq.sampler = self.runner.create_sampler(seq.request.params)
-            text = seq.assembler.feed(self.runner.token_bytes(token))
-            if seq.assembler.is_stopped:
-                self._finish(seq, FinishReason.STOP, text=text)
-            elif seq.num_completion_tokens >= seq.request.params.max_tokens:
-                params = seq.request.params
-                reason = FinishReason.MODEL_LENGTH if params.is_limit_from_context else FinishReason.LENGTH
-                self._finish(seq, reason, text=text)
-            elif text:
-                seq.sink(self._event(seq, text))
+            written = next(tokens)
+            kept = len(written) - 1  # drafted tokens kept: their KV stays, the rest goes
+            self._computed(seq, item, len(item.tokens) - item.num_draft + kept)
+            if kept < item.num_draft:
+                self.runner.trim_sequence(seq.slot, item.start_pos + len(item.tokens) - item.num_draft + kept)
+            if seq.drafter is not None:
+                seq.drafter.update(item.num_draft, kept, written)
+            text = ""
+            for token in written:
+                text, reason = self._accept(seq, token, text)
+                if reason is not None:
+                    self._finish(seq, reason, text=text)
+                    break
+            else:
+                if text:
+                    seq.sink(self._event(seq, text))
+
+    def _computed(self, seq: Sequence, item: BatchItem, count: int) -> None:
+        """`count` of the item's tokens now have their KV in the sequence's slot."""
+        seq.num_kv_tokens += count
+        if seq.is_prefilling:
+            seq.num_prefilled += count
+            self.stats.num_prompt_tokens += count
+
+    def _accept(self, seq: Sequence, token: int, text: str) -> tuple[str, FinishReason | None]:
+        """Appends a sampled token: the text so far, and why the sequence ends if it does."""
+        if self.runner.is_end_of_generation(token):
+            return text, FinishReason.STOP
+        seq.output_tokens.append(token)
+        self.stats.num_generated_tokens += 1
+        if seq.num_completion_tokens == seq.request.params.min_tokens:
+            self.runner.free_sampler(seq.sampler)  # min_tokens reached: allow EOS again
+            seq.sampler = self.runner.create_sampler(seq.request.params)
+        text += seq.assembler.feed(self.runner.token_bytes(token))
+        if seq.assembler.is_stopped:
+            return text, FinishReason.STOP
+        if seq.num_completion_tokens >= seq.request.params.max_tokens:
+            params = seq.request.params
+            return text, FinishReason.MODEL_LENGTH if params.is_limit_from_context else FinishReason.LENGTH
+        return text, None
 
     def _finish(self, seq: Sequence, reason: FinishReason, text: str = "", error: str | None = None) -> None:
         text += seq.assembler.finish()
@@ -187,8 +209,11 @@ class EngineCore:
         queue_s = None
         if not seq.reported_start and seq.started_at is not None:
             seq.reported_start, queue_s = True, seq.started_at - seq.arrived_at
+        drafter = seq.drafter
         return TokenEvent(text, seq.num_prompt_tokens, seq.num_completion_tokens, reason, error,
-                          num_cached_tokens=seq.num_cached, queue_s=queue_s)
+                          num_cached_tokens=seq.num_cached, queue_s=queue_s,
+                          num_draft_accepted=drafter.accepted if drafter else 0,
+                          num_draft_rejected=drafter.rejected if drafter else 0)
 
     def kv_tokens(self) -> int:
         """Tokens whose KV the running sequences hold (read from any thread)."""

@@ -65,6 +65,7 @@ class EngineConfig:
     kv_bytes: int = 0
     kv_bytes_for_context: int = 0  # the pool grows up to this to hold one full context
     kv_type: str = "f16"  # or "q8_0"
+    prompt_lookup: bool = False  # requests without a prediction draft from their prompt
 
     def __post_init__(self) -> None:
         if min(self.context_per_sequence, self.max_sequences, self.batch_tokens, self.threads) < 1:
@@ -97,6 +98,8 @@ class GenerationRequest:
     # Lower runs first: interactive requests (0) are admitted and prefilled before
     # background work such as batch jobs (1).
     priority: int = 0
+    # The output the client expects (its tokens): drafts verified a batch at a time.
+    prediction: list[int] | None = None
 
 
 INTERACTIVE, BACKGROUND = 0, 1
@@ -113,13 +116,18 @@ class TokenEvent:
     error: str | None = None
     num_cached_tokens: int = 0
     queue_s: float | None = None  # on a sequence's first event: how long it waited for a slot
+    num_draft_accepted: int = 0  # drafted tokens (from a prediction) the output kept so far
+    num_draft_rejected: int = 0  # and those it did not
 
 
 @dataclass(frozen=True, slots=True)
 class BatchItem:
-    """Tokens of one sequence to decode this step; logits wanted for the last one or not."""
+    """Tokens of one sequence to decode this step; logits wanted for the last one or not.
+    With a draft, the tokens are the pending one then `num_draft` drafted ones, and each
+    position is sampled in turn while the draft holds (speculative verification)."""
 
     seq_id: int
     tokens: list[int]
     start_pos: int
     wants_logits: bool
+    num_draft: int = 0

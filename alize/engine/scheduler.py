@@ -1,6 +1,7 @@
 """Decides what runs each step: admits waiting sequences into free KV slots and builds
-one batch of at most `token_budget` tokens: one decode token per running sequence,
-then prompt chunks (chunked prefill) with what budget is left. Interactive requests are
+one batch of at most `token_budget` tokens: one decode token per running sequence (and a
+draft to verify after it, for those that have a drafter: engine/drafting.py), then prompt
+chunks (chunked prefill) with what budget is left. Interactive requests are
 admitted first, and background ones (batch jobs) mostly wait while they run. Pure Python."""
 
 import time
@@ -26,8 +27,12 @@ BACKGROUND_SHARE = 8
 
 class Scheduler:
     def __init__(self, max_sequences: int, token_budget: int, queue_timeout_s: float = float("inf"),
-                 min_copy: int = MIN_COPY, background_share: int = BACKGROUND_SHARE, kv_pool: int | None = None):
+                 min_copy: int = MIN_COPY, background_share: int = BACKGROUND_SHARE, kv_pool: int | None = None,
+                 draft_cost: float = 0.0):
         self.token_budget = token_budget
+        # How much longer a one-token step runs per extra token decoded with it (the runner
+        # measures it): drafts are made only where what they are expected to save pays for it.
+        self.draft_cost = draft_cost
         # One KV pool of this many cells for every sequence (None: a buffer per slot): a
         # sequence is admitted when what it may use, prompt + max_tokens, fits beside what
         # the running ones may use; free slots' cached prefixes give way, oldest first.
@@ -185,12 +190,17 @@ class Scheduler:
         seqs: list[Sequence] = []
         items: list[BatchItem] = []
         budget = self.token_budget
-        for seq in runs:
-            if not seq.is_prefilling and budget > 0:
-                pos = seq.num_context_tokens - 1
-                items.append(BatchItem(seq.slot, [seq.output_tokens[-1]], pos, True))
-                seqs.append(seq)
-                budget -= 1
+        decoding = [s for s in runs if not s.is_prefilling][:budget]
+        spare = budget - len(decoding)  # drafts share what one token per decoding sequence leaves
+        # an extra token's cost relative to this step's: the more sequences, the more it must save
+        cost = self.draft_cost / (1 + self.draft_cost * (len(decoding) - 1)) if decoding else 0.0
+        for seq in decoding:
+            pos = seq.num_context_tokens - 1
+            draft = self._draft(seq, spare, cost, len(decoding) - 1)
+            items.append(BatchItem(seq.slot, [seq.output_tokens[-1], *draft], pos, True, len(draft)))
+            seqs.append(seq)
+            spare -= len(draft)
+        budget = spare
         for seq in sorted((s for s in runs if s.is_prefilling), key=lambda s: s.request.priority):
             if budget > 0:
                 start = seq.num_prefilled
@@ -200,3 +210,16 @@ class Scheduler:
                 seqs.append(seq)
                 budget -= len(chunk)
         return seqs, items
+
+    @staticmethod
+    def _draft(seq: Sequence, spare: int, cost: float = 0.0, others: int = 0) -> list[int]:
+        """Tokens to verify after the sequence's pending one: none past max_tokens (nor,
+        while end-of-generation is banned, past min_tokens), within the budget, and as many
+        as pay for their `cost` (engine/drafting.py)."""
+        if seq.drafter is None:
+            return []
+        params, done = seq.request.params, seq.num_completion_tokens
+        most = min(spare, params.max_tokens - done - 1)
+        if done < params.min_tokens:
+            most = min(most, params.min_tokens - done - 1)
+        return seq.drafter.propose(seq.output_tokens, most, cost, others)

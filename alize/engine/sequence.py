@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any
 
+from alize.engine.drafting import Drafter
 from alize.engine.params import GenerationRequest, TokenEvent
 from alize.engine.text import TextAssembler
 
@@ -32,6 +33,7 @@ class Sequence:
     arrived_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None  # when it was given a slot
     reported_start: bool = False  # its queue time went out with an event
+    drafter: Drafter | None = None  # drafts for speculative verification (a prediction, the prompt)
 
     @property
     def request_id(self) -> str:

@@ -66,6 +66,14 @@ class ResponseFormat(Request):
     json_schema: dict[str, Any] | None = None
 
 
+class Prediction(Request):
+    """The answer the client expects (Mistral's and OpenAI's predicted outputs): text, or
+    OpenAI's list of text parts."""
+
+    type: Literal["content"] = "content"
+    content: str | list[dict[str, Any]] = ""
+
+
 class ChatCompletionRequest(Request):
     model: str
     messages: list[Message] = Field(min_length=1)
@@ -91,7 +99,7 @@ class ChatCompletionRequest(Request):
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
     safe_prompt: bool = False
     metadata: Metadata = None
-    prediction: dict[str, Any] | None = None
+    prediction: Prediction | None = None
     prompt_cache_key: str | None = None
 
     @model_validator(mode="after")

@@ -31,8 +31,17 @@ class PromptTokensDetails(Response):
     cached_tokens: int = 0
 
 
+class CompletionTokensDetails(Response):
+    """Predicted outputs (OpenAI's fields): drafted tokens of the prediction the answer kept,
+    and those it did not (computed, then dropped; not billed)."""
+
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+
+
 class UsageInfo(Response):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails = PromptTokensDetails()
+    completion_tokens_details: CompletionTokensDetails = CompletionTokensDetails()

@@ -4,6 +4,7 @@ request in, Mistral's completion or chunks out, whichever backend serves the mod
 import logging
 from collections.abc import AsyncIterator
 
+from alize.engine.chat_model import ChatModel
 from alize.errors import EngineFailure, InvalidRequest
 from alize.protocol.chat import (
     ChatChoice,
@@ -19,7 +20,7 @@ from alize.services.backend import Generation, Piece, collect
 from alize.services.generation import LocalGeneration, Prepared, stream_finish_reason
 from alize.services.metering import Call
 from alize.services.models import ModelHub
-from alize.services.prompts import add_system, conversation, prompt_tokens
+from alize.services.prompts import add_system, content_text, conversation, prompt_tokens
 from alize.services.sampling import SamplingFields, build_params, pick_seed
 from alize.services.structured import plan_response, text_is_valid
 from alize.services.tools import parse_calls, plan_tools
@@ -74,8 +75,8 @@ class ChatService:
             # the schema passed every check: a grammar llama.cpp refuses is Alizé's bug, not the client's
             log.error("llama.cpp refused the grammar built for this request:\n%s", grammar)
             raise EngineFailure("the grammar built for this request's schema was refused by llama.cpp")
-        return Prepared(entry, model, tokens, params, n=request.n or 1, call=call,
-                        tools=plan, check=response.check), prefix
+        return Prepared(entry, model, tokens, params, n=request.n or 1, call=call, tools=plan, check=response.check,
+                        prediction=_prediction(request, model)), prefix
 
     async def complete(self, request: ChatCompletionRequest, call: Call) -> ChatCompletionResponse:
         return await self.respond(await self.generation(request, call, stream=False))
@@ -123,6 +124,18 @@ class ChatService:
         yield chunk([last] if last is not None else [], None if include_usage else final)
         if include_usage:
             yield chunk([], final)
+
+
+def _prediction(request: ChatCompletionRequest, model: ChatModel) -> list[int] | None:
+    """The predicted output's tokens, refused when longer than any answer could be."""
+    if request.prediction is None:
+        return None
+    text = content_text(request.prediction.content, "prediction", param="prediction")
+    tokens = model.tokenize_text(text) if text else []
+    if len(tokens) > model.context_length:
+        raise InvalidRequest(f"The prediction has {len(tokens)} tokens, more than the model's context "
+                             f"({model.context_length})", param="prediction")
+    return tokens or None
 
 
 class _HeldText:

@@ -9,7 +9,7 @@ from typing import Any
 from alize.engine.chat_model import ChatModel
 from alize.engine.params import FinishReason, GenerationRequest, SamplingParams, TokenEvent
 from alize.errors import AlizeError, EngineFailure, Overloaded
-from alize.protocol.common import UsageInfo
+from alize.protocol.common import CompletionTokensDetails, UsageInfo
 from alize.registry import ModelEntry
 from alize.services.backend import Generation, Piece, usage_info
 from alize.services.metering import Call
@@ -36,6 +36,7 @@ class Prepared:
     n: int = 1
     tools: ToolPlan | None = None  # function calling: the answer may be (or must be) tool calls
     check: Callable[[Any], bool] | None = None  # structured output: validates the parsed answer
+    prediction: list[int] | None = None  # the answer the client expects, as tokens: drafts to verify
     created: int = field(default_factory=now)
 
     @property
@@ -89,7 +90,7 @@ def _requests(prep: Prepared) -> list[GenerationRequest]:
             params = replace(params, seed=params.seed + i)  # n samples, not n copies
         leader = out[0].request_id if out else None  # the other choices share its prompt KV
         out.append(GenerationRequest(new_id(), prep.prompt_tokens, params, prep.cache_scope, leader,
-                                      prep.call.priority))
+                                      prep.call.priority, prep.prediction))
     return out
 
 
@@ -150,7 +151,7 @@ class LocalGeneration(Generation):
         super().__init__(call=first.call, model_id=first.model_id, n=first.n, prefix=prefix, tools=first.tools,
                          check=first.check, created=first.created)
         self.preps, self.stream = preps, stream
-        self.num_completion = self.num_cached = 0
+        self.num_completion = self.num_cached = self.num_accepted = self.num_rejected = 0
 
     async def admit(self) -> "LocalGeneration":
         await admit(self.preps)
@@ -175,10 +176,15 @@ class LocalGeneration(Generation):
                         yield Piece(offset + index, event.text)
                     continue
                 self.num_completion += event.num_completion_tokens
+                self.num_accepted += event.num_draft_accepted
+                self.num_rejected += event.num_draft_rejected
                 if holds_cache(index, self.n):
                     self.num_cached += event.num_cached_tokens
                 yield Piece(offset + index, event.text, wire_finish_reason(event.finish_reason),
                             failure=failure_of(event))
 
     def usage(self) -> UsageInfo:
-        return usage_info(sum(len(p.prompt_tokens) for p in self.preps), self.num_completion, self.num_cached)
+        usage = usage_info(sum(len(p.prompt_tokens) for p in self.preps), self.num_completion, self.num_cached)
+        usage.completion_tokens_details = CompletionTokensDetails(accepted_prediction_tokens=self.num_accepted,
+                                                                  rejected_prediction_tokens=self.num_rejected)
+        return usage

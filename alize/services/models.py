@@ -109,7 +109,7 @@ class ModelHub:
             config = EngineConfig(
                 context_per_sequence=backend.context_length, max_sequences=s.parallel,
                 batch_tokens=s.batch_tokens, queue_size=s.queue_size, queue_timeout_s=s.queue_timeout,
-                threads=self._threads, kv_type=s.kv_cache_type,
+                threads=self._threads, kv_type=s.kv_cache_type, prompt_lookup=s.prompt_lookup,
                 kv_bytes=kv_bytes, kv_bytes_for_context=kv_bytes_for_context,
             )
             self._chat[backend.name] = ChatModel.load(backend.name, path, config, self.registry.chat_template(backend),

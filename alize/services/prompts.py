@@ -47,27 +47,28 @@ def prompts_of(request: Any) -> list[str]:
 Message = dict[str, Any]
 
 
-def content_text(content: str | list[dict[str, Any]] | None, where: str, in_thinking: bool = False) -> str:
+def content_text(content: str | list[dict[str, Any]] | None, where: str, in_thinking: bool = False,
+                 param: str = "messages") -> str:
     """The text of a message's content; non-text chunks need a capability we lack."""
     if content is None or isinstance(content, str):
         return content or ""
     parts = []
     for chunk in content:
         if not isinstance(chunk, dict):
-            raise InvalidRequest(f"{where}: each content chunk must be an object with a 'type'", param="messages")
+            raise InvalidRequest(f"{where}: each content chunk must be an object with a 'type'", param=param)
         kind = chunk.get("type", "text" if "text" in chunk else None)  # "type" defaults to text
         if kind == "text" and isinstance(chunk.get("text"), str):
             parts.append(chunk["text"])
         elif kind == "thinking" and not in_thinking and isinstance(chunk.get("thinking"), list):
-            parts.append(content_text(chunk["thinking"], where, in_thinking=True))
+            parts.append(content_text(chunk["thinking"], where, in_thinking=True, param=param))
         elif kind == "thinking":
             raise InvalidRequest(f"{where}: a thinking chunk needs a list of text chunks in 'thinking'",
-                                 param="messages")
+                                 param=param)
         elif kind == "text":
-            raise InvalidRequest(f"{where}: a text chunk needs a string 'text'", param="messages")
+            raise InvalidRequest(f"{where}: a text chunk needs a string 'text'", param=param)
         else:
             raise Unsupported(f"{where}: content chunks of type {kind!r} are not supported by "
-                              "this model (text only)", param="messages")
+                              "this model (text only)", param=param)
     return "".join(parts)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from alize.errors import InvalidRequest, UpstreamBroken
 from alize.protocol.chat import AssistantMessage, ChatCompletionRequest
-from alize.protocol.common import UsageInfo
+from alize.protocol.common import CompletionTokensDetails, UsageInfo
 from alize.registry import ModelEntry
 from alize.services.backend import Generation, Piece, usage_info
 from alize.services.metering import Call
@@ -76,6 +76,8 @@ class Plan:
             body["random_seed" if mistral else "seed"] = seed
         if mistral and r.safe_prompt:
             body["safe_prompt"] = True
+        if r.prediction is not None:  # engines that take predicted outputs use them; others ignore them
+            body["prediction"] = r.prediction.model_dump(mode="json")
         if r.response_format is not None and r.response_format.type != "text":
             body["response_format"] = r.response_format.model_dump(mode="json", exclude_none=True)
         if r.tools:
@@ -111,7 +113,12 @@ def usage_from(figures: dict[str, Any] | None, fallback_prompt: int, completion:
     prompt = int(figures.get("prompt_tokens") or fallback_prompt)
     done = int(figures.get("completion_tokens") or completion)
     cached = int((figures.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    return usage_info(prompt, done, cached)
+    usage = usage_info(prompt, done, cached)
+    details = figures.get("completion_tokens_details") or {}
+    usage.completion_tokens_details = CompletionTokensDetails(
+        accepted_prediction_tokens=int(details.get("accepted_prediction_tokens") or 0),
+        rejected_prediction_tokens=int(details.get("rejected_prediction_tokens") or 0))
+    return usage
 
 
 class UpstreamChat:

@@ -1,0 +1,119 @@
+"""Predicted outputs on a copy-heavy edit: one `alize serve` on the built-in model, asked to
+rename a function in a file of about 1,000 tokens at temperature 0 (the reply's start is
+given: a code fence and the first function renamed; the built-in 135M model then copies the
+rest, though it does not rename the calls), without a prediction and with three: the model's own
+answer (every draft holds: the mechanism's ceiling on this machine), the file renamed (what
+an editor would send; how much of it the model copies is the model's), and a wrong one
+(unrelated prose). Each in turn, the order alternated; prints the median of the per-run
+time ratios against no prediction, and whether every answer is the same text.
+
+    benchmarks/predicted_outputs.py --runs 5 [--prompt-lookup]
+
+With --prompt-lookup the server drafts from the prompt when there is no prediction
+(ALIZE_PROMPT_LOOKUP): "without" then measures prompt-lookup decoding against a second
+server that does not."""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import alize_server
+
+NAMES = ["orders", "prices", "items", "customers", "invoices", "payments", "refunds", "coupons", "carts", "taxes"]
+
+
+def source_file(function: str) -> str:
+    """A Python module of about 1,000 tokens that calls `function` here and there."""
+    parts = [f"def {function}(values):\n    total = 0\n    for value in values:\n        total += value\n"
+             "    return total\n"]
+    for i, name in enumerate(NAMES):
+        parts.append(
+            f"def report_{name}(rows, limit={i + 2}):\n"
+            f"    \"\"\"Sum the {name} of each row, keeping at most limit rows.\"\"\"\n"
+            f"    kept = [row['{name}'] for row in rows[:limit]]\n"
+            f"    if not kept:\n        return 0\n"
+            f"    return {function}(kept) / len(kept)\n")
+    return "\n\n".join(parts)
+
+
+ORIGINAL, RENAMED = source_file("compute_total"), source_file("sum_values")
+WRONG = "\n".join(f"The {name} chapter tells a story of {NAMES[(i + 3) % 10]} and rivers." for i, name in
+                  enumerate(NAMES * 4))
+PROMPT = ("Rename the function compute_total to sum_values everywhere in this file. Reply with the whole file "
+          f"and nothing else.\n\n```python\n{ORIGINAL}\n```")
+
+
+def alize(logs: Path, threads: int, prompt_lookup: bool):
+    env = {"ALIZE_THREADS": str(threads), "ALIZE_PROMPT_LOOKUP": str(prompt_lookup).lower()}
+    return alize_server(env, logs / f"alize-predicted-{prompt_lookup}.log")
+
+
+FIRST = RENAMED.split("\n\n\n")[0] + "\n\n\n"  # the reply's start, given: the built-in model then copies
+REST = RENAMED[len(FIRST):] + "\n```"  # what an editor would predict after it
+
+
+def ask(base: str, key: str, prediction: str | None, max_tokens: int) -> tuple[float, str, dict]:
+    messages = [{"role": "user", "content": PROMPT},
+                {"role": "assistant", "content": "```python\n" + FIRST, "prefix": True}]
+    body = {"model": "mistral-small-latest", "messages": messages, "temperature": 0, "max_tokens": max_tokens}
+    if prediction is not None:
+        body["prediction"] = {"type": "content", "content": prediction}
+    started = time.perf_counter()
+    answer = httpx.post(f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
+                        timeout=600).json()
+    return time.perf_counter() - started, answer["choices"][0]["message"]["content"], answer["usage"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=1200)
+    parser.add_argument("--prompt-lookup", action="store_true")
+    args = parser.parse_args()
+    logs = Path(tempfile.mkdtemp(prefix="alize-predicted-bench-"))
+    cases = {"without": None, "own": "", "right": REST, "wrong": WRONG}
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    texts: dict[str, set[str]] = {name: set() for name in cases}
+    with ExitStack() as stack:
+        plain = stack.enter_context(alize(logs, args.threads, False))
+        looking = stack.enter_context(alize(logs, args.threads, True)) if args.prompt_lookup else None
+        for server in (plain, looking) if looking else (plain,):  # the prompt cached: every answer starts warm
+            ask(*server, None, 8)
+        cases["own"] = ask(*plain, None, args.max_tokens)[1].removeprefix("```python\n" + FIRST)
+        for run in range(args.runs):
+            order = list(cases) if run % 2 == 0 else list(reversed(cases))
+            for name in order:
+                base, key = looking if (looking and name == "without") else plain
+                if looking and name == "without":  # prompt lookup against the plain server, seconds apart
+                    seconds, text, usage = ask(*plain, None, args.max_tokens)
+                    times.setdefault("plain", []).append(seconds)
+                    texts.setdefault("plain", set()).add(text)
+                seconds, text, usage = ask(base, key, cases[name], args.max_tokens)
+                times[name].append(seconds)
+                texts[name].add(text)
+                details = usage.get("completion_tokens_details") or {}
+                print(f"run {run + 1} {name}: {seconds:.2f} s, {usage['completion_tokens']} tokens, accepted "
+                      f"{details.get('accepted_prediction_tokens')}, rejected {details.get('rejected_prediction_tokens')}",
+                      file=sys.stderr, flush=True)
+    same = len(set().union(*texts.values())) == 1
+    base_times = times["plain"] if args.prompt_lookup else times["without"]
+    print(f"answers identical in every case and run: {same}")
+    labels = {"own": "the answer itself as the prediction", "right": "the file renamed as the prediction",
+              "wrong": "a wrong prediction", "without": "prompt lookup, no prediction"}
+    for name in ("own", "right", "wrong") + (("without",) if args.prompt_lookup else ()):
+        ratios = [b / t for b, t in zip(base_times, times[name], strict=True)]
+        label = labels[name]
+        print(f"| {label}: speed-up over no prediction | {statistics.median(ratios):.2f}x "
+              f"(runs: {', '.join(f'{r:.2f}' for r in ratios)}) |")
+
+
+if __name__ == "__main__":
+    main()
