@@ -109,10 +109,16 @@ def test_drafts_are_as_long_as_they_pay_for_themselves():
     assert 1 <= draft_length(0.9, 0.6, 16) <= 4  # a small model on two CPU cores: short drafts
     assert draft_length(0.999, 0.6, 16) == 16  # unless the source is nearly always right
     assert draft_length(0.5, 0.6, 16) == 0  # and none when it is often wrong
-    drafter = Drafter.following(list(range(100, 140)))
-    for _ in range(3):  # three drafts cut at their first token: the prediction is not trusted
-        drafter.update(2, 0, [7])
-    assert drafter.keep < 0.7 and drafter.propose([], 16, cost=0.6) == []
+    source = [1, 2, 3, 4] * 10
+    drafter = Drafter.looking_up(source)
+    for step in range(4):  # the output is found in the source, then departs from it
+        assert drafter.propose([3, 4], 16, cost=0.6) == ([1] if step == 0 else [])
+        drafter.update(0, 0, [9])
+    assert drafter.keep < 0.5  # departures weigh: no draft pays any more
+    for _ in range(12):  # the source foresees the output again, undrafted: it earns its trust back
+        drafter.propose([3, 4], 16, cost=0.6)
+        drafter.update(0, 0, [1, 2, 3, 4])
+    assert drafter.keep > 0.85 and len(drafter.propose([3, 4], 16, cost=0.6)) > 1
 
 
 def test_prompt_lookup_drafts_from_the_prompt():

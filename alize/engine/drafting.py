@@ -36,8 +36,8 @@ def draft_length(keep: float, cost: float, most: int, others: int = 0) -> int:
 class Drafter:
     source: list[int]
     cursor: int | None = 0  # where in the source the output is; None: lost, to be found again
-    # what the drafts so far say of the next one: tokens kept, and drafts cut by a mismatch
-    # (a prior of `prior_kept` kept tokens for one mismatch: how far the source is trusted)
+    # what the output so far says of the source: tokens it foresaw, and departures from it
+    # (a prior of `prior_kept` foreseen tokens for one departure: how far it is trusted)
     kept: int = 0
     misses: int = 0
     prior_kept: float = 8.0
@@ -76,16 +76,19 @@ class Drafter:
 
     def update(self, drafted: int, kept: int, written: list[int]) -> None:
         """After a step: `kept` of the `drafted` tokens were kept, and `written` are the new
-        output tokens (the kept drafts, then the token sampled after them)."""
-        if drafted:
-            self.accepted += kept
-            self.rejected += drafted - kept
-            self.kept += kept
-            self.misses += kept < drafted
+        output tokens (the kept drafts, then the token sampled after them). Every written
+        token the source foresaw counts for it, drafted or not (so that a source not trusted
+        enough to draft from earns it back), and every departure from it against it."""
+        self.accepted += kept
+        self.rejected += drafted - kept
         for token in written:
-            if self.cursor is not None and self.cursor < len(self.source) and self.source[self.cursor] == token:
+            if self.cursor is None:
+                continue
+            if self.cursor < len(self.source) and self.source[self.cursor] == token:
                 self.cursor += 1
-            elif self.cursor is not None:
+                self.kept += 1
+            else:
+                self.misses += 1
                 self._last, self.cursor = self.cursor, None
 
     def _find(self, output: list[int]) -> int | None:
@@ -95,12 +98,9 @@ class Drafter:
         for n in NGRAMS:
             if len(output) < n:
                 continue
-            places = index.get(tuple(output[-n:]))
+            places = [p for p in index.get(tuple(output[-n:]), ()) if p < len(self.source)]
             if places:
-                after = [p for p in places if p >= self._last]
-                end = (after or places)[0]
-                if end < len(self.source):
-                    return end
+                return next((p for p in places if p >= self._last), places[0])
         return None
 
     def _ngrams(self) -> dict[tuple[int, ...], list[int]]:
