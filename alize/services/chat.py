@@ -97,11 +97,11 @@ class ChatService:
             yield chunk([ChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
             if gen.prefix:
                 yield chunk([ChunkChoice(index=i, delta=DeltaMessage(content=gen.prefix))])
-        held: dict[int, _HeldText] = {}
+        held = {i: _HeldText(gen) for i in range(gen.n)}
         remaining = gen.n
         last: ChunkChoice | None = None  # the last end, which waits for the usage
         async for piece in pieces:
-            text = held.setdefault(piece.index, _HeldText(gen))
+            text = held.get(piece.index) or held.setdefault(piece.index, _HeldText(gen))
             if piece.finish is None:
                 out = text.feed(piece.text)
                 if out:

@@ -188,7 +188,8 @@ class UpstreamGeneration(Generation):
                     figures = event.get("usage") or figures
                     for choice in event.get("choices") or []:
                         index = choice.get("index", 0)
-                        piece = state.setdefault(index, _Choice(prefix=self.prefix)).feed(index, choice, self.call)
+                        choice_state = state.get(index) or state.setdefault(index, _Choice(prefix=self.prefix))
+                        piece = choice_state.feed(index, choice, self.call)
                         if piece is not None:
                             yield piece
             except UpstreamBroken:  # the answer broke off: what was delivered is billed
