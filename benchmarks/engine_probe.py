@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--prompt-words", type=int, default=0, help="lengthen each prompt by this many words")
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy; else the full distribution")
     parser.add_argument("--repetition-penalty", type=float, default=1.0)
+    parser.add_argument("--unseeded", action="store_true",
+                        help="no seed: sampled draws in numpy (engine/draw.py) rather than llama.cpp's chain")
     args = parser.parse_args()
     registry = Registry.load()
     backend = registry.backends["smollm2-135m-instruct"]
@@ -43,7 +45,7 @@ def main() -> None:
         grammar = 'root ::= "{" space "\\"story\\"" space ":" space "\\"" char*\n' + "\n".join(
             line for line in schema_to_gbnf({"type": "string"}).splitlines() if line.startswith(("char", "space")))
     params = SamplingParams(temperature=args.temperature, max_tokens=args.tokens, logit_bias=bias, grammar=grammar,
-                            repetition_penalty=args.repetition_penalty, seed=7)
+                            repetition_penalty=args.repetition_penalty, seed=None if args.unseeded else 7)
     for run in range(args.runs):
         filler = " ".join(f"word{j % 97}" for j in range(args.prompt_words))
         prompts = [runner.tokenize(f"{filler} Tell me story number {run}-{i} about a cat.", True)

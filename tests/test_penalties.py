@@ -60,3 +60,23 @@ def test_the_numpy_path_gives_llama_cpps_tokens(runners, params):
     if params.repetition_penalty >= 1.3:  # the penalty does bite: without it, greedy repeats itself more
         plain = _generate(numpy_side, SamplingParams(max_tokens=48, temperature=0.0))
         assert plain != ours
+
+
+def test_the_numpy_draw_follows_the_distribution_at_its_temperature():
+    import numpy as np
+
+    from alize.engine.draw import TemperatureDraw
+    from alize.engine.penalties import Penalties
+
+    logits = np.array([2.0, 1.0, 0.0, -1.0, 5.0, 0.5], dtype=np.float32)
+    expected = np.exp(logits / 0.7) / np.exp(logits / 0.7).sum()
+    expected[4] = 0  # banned below
+    expected /= expected.sum()
+    draw = TemperatureDraw(0.7, Penalties([(4, float("-inf"))], 1.0, 0.0, 0.0))
+    n = 40_000
+    counts = np.bincount([draw.sample(logits.copy()) for _ in range(n)], minlength=len(logits))
+    assert counts[4] == 0  # a banned token is never drawn
+    # within 5 standard deviations of each expected count
+    assert np.all(np.abs(counts - n * expected) <= 5 * np.sqrt(n * expected * (1 - expected)) + 1)
+    penalized = TemperatureDraw(0.7, Penalties([], 1.0, 0.0, 100.0))  # a presence penalty no token survives
+    assert len({penalized.sample(logits.copy()) for _ in range(6)}) == 6  # each drawn once

@@ -14,6 +14,7 @@ from typing import Any, cast
 import llama_cpp as lc
 import numpy as np
 
+from alize.engine.draw import TemperatureDraw
 from alize.engine.params import KV_TYPES, BatchItem, EngineConfig, SamplingParams
 from alize.engine.penalties import Penalties
 from alize.errors import ConfigError, EngineFailure
@@ -155,6 +156,7 @@ class LlamaRunner:
         self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
         self._valid_grammars: set[str] = set()
         self.penalties_in_c = False  # llama.cpp's own samplers for bias and penalties (to compare)
+        self.numpy_draw = True  # unseeded full-distribution draws in numpy (False: llama.cpp's, to compare)
         self._draft_cost: float | None = None
 
     def _pool_cells(self, config: EngineConfig) -> int:
@@ -216,7 +218,7 @@ class LlamaRunner:
 
     # -- sampling -----------------------------------------------------------
     def create_sampler(self, params: SamplingParams,
-                       ban_eog: bool = False) -> ctypes.c_void_p | GrammarSampler | PenalizedChain:
+                       ban_eog: bool = False) -> ctypes.c_void_p | GrammarSampler | PenalizedChain | TemperatureDraw:
         """A sampler chain in C: logit bias, penalties, then greedy or top-p + temperature;
         bias and penalties applied in numpy before the chain (PenalizedChain), or with a
         grammar, a GrammarSampler around the same samplers."""
@@ -226,9 +228,12 @@ class LlamaRunner:
             post = self._new_chain()
             self._add_draw(post, params)
             return GrammarSampler(pre, post, self._grammar_sampler(params.grammar))
-        chain = self._new_chain()
         penalties = Penalties(self._bias(params, ban_eog), params.repetition_penalty, params.frequency_penalty,
                               params.presence_penalty)
+        if (self.numpy_draw and params.seed is None and not params.is_greedy and params.top_k == 0
+                and params.top_p >= 1.0 and not self.penalties_in_c):
+            return TemperatureDraw(params.temperature, penalties)
+        chain = self._new_chain()
         if penalties.is_needed and not self.penalties_in_c:
             self._add_draw(chain, params)
             return PenalizedChain(chain, penalties)
@@ -298,7 +303,9 @@ class LlamaRunner:
             self._valid_grammars.add(grammar)
         return True
 
-    def free_sampler(self, sampler: ctypes.c_void_p | GrammarSampler | PenalizedChain) -> None:
+    def free_sampler(self, sampler: ctypes.c_void_p | GrammarSampler | PenalizedChain | TemperatureDraw) -> None:
+        if isinstance(sampler, TemperatureDraw):
+            return
         if isinstance(sampler, PenalizedChain):
             lc.llama_sampler_free(sampler.chain)
         elif isinstance(sampler, GrammarSampler):
@@ -382,7 +389,9 @@ class LlamaRunner:
             out.append(sampled)
         return out
 
-    def _sample(self, sampler: ctypes.c_void_p | GrammarSampler | PenalizedChain, row: int) -> int:
+    def _sample(self, sampler: ctypes.c_void_p | GrammarSampler | PenalizedChain | TemperatureDraw, row: int) -> int:
+        if isinstance(sampler, TemperatureDraw):
+            return sampler.sample(np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, row), shape=(self.n_vocab,)))
         if isinstance(sampler, GrammarSampler):
             return self._sample_constrained(sampler, row)
         if isinstance(sampler, PenalizedChain):  # bias and penalties on llama.cpp's row, in place
