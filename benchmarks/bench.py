@@ -31,6 +31,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 BANNED = {"0": -100, "2": -100}  # <|endoftext|>, <|im_end|> of the built-in SmolLM2
+# what every server is sent to sample with: greedy, or with --temperature the full
+# distribution (no top-k, top-p or min-p: Mistral's semantics, which llama-server's defaults
+# would otherwise cut to 40 tokens)
+SAMPLER: dict[str, float] = {"temperature": 0}
 
 
 @dataclass
@@ -137,7 +141,7 @@ async def load(base: str, key: str, concurrency: int, num_tokens: int, tag: str)
             while not queue.empty():
                 i = queue.get_nowait()
                 body = {"model": "mistral-small-latest", "stream": True, "max_tokens": num_tokens,
-                        "temperature": 0, "logit_bias": BANNED, "stream_options": {"include_usage": True},
+                        **SAMPLER, "logit_bias": BANNED, "stream_options": {"include_usage": True},
                         # the same sampler chain everywhere: no repetition penalty (Alizé's
                         # field, and the llama.cpp servers' name for it)
                         "repetition_penalty": 1.0, "repeat_penalty": 1.0,
@@ -267,7 +271,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--servers", nargs="+", default=["alize", "llama-server", "llama-cpp-python"])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="sample at this temperature (top_p 1, top_k 0, min_p 0); 0: greedy")
     args = parser.parse_args()
+    if args.temperature:
+        SAMPLER.update(temperature=args.temperature, top_p=1, top_k=0, min_p=0)
     sys.path.insert(0, str(ROOT))
     from alize.registry import Registry
 
@@ -284,7 +292,7 @@ def main() -> None:
                                       run).items():
             results[name].append(result)
         bench_tg.append(llama_bench(peers, model, args.threads))
-    print(f"SmolLM2-135M-Instruct Q4_1, {args.threads} threads, {args.tokens} tokens per request, "
+    print(f"SmolLM2-135M-Instruct Q4_1, {args.threads} threads, {args.tokens} tokens per request, sampler {SAMPLER}, "
           f"median of {args.runs} runs (logs: {logs})\n")
     print(report(results, args.concurrency, bench_tg))
     if args.json:
