@@ -38,7 +38,7 @@ class ChatModel:
             raise ConfigError(f"{name}: mistral-common has no tokenizer matching this model's vocabulary")
         self.fim_tokens = tuple(self.runner.special_token(n) for n in ("fim_pre", "fim_suf", "fim_mid"))
         scheduler = Scheduler(config.max_sequences, config.batch_tokens, config.queue_timeout_s,
-                              kv_pool=runner.kv_pool_cells, draft_cost=runner.draft_cost())
+                              kv_pool=runner.kv_pool_cells)
         self.core = EngineCore(self.runner, scheduler, name, prompt_lookup=config.prompt_lookup)
         self.engine = AsyncEngine(self.core, capacity=config.max_sequences + config.queue_size)
         self.core.start()

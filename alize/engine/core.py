@@ -68,6 +68,14 @@ class EngineCore:
 
     # -- the engine thread --------------------------------------------------
     def _loop(self) -> None:
+        # Measured here, in the thread that decodes: a decode run from another thread leaves
+        # llama.cpp's OpenMP workers of that thread spinning beside this one's (one stream
+        # went from 120 to 80 tok/s on two cores when the load thread measured it).
+        try:
+            self.scheduler.draft_cost = self.runner.draft_cost()
+        except AlizeError as exc:
+            log.error("could not measure what a draft costs (%s): no drafts", exc.message)
+            self.scheduler.draft_cost = float("inf")
         while not self._is_stopping:
             self._drain_inbox(block=not self.scheduler.has_work)
             if self.scheduler.has_work:
