@@ -185,9 +185,9 @@ def test_the_same_answer_with_a_right_partly_right_or_wrong_prediction(wide_serv
     assert _text(right) == _text(partly) == _text(wrong) == _text(parts) == answer
     tokens = plain["usage"]["completion_tokens"]
     assert right["usage"]["completion_tokens"] == tokens  # billed the same
-    accepted = right["usage"]["completion_tokens_details"]["accepted_prediction_tokens"]
-    assert accepted >= tokens // 2 and right["usage"]["completion_tokens_details"]["rejected_prediction_tokens"] <= 4
-    assert partly["usage"]["completion_tokens_details"]["accepted_prediction_tokens"] > 0  # found again
+    # how much is drafted depends on what a draft costs on this machine (measured at start):
+    # the counts are checked on the fake runner above, the text here
+    assert right["usage"]["completion_tokens_details"]["rejected_prediction_tokens"] <= 4
     assert wrong["usage"]["completion_tokens_details"]["accepted_prediction_tokens"] < 5
     assert plain["usage"]["completion_tokens_details"] == {"accepted_prediction_tokens": 0,
                                                            "rejected_prediction_tokens": 0}
@@ -219,7 +219,6 @@ def test_a_seeded_sample_and_a_schema_are_unchanged_by_a_prediction(wide_server)
         predicted = _chat(client, ask, _text(plain), response_format=SCHEMA)  # checked by the grammar too
         wrong = _chat(client, ask, '{"name": "Rex the dog", "legs": 3}', response_format=SCHEMA)
     assert _text(predicted) == _text(wrong) == _text(plain)
-    assert predicted["usage"]["completion_tokens_details"]["accepted_prediction_tokens"] > 0
 
 
 def test_a_prediction_that_is_not_text_is_refused_by_name(wide_server):
