@@ -15,12 +15,12 @@ fi
 VPY=.venv/bin/python
 pip_install() { "$VPY" -m pip install --disable-pip-version-check -q "$@"; }
 
-# llama.cpp, built portably (see scripts/llama_build_flags.sh) from its source with one patch
-# (batch-invariant attention: see the patch's header) into a wheel cache keyed by version,
-# flags and patch, so a rebuild happens only when one of them changes.
+# llama.cpp, built portably (see scripts/llama_build_flags.sh) from its source with our
+# patches (scripts/llama-cpp-*.patch: each says why in its header) into a wheel cache keyed by
+# version, flags and patches, so a rebuild happens only when one of them changes.
 flags=$(scripts/llama_build_flags.sh)
-patch_file=scripts/llama-cpp-batch-invariant-attention.patch
-key=$(printf '%s %s %s' "$LLAMA_CPP_VERSION" "$flags" "$(sha1sum < "$patch_file")" | sha1sum | cut -c1-12)
+patches=$(ls scripts/llama-cpp-*.patch)
+key=$(printf '%s %s %s' "$LLAMA_CPP_VERSION" "$flags" "$(cat $patches | sha1sum)" | sha1sum | cut -c1-12)
 wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/alize/wheels/$key"
 if ! "$VPY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" 2>/dev/null \
    || [ "$(cat .venv/.llama_flags 2>/dev/null)" != "$key" ]; then
@@ -31,7 +31,9 @@ if ! "$VPY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA
     "$VPY" -m pip download --disable-pip-version-check --no-deps --no-binary :all: --no-cache-dir -q \
       -d "$src" "llama-cpp-python==$LLAMA_CPP_VERSION"
     tar xzf "$src"/llama_cpp_python-"$LLAMA_CPP_VERSION".tar.gz -C "$src"
-    patch -s -d "$src/llama_cpp_python-$LLAMA_CPP_VERSION" -p1 < "$patch_file"
+    for patch_file in $patches; do
+      patch -s -d "$src/llama_cpp_python-$LLAMA_CPP_VERSION" -p1 < "$patch_file"
+    done
     CMAKE_ARGS="$flags" "$VPY" -m pip wheel --no-deps --no-cache-dir -q -w "$wheel_dir" \
       "$src/llama_cpp_python-$LLAMA_CPP_VERSION"
     rm -rf "$src"

@@ -91,3 +91,36 @@ def test_assembler_cuts_at_stop_strings_across_tokens():
     asm2 = TextAssembler(stop=("END",))
     assert asm2.feed(b"EN") == "" and asm2.feed(b"o") == "ENo"
     assert asm2.finish() == ""
+
+
+def _resident_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_kv_cache_is_resident_only_where_sequences_write():
+    # 8 sequences x 8,192 tokens of f16 KV for SmolLM2 (23,040 bytes a token) are 1,440 MB, allocated at start; the
+    # patched build (scripts/llama-cpp-lazy-kv-memory.patch) hands the zeroed pages back to
+    # the kernel, so only the cells sequences write become resident.
+    from alize.engine.chat_model import ChatModel
+
+    registry = Registry.load()
+    backend = registry.backends["smollm2-135m-instruct"]
+    before = _resident_mb()
+    model = ChatModel.load("lazy", registry.resolve_path(backend), EngineConfig(8192, 8, 512, threads=2))
+    try:
+        loaded = _resident_mb() - before
+        prompt = model.tokenize_prompt("Write a long story about a lighthouse. " * 40)
+        request = GenerationRequest("lazy", prompt, SamplingParams(max_tokens=8, temperature=0))
+
+        async def run():
+            return [e async for e in model.engine.generate(request)]
+
+        assert asyncio.run(run())[-1].finish_reason is not None
+        used = _resident_mb() - before
+    finally:
+        model.close()
+    assert loaded < 400, f"loading made {loaded:.0f} MB resident: the 1,440 MB KV cache was touched"
+    assert used < 400, f"one {len(prompt)}-token request left {used:.0f} MB resident"
