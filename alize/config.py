@@ -40,13 +40,15 @@ class Settings(BaseSettings):
     threads: int | None = Field(default=None, ge=1, description="llama.cpp threads; unset: all cores.")
     parallel: int = Field(default=8, ge=1, le=256, description=(
         "Sequences each chat model decodes together (docs/tuning.md)."))
-    kv_layout: Literal["per-sequence", "pool"] = Field(default="per-sequence", description=(
+    kv_layout: Literal["auto", "per-sequence", "pool"] = Field(default="auto", description=(
         "`per-sequence`: each of the `parallel` sequences gets the model's full context in a KV buffer "
-        "of its own, allocated at start; `pool`: one KV cache of `kv_cache_mb` shared by the sequences, "
-        "each admitted when its prompt + max_tokens fit (far less memory; docs/tuning.md weighs both)."))
+        "of its own (resident only as far as it is used); `pool`: one KV cache of `kv_cache_mb` shared by "
+        "the sequences, each admitted when its prompt + max_tokens fit; `auto`: per sequence when that "
+        "fits in `kv_cache_mb`, else a pool of that size (docs/tuning.md weighs them)."))
     kv_cache_mb: int | None = Field(default=None, ge=16, description=(
-        "With `kv_layout=pool`, the memory of each chat model's KV cache. Unset: 320 MB, grown to hold "
-        "one full context of the model within an eighth of the machine's memory."))
+        "The most memory each chat model's KV cache may take. Unset: with `pool`, 320 MB grown to hold "
+        "one full context of the model within an eighth of the machine's memory; with `auto`, a "
+        "quarter of the machine's memory."))
     kv_cache_type: Literal["f16", "q8_0"] = Field(default="f16", description=(
         "How the KV cache stores keys and values: q8_0 holds about twice the tokens in the same "
         "memory (docs/benchmarks.md measures its cost)."))

@@ -14,7 +14,9 @@ TOPICS = ["cats", "the sea", "Paris", "bread", "rain", "music", "trains", "snow"
 
 @pytest.fixture(scope="module")
 def batch_server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("batch"), env={"ALIZE_PARALLEL": "16", "ALIZE_QUEUE_SIZE": "64"})
+    # buffers of their own (not left to auto, which pools on a machine with less memory)
+    srv = start_server(tmp_path_factory.mktemp("batch"), env={
+        "ALIZE_PARALLEL": "16", "ALIZE_QUEUE_SIZE": "64", "ALIZE_KV_LAYOUT": "per-sequence"})
     yield srv
     srv.stop()
 

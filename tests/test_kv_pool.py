@@ -1,18 +1,22 @@
 """The KV pool (ALIZE_KV_CACHE_MB): sequences share one KV cache and are admitted by what
 they may use, prompt + max_tokens; free slots' cached prefixes give way, oldest first; a
 request that can never fit is refused with a clear 400. Scheduler and engine over the
-scripted FakeRunner (which fails a decode past the pool, as llama.cpp does), then a real
-server started with a small pool."""
+scripted FakeRunner (which fails a decode past the pool, as llama.cpp does), then the layout
+chosen by a budget (ALIZE_KV_LAYOUT=auto), then a real server started with a small pool."""
 
 import asyncio
 import threading
 
 import httpx
+import pytest
 
+from alize.config import Settings
 from alize.engine.client import AsyncEngine
 from alize.engine.core import EngineCore
-from alize.engine.params import FinishReason, GenerationRequest, SamplingParams
+from alize.engine.params import EngineConfig, FinishReason, GenerationRequest, SamplingParams
 from alize.engine.scheduler import Scheduler
+from alize.registry import Registry
+from alize.services.models import kv_cache_sizes, machine_memory
 from tests.fake_runner import WORDS, FakeRunner
 from tests.server import Server, start_server
 from tests.test_core_fake import collect
@@ -79,9 +83,40 @@ def test_the_engine_refuses_a_sequence_larger_than_the_pool():
     assert runner.steps == 0
 
 
-def test_a_small_pool_queues_what_must_wait_and_refuses_what_never_fits(tmp_path):
-    server = start_server(tmp_path / "data", env={"ALIZE_KV_LAYOUT": "pool", "ALIZE_KV_CACHE_MB": "16",
-                                                  "ALIZE_PARALLEL": "4"})  # 16 MB: 512 tokens of SmolLM2
+def test_the_settings_give_each_layout_its_sizes(tmp_path):
+    def sizes(**settings):
+        return kv_cache_sizes(Settings(data_dir=tmp_path, **settings))
+
+    assert sizes() == (0, 0, machine_memory() // 4)  # auto: a quarter of the machine
+    assert sizes(kv_cache_mb=512) == (0, 0, 512 * 2**20)
+    assert sizes(kv_layout="per-sequence", kv_cache_mb=512) == (0, 0, 0)
+    assert sizes(kv_layout="pool", kv_cache_mb=512) == (512 * 2**20, 0, 0)
+    pool, grown, budget = sizes(kv_layout="pool")
+    assert pool == min(320 * 2**20, machine_memory() // 8) and grown == machine_memory() // 8 and budget == 0
+
+
+def test_a_budget_keeps_buffers_of_their_own_where_every_context_fits_and_pools_where_not():
+    from alize.engine.runner import LlamaRunner
+
+    registry = Registry.load()
+    path = registry.resolve_path(registry.backends["smollm2-135m-instruct"])
+    every = 4 * 2048 * 23_040  # 4 sequences x 2,048 tokens x SmolLM2's bytes a token: 180 MB
+    roomy = LlamaRunner(path, EngineConfig(2048, 4, 512, threads=2, kv_budget=every))
+    tight = LlamaRunner(path, EngineConfig(2048, 4, 512, threads=2, kv_budget=every // 3))
+    try:
+        assert roomy.kv_cell_bytes() == 23_040
+        assert roomy.kv_pool_cells is None
+        assert tight.kv_pool_cells == 2816  # 60 MB hold 2,730 tokens, rounded up to 256 (llama.cpp pads so)
+    finally:
+        roomy.close()
+        tight.close()
+
+
+@pytest.mark.parametrize("layout", ["pool", "auto"])
+def test_a_small_pool_queues_what_must_wait_and_refuses_what_never_fits(tmp_path, layout):
+    # 16 MB: 512 tokens of SmolLM2; auto (the default) pools as 4 x 8,192 tokens do not fit
+    server = start_server(tmp_path / "data", env={"ALIZE_KV_LAYOUT": layout, "ALIZE_KV_CACHE_MB": "16",
+                                                  "ALIZE_PARALLEL": "4"})
     try:
         _small_pool(server)
     finally:

@@ -152,7 +152,8 @@ SCHEMA = {"type": "json_schema", "json_schema": {"name": "pet", "strict": True, 
 
 @pytest.fixture(scope="module")
 def wide_server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("predicted"), env={"ALIZE_PARALLEL": "16"})
+    srv = start_server(tmp_path_factory.mktemp("predicted"), env={
+        "ALIZE_PARALLEL": "16", "ALIZE_KV_LAYOUT": "per-sequence"})
     yield srv
     srv.stop()
 

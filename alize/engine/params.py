@@ -64,6 +64,9 @@ class EngineConfig:
     # prompt + max_tokens fit; 0: every sequence gets context_per_sequence cells of its own.
     kv_bytes: int = 0
     kv_bytes_for_context: int = 0  # the pool grows up to this to hold one full context
+    # With kv_bytes 0: a budget for the buffers of their own; when max_sequences full contexts
+    # would take more, the sequences share a pool of this many bytes instead. 0: no budget.
+    kv_budget: int = 0
     kv_type: str = "f16"  # or "q8_0"
     prompt_lookup: bool = False  # requests without a prediction draft from their prompt
 
@@ -72,12 +75,8 @@ class EngineConfig:
             raise ValueError("engine sizes must be >= 1")
         if self.queue_size < 0 or self.queue_timeout_s <= 0:
             raise ValueError("queue_size must be >= 0 and queue_timeout_s > 0")
-        if self.kv_bytes < 0 or self.kv_type not in KV_TYPES:
-            raise ValueError(f"kv_bytes must be >= 0 and kv_type one of {', '.join(KV_TYPES)}")
-
-    @property
-    def is_pooled(self) -> bool:
-        return self.kv_bytes > 0
+        if min(self.kv_bytes, self.kv_budget) < 0 or self.kv_type not in KV_TYPES:
+            raise ValueError(f"kv_bytes and kv_budget must be >= 0, kv_type one of {', '.join(KV_TYPES)}")
 
 
 # KV cache element types: llama.cpp's ggml type and bytes per value (q8_0: 34 bytes per 32)

@@ -132,13 +132,15 @@ class LlamaRunner:
         cparams = lc.llama_context_default_params()
         cparams.n_seq_max = config.max_sequences
         every = config.context_per_sequence * config.max_sequences
-        self.kv_pool_cells = self._pool_cells(config) if config.is_pooled else None
+        over_budget = 0 < config.kv_budget < every * self.kv_cell_bytes()
+        pool_bytes = config.kv_bytes or (config.kv_budget if over_budget else 0)
+        self.kv_pool_cells = self._pool_cells(config, pool_bytes) if pool_bytes else None
         cparams.n_ctx = self.kv_pool_cells or every
         cparams.n_batch = config.batch_tokens
         cparams.n_ubatch = config.batch_tokens
         cparams.n_threads = config.threads
         cparams.n_threads_batch = config.threads
-        self._kv_unified = config.kv_unified or config.is_pooled
+        self._kv_unified = config.kv_unified or self.kv_pool_cells is not None
         cparams.kv_unified = self._kv_unified
         cparams.type_k = cparams.type_v = KV_TYPES[config.kv_type][0]
         self._ctx = lc.llama_init_from_model(self._model, cparams)
@@ -159,11 +161,11 @@ class LlamaRunner:
         self.numpy_draw = True  # unseeded full-distribution draws in numpy (False: llama.cpp's, to compare)
         self._draft_cost: float | None = None
 
-    def _pool_cells(self, config: EngineConfig) -> int:
-        """As many cells as the budget holds, or one full context if the budget may grow to
-        it; a multiple of 256 (llama.cpp's padding), at most what every slot could use."""
+    def _pool_cells(self, config: EngineConfig, pool_bytes: int) -> int:
+        """As many cells as pool_bytes hold, or one full context if the pool may grow to it;
+        a multiple of 256 (llama.cpp's padding), at most what every slot could use."""
         cell = self.kv_cell_bytes()
-        cells = config.kv_bytes // cell
+        cells = pool_bytes // cell
         if config.kv_bytes_for_context:
             cells = max(cells, min(config.context_per_sequence, config.kv_bytes_for_context // cell))
         cells = -(-cells // 256) * 256 if cells >= config.context_per_sequence else cells // 256 * 256

@@ -23,19 +23,26 @@ log = logging.getLogger(__name__)
 DEFAULT_KV_CACHE_MB = 320
 
 
-def kv_cache_bytes(settings: Settings) -> tuple[int, int]:
-    """Each chat model's KV pool in bytes (0: the per-sequence layout), and how far it may
-    grow to hold one full context of the model (0: not at all). The setting as it is; by
-    default 320 MB, grown to one full context within an eighth of the machine's memory."""
-    if settings.kv_layout == "per-sequence":
-        return 0, 0
-    if settings.kv_cache_mb is not None:
-        return settings.kv_cache_mb * 2**20, 0
+def machine_memory() -> int:
     try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):
-        memory = 8 * 2**30
-    return min(DEFAULT_KV_CACHE_MB * 2**20, memory // 8), memory // 8
+        return 8 * 2**30
+
+
+def kv_cache_sizes(settings: Settings) -> tuple[int, int, int]:
+    """EngineConfig's KV sizes for a chat model by the settings (0: unset): a pool's bytes
+    (kv_bytes), how far it may grow to hold one full context (kv_bytes_for_context), and the
+    budget past which buffers of their own become a pool (kv_budget)."""
+    chosen = settings.kv_cache_mb * 2**20 if settings.kv_cache_mb is not None else 0
+    if settings.kv_layout == "per-sequence":
+        return 0, 0, 0
+    if settings.kv_layout == "auto":
+        return 0, 0, chosen or machine_memory() // 4
+    if chosen:
+        return chosen, 0, 0
+    eighth = machine_memory() // 8
+    return min(DEFAULT_KV_CACHE_MB * 2**20, eighth), eighth, 0
 
 
 def may_use(entry: ModelEntry, allowed: tuple[str, ...]) -> bool:
@@ -105,12 +112,12 @@ class ModelHub:
         started = time.monotonic()
         if backend.kind == "chat":
             s = self.settings
-            kv_bytes, kv_bytes_for_context = kv_cache_bytes(s)
+            kv_bytes, kv_bytes_for_context, kv_budget = kv_cache_sizes(s)
             config = EngineConfig(
                 context_per_sequence=backend.context_length, max_sequences=s.parallel,
                 batch_tokens=s.batch_tokens, queue_size=s.queue_size, queue_timeout_s=s.queue_timeout,
                 threads=self._threads, kv_type=s.kv_cache_type, prompt_lookup=s.prompt_lookup,
-                kv_bytes=kv_bytes, kv_bytes_for_context=kv_bytes_for_context,
+                kv_bytes=kv_bytes, kv_bytes_for_context=kv_bytes_for_context, kv_budget=kv_budget,
             )
             self._chat[backend.name] = ChatModel.load(backend.name, path, config, self.registry.chat_template(backend),
                                                  backend.prompt_format)
