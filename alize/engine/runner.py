@@ -5,6 +5,7 @@ one llama_batch is filled per step, llama_decode runs it (releasing the GIL), an
 each sequence samples with its own sampler chain, which runs in C."""
 
 import ctypes
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from alize.engine.penalties import Penalties
 from alize.errors import ConfigError, EngineFailure
 
 _backend_lock = threading.Lock()
+log = logging.getLogger(__name__)
+
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
 
 
@@ -135,6 +138,7 @@ class LlamaRunner:
         over_budget = 0 < config.kv_budget < every * self.kv_cell_bytes()
         pool_bytes = config.kv_bytes or (config.kv_budget if over_budget else 0)
         self.kv_pool_cells = self._pool_cells(config, pool_bytes) if pool_bytes else None
+        self._log_kv_layout(model_path.name, every)
         cparams.n_ctx = self.kv_pool_cells or every
         cparams.n_batch = config.batch_tokens
         cparams.n_ubatch = config.batch_tokens
@@ -170,6 +174,15 @@ class LlamaRunner:
             cells = max(cells, min(config.context_per_sequence, config.kv_bytes_for_context // cell))
         cells = -(-cells // 256) * 256 if cells >= config.context_per_sequence else cells // 256 * 256
         return max(256, min(config.context_per_sequence * config.max_sequences, cells))
+
+    def _log_kv_layout(self, name: str, every: int) -> None:
+        mb = (self.kv_pool_cells or every) * self.kv_cell_bytes() / 2**20
+        if self.kv_pool_cells:
+            log.info("KV cache of %s: one pool of %d tokens (%.0f MB) for %d sequences", name, self.kv_pool_cells,
+                     mb, self.config.max_sequences)
+        else:
+            log.info("KV cache of %s: a buffer per sequence, %d x %d tokens (%.0f MB at most)", name,
+                     self.config.max_sequences, self.config.context_per_sequence, mb)
 
     def kv_cell_bytes(self) -> int:
         """The KV cache's bytes per token (every layer's keys and values)."""
