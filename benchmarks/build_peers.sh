@@ -31,7 +31,7 @@ fi
 if [ ! -x "$peers/lcp-venv/bin/python" ]; then
   echo "==> creating the llama-cpp-python server environment" >&2
   python3 -m venv "$peers/lcp-venv"
-  "$peers/lcp-venv/bin/pip" install -q --no-deps "$cache"/wheels/"$key"/llama_cpp_python-"$VERSION"-*.whl
+  "$peers/lcp-venv/bin/pip" install -q --no-deps "$(scripts/llama_wheel_dir.sh "$VERSION")"/llama_cpp_python-"$VERSION"-*.whl
   "$peers/lcp-venv/bin/pip" install -q "numpy>=2" "typing-extensions>=4.5" "diskcache>=5.6.1" "jinja2>=2.11.3" \
     "uvicorn>=0.22" "fastapi>=0.100" "pydantic-settings>=2" "sse-starlette>=1.6.1" "starlette-context>=0.3.6,<0.4" "PyYAML>=5.1"
 fi

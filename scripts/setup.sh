@@ -19,9 +19,8 @@ pip_install() { "$VPY" -m pip install --disable-pip-version-check -q "$@"; }
 # patches (scripts/llama-cpp-*.patch: each says why in its header) into a wheel cache keyed by
 # version, flags and patches, so a rebuild happens only when one of them changes.
 flags=$(scripts/llama_build_flags.sh)
-patches=$(ls scripts/llama-cpp-*.patch)
-key=$(printf '%s %s %s' "$LLAMA_CPP_VERSION" "$flags" "$(cat $patches | sha1sum)" | sha1sum | cut -c1-12)
-wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/alize/wheels/$key"
+wheel_dir=$(scripts/llama_wheel_dir.sh "$LLAMA_CPP_VERSION")
+key=$(basename "$wheel_dir")
 if ! "$VPY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" 2>/dev/null \
    || [ "$(cat .venv/.llama_flags 2>/dev/null)" != "$key" ]; then
   if ! ls "$wheel_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
@@ -31,7 +30,7 @@ if ! "$VPY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA
     "$VPY" -m pip download --disable-pip-version-check --no-deps --no-binary :all: --no-cache-dir -q \
       -d "$src" "llama-cpp-python==$LLAMA_CPP_VERSION"
     tar xzf "$src"/llama_cpp_python-"$LLAMA_CPP_VERSION".tar.gz -C "$src"
-    for patch_file in $patches; do
+    for patch_file in scripts/llama-cpp-*.patch; do
       patch -s -d "$src/llama_cpp_python-$LLAMA_CPP_VERSION" -p1 < "$patch_file"
     done
     CMAKE_ARGS="$flags" "$VPY" -m pip wheel --no-deps --no-cache-dir -q -w "$wheel_dir" \
