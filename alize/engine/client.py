@@ -1,11 +1,53 @@
 """AsyncEngine: the one bridge between asyncio and the engine thread."""
 
 import asyncio
+import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from alize.engine.core import EngineCore
 from alize.engine.params import GenerationRequest, TokenEvent
 from alize.errors import Overloaded, QueueFull
+
+
+class Courier:
+    """Carries the engine thread's events to the event loops, on a thread of its own.
+
+    The engine thread only appends to a deque and sets an Event. Waking a loop itself (a write
+    to its self-pipe) would release the GIL, which the woken loop takes to handle the token,
+    and the engine thread then waited for it before its next llama_decode: 3-4% of a
+    one-sequence step, measured with py-spy. The courier wakes the loops while the engine is
+    inside llama_decode, and one wake-up carries all of a step's events for a loop."""
+
+    def __init__(self, name: str):
+        self._items: deque[tuple[asyncio.AbstractEventLoop, Callable[[Any], None], Any]] = deque()
+        self._ready = threading.Event()
+        threading.Thread(target=self._run, name=f"{name}-courier", daemon=True).start()
+
+    def send(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Any], None], item: Any) -> None:
+        """Calls deliver(item) on the loop, after what was sent before it."""
+        self._items.append((loop, deliver, item))
+        self._ready.set()
+
+    def _run(self) -> None:
+        while True:
+            self._ready.wait()
+            self._ready.clear()  # what is sent from now on sets it again: nothing waits unseen
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Any], None], Any]]] = {}
+            while self._items:
+                loop, deliver, item = self._items.popleft()
+                by_loop.setdefault(loop, []).append((deliver, item))
+            for loop, calls in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_deliver_all, calls)
+                except RuntimeError:  # the loop is closed: nobody waits for these any more
+                    pass
+
+
+def _deliver_all(calls: list[tuple[Callable[[Any], None], Any]]) -> None:
+    for deliver, item in calls:
+        deliver(item)
 
 
 class AsyncEngine:
@@ -16,6 +58,7 @@ class AsyncEngine:
 
     def __init__(self, core: EngineCore, capacity: int):
         self._core = core
+        self._courier = Courier(core.name)
         self.capacity = capacity
         self.num_inflight = 0  # touched only on the event loop: no lock needed
         self.is_closed = False
@@ -51,7 +94,7 @@ class AsyncEngine:
 
         def sink_of(index: int) -> Callable[[TokenEvent], None]:
             def sink(event: TokenEvent) -> None:  # called on the engine thread
-                loop.call_soon_threadsafe(events.put_nowait, (index, event))
+                self._courier.send(loop, events.put_nowait, (index, event))
             return sink
 
         self.num_inflight += len(requests)
