@@ -1,6 +1,7 @@
-"""Logit bias and penalties applied in numpy (engine/penalties.py) give exactly the tokens
-llama.cpp's own logit_bias and penalties samplers give: the same model, prompts and seeds,
-greedy and sampled, decoded together, token for token."""
+"""Logit bias and penalties applied in numpy (engine/penalties.py), and greedy picks in
+numpy (engine/draw.py), give exactly the tokens llama.cpp's own logit_bias, penalties and
+greedy samplers give: the same model, prompts and seeds, greedy and sampled, decoded
+together, token for token."""
 
 import pytest
 
@@ -50,10 +51,10 @@ def _generate(runner, params: SamplingParams, tokens: int = 48) -> list[list[int
 ], ids=["greedy", "sampled", "all-penalties-and-bias"])
 def test_the_numpy_path_gives_llama_cpps_tokens(runners, params):
     numpy_side, c_side = runners
-    from alize.engine.runner import PenalizedChain
+    from alize.engine.runner import PenalizedChain, TemperatureDraw
 
     sampler = numpy_side.create_sampler(params)
-    assert isinstance(sampler, PenalizedChain)
+    assert isinstance(sampler, TemperatureDraw if params.is_greedy else PenalizedChain)
     numpy_side.free_sampler(sampler)
     ours, theirs = _generate(numpy_side, params), _generate(c_side, params)
     assert ours == theirs

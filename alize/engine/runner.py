@@ -245,8 +245,8 @@ class LlamaRunner:
             return GrammarSampler(pre, post, self._grammar_sampler(params.grammar))
         penalties = Penalties(self._bias(params, ban_eog), params.repetition_penalty, params.frequency_penalty,
                               params.presence_penalty)
-        if (self.numpy_draw and params.seed is None and not params.is_greedy and params.top_k == 0
-                and params.top_p >= 1.0 and not self.penalties_in_c):
+        full_distribution = params.seed is None and params.top_k == 0 and params.top_p >= 1.0
+        if self.numpy_draw and (params.is_greedy or full_distribution) and not self.penalties_in_c:
             return TemperatureDraw(params.temperature, penalties)
         chain = self._new_chain()
         if penalties.is_needed and not self.penalties_in_c:
