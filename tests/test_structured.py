@@ -59,9 +59,9 @@ def test_sdk_parse_returns_the_object_20_times(server):
 
 def test_json_mode_always_answers_one_object(http):
     finished = 0
-    for temperature in (0.0, 0.7, 1.0, 0.7, 1.0, 0.7):
+    for seed, temperature in enumerate((0.0, 0.7, 1.0, 0.7, 1.0, 0.7)):  # seeded: the same draws each run
         choice = chat(http, response_format={"type": "json_object"}, temperature=temperature,
-                      max_tokens=ANSWER_TOKENS)["choices"][0]
+                      max_tokens=ANSWER_TOKENS, random_seed=seed)["choices"][0]
         # an answer cut by max_tokens cannot be whole (a long string value at a high
         # temperature); every answer that ends is one JSON object
         assert choice["finish_reason"] in ("stop", "length")
@@ -199,10 +199,11 @@ def test_constrained_and_free_requests_batch_without_interfering(server):
                    "response_format": {"type": "json_schema",
                                        "json_schema": {"name": "city", "schema": City.model_json_schema()}}}
     with server.client() as client:
-        # Warm first: a prompt computed whole and the same prompt taken from the prefix cache
-        # can differ in the last bits of their KV, enough to flip a greedy near-tie (see
-        # below); the batched requests all find this prompt cached, so the reference must too.
-        client.post("/v1/chat/completions", json=free)
+        # A prompt computed whole and the same prompt taken from the prefix cache can differ in
+        # the last bits of their KV, enough to flip a greedy near-tie (see below). A batched
+        # request may find this prompt cached, or computed again where a constrained request
+        # took the slot that held it: either answer is right, anything else is interference.
+        cold_free = client.post("/v1/chat/completions", json=free).json()["choices"][0]["message"]["content"]
         alone_free = client.post("/v1/chat/completions", json=free).json()["choices"][0]["message"]["content"]
         alone_json = client.post("/v1/chat/completions", json=constrained).json()["choices"][0]["message"]["content"]
 
@@ -211,7 +212,7 @@ def test_constrained_and_free_requests_batch_without_interfering(server):
 
         with ThreadPoolExecutor(8) as pool:
             together = list(pool.map(send, [free, constrained] * 4))
-    assert together[0::2] == [alone_free] * 4
+    assert all(t in (alone_free, cold_free) for t in together[0::2]), (together[0::2], alone_free, cold_free)
     # The same object, each time. Not always the same bytes: a prompt whose KV is computed in
     # one batch, and the same prompt taken from the prefix cache with only its last token
     # computed, give logits that differ in the last bits, and with llama.cpp's AVX-512 kernels
