@@ -14,6 +14,7 @@ from referencing.jsonschema import DRAFT202012
 # The spec and its errata live with the tests (tests/mistral-api/README.md says where from).
 SPEC_DIR = Path(os.environ.get("ALIZE_SPEC_DIR", Path(__file__).resolve().parent / "mistral-api"))
 SPEC_PATH = SPEC_DIR / "openapi-core.yaml"
+PARTS = ("openapi-agents.yaml",)  # more of the same specification: their schemas join the core's
 
 
 @cache
@@ -21,6 +22,11 @@ def spec() -> dict[str, Any]:
     if not SPEC_PATH.exists():
         raise FileNotFoundError(f"the official spec is missing from {SPEC_PATH} (ALIZE_SPEC_DIR)")
     data = yaml.safe_load(SPEC_PATH.read_text())
+    for part in PARTS:
+        more = yaml.safe_load((SPEC_DIR / part).read_text())
+        data["paths"].update(more["paths"])
+        for name, schema in more["components"]["schemas"].items():
+            data["components"]["schemas"].setdefault(name, schema)
     return apply_errata(data)
 
 

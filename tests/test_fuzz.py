@@ -22,6 +22,7 @@ OPERATIONS = {
     "/v1/chat/completions": "ChatCompletionResponse",
     "/v1/fim/completions": "FIMCompletionResponse",
     "/v1/embeddings": "EmbeddingResponse",
+    "/v1/agents": "Agent",
 }
 CHAT_MODELS = ["mistral-small-latest", "codestral-latest", "mistral-tiny"]
 
@@ -57,6 +58,8 @@ def _bounded(path: str, body: dict) -> dict:
         body["messages"] = _repair_messages(body["messages"])
     if path == "/v1/embeddings":
         body["model"] = "mistral-embed"
+    elif path == "/v1/agents":
+        body["model"] = CHAT_MODELS[len(json.dumps(body)) % len(CHAT_MODELS)]
     elif path == "/v1/fim/completions":
         body["model"] = "codestral-latest"
         body = _bounded_generation(body)

@@ -47,6 +47,7 @@ ENDPOINT_NAMES = {
     "/v1/fim/completions": "fim.completions",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
+    "/v1/agents/completions": "agents.completions",
 }
 
 

@@ -13,6 +13,7 @@ from alize.registry import Registry
 from alize.services import batch_lines
 from alize.services.accounts import AccountService
 from alize.services.admin import AdminView
+from alize.services.agents import AgentService
 from alize.services.auth import AuthService
 from alize.services.batch import BatchService
 from alize.services.batch_worker import BatchWorker
@@ -64,6 +65,7 @@ class Platform:
     sessions: SessionService
     dashboard: Dashboard
     telemetry: Telemetry
+    agents: AgentService
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
 
@@ -90,7 +92,7 @@ class Platform:
                    BatchService(db, hub, files, on_change=worker.wake), worker,
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
-                   Dashboard(db, registry.comparison), telemetry)
+                   Dashboard(db, registry.comparison), telemetry, AgentService(db, hub))
 
     def __post_init__(self) -> None:
         """Metrics read at scrape time: engines, upstream replicas, budgets."""

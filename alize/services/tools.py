@@ -55,7 +55,9 @@ class ToolPlan:
         return all(checks[c["function"]["name"]](json.loads(c["function"]["arguments"])) for c in calls)
 
 
-def _functions(tools: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any], bool]]:
+def functions_of(tools: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any], bool]]:
+    """Each function tool's name, description, parameters and strictness, checked: a 400
+    that names the tool for anything else, a bad name, a name twice or a bad schema."""
     out, seen = [], set()
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
@@ -104,7 +106,7 @@ def plan_tools(request: ChatCompletionRequest, style: str = "generic") -> ToolPl
         if isinstance(request.tool_choice, dict) or request.tool_choice in ("any", "required"):
             raise InvalidRequest("tool_choice needs tools", param="tool_choice")
         return None
-    functions = _functions(request.tools)
+    functions = functions_of(request.tools)
     chosen = _chosen(request.tool_choice, [f[0] for f in functions])
     if chosen is None:
         return None

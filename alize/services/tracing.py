@@ -16,7 +16,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 OPERATIONS = {"chat.completions": "chat", "fim.completions": "text_completion", "completions": "text_completion",
-              "embeddings": "embeddings"}
+              "embeddings": "embeddings", "agents.completions": "chat"}
 
 
 class Tracing:

@@ -225,3 +225,37 @@ class BatchLine(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     output: Mapped[str] = mapped_column(Text)  # the output (or error) file's JSON line
     error: Mapped[str | None] = mapped_column(Text, nullable=True)  # NULL: it succeeded
+
+
+class Agent(Base):
+    """An agent: which of its versions is current. Its configurations are in agent_versions."""
+
+    __tablename__ = "agents"
+    __table_args__ = (Index("ix_agents_workspace_time", "workspace_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(36))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AgentVersion(Base):
+    """One version of an agent's configuration (model, instructions, tools...) as JSON."""
+
+    __tablename__ = "agent_versions"
+
+    agent_id: Mapped[str] = mapped_column(String(40), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AgentAlias(Base):
+    __tablename__ = "agent_aliases"
+
+    agent_id: Mapped[str] = mapped_column(String(40), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,222 @@
+"""Agents as a use case: a model, instructions, tools and completion arguments kept per
+workspace, each update a new version, usable by id in /v1/agents/completions (and
+conversations). What an agent asks of the server is checked when it is saved: a chat model
+that exists, tools this server can run, handoffs to agents of the same workspace."""
+
+import base64
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from alize.errors import InvalidRequest, NotFound
+from alize.protocol.agents import AgentFields, AgentsCompletionRequest, CompletionArgs
+from alize.protocol.chat import ChatCompletionRequest
+from alize.services.models import ModelHub
+from alize.services.tools import functions_of
+from alize.store import agents as agent_store
+from alize.store.accounts import KeyInfo
+from alize.store.agents import AgentRecord, AliasRecord, Missing
+from alize.store.db import Database
+
+# Built-in tools of La Plateforme that need the internet, a sandbox or an image model.
+NOT_OFFERED = {
+    "web_search": "a web search provider",
+    "web_search_premium": "a web search provider",
+    "code_interpreter": "a code sandbox",
+    "image_generation": "an image generation model",
+    "connector": "a connector (MCP) gateway",
+}
+SOURCE = "api"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_agent_id() -> str:
+    return "ag_" + secrets.token_hex(16)
+
+
+class AgentService:
+    def __init__(self, db: Database, hub: ModelHub):
+        self.db = db
+        self.hub = hub
+
+    # -- what an agent may hold -------------------------------------------------
+    def _checked(self, key: KeyInfo, fields: AgentFields, agent_id: str | None = None) -> dict[str, Any]:
+        """The fields set, as stored: each checked against what this server can run and
+        what the key may use. A null model or name leaves it as it is."""
+        given = fields.model_dump(mode="json", exclude_unset=True)
+        for required in ("model", "name"):
+            if given.get(required, "") is None:
+                del given[required]
+        if fields.model is not None:
+            self.hub.card(fields.model, key.models)  # a 404 for a model unknown, or not the key's
+            self.hub.capable(fields.model, "completion_chat")
+        if fields.tools is not None:
+            self._check_tools(fields.tools)
+        if fields.guardrails:
+            raise InvalidRequest("guardrails need a moderation model, which this server does not offer yet",
+                                 param="guardrails")
+        for handoff in fields.handoffs or []:
+            if handoff == agent_id:
+                raise InvalidRequest("an agent cannot hand off to itself", param="handoffs")
+            self._get(key.workspace.id, handoff)  # a 404 for an agent this workspace does not have
+        if "completion_args" in given:
+            given["completion_args"] = (fields.completion_args or CompletionArgs()).model_dump(mode="json")
+        return given
+
+    @staticmethod
+    def _check_tools(tools: list[dict[str, Any]]) -> None:
+        for i, tool in enumerate(tools):
+            kind = tool.get("type", "function") if isinstance(tool, dict) else None
+            if kind in NOT_OFFERED:
+                raise InvalidRequest(f"tools[{i}]: the {kind} tool needs {NOT_OFFERED[kind]}, which this server "
+                                     "does not offer", param="tools")
+            if kind == "document_library":
+                raise InvalidRequest(f"tools[{i}]: document libraries are not available on this server yet",
+                                     param="tools")
+        functions_of(tools)  # the rest must be functions: names, schemas, no name twice
+
+    # -- agents -----------------------------------------------------------------
+    def create(self, key: KeyInfo, fields: AgentFields) -> dict[str, Any]:
+        config = {"completion_args": CompletionArgs().model_dump(mode="json"), "tools": [],
+                  **self._checked(key, fields)}
+        return agent_out(agent_store.create(self.db, key.workspace.id, new_agent_id(), config, _now()))
+
+    def _get(self, workspace_id: str, agent_id: str, ref: int | str | None = None) -> AgentRecord:
+        try:
+            return agent_store.get(self.db, workspace_id, agent_id, ref)
+        except Missing as exc:
+            raise NotFound(str(exc), param="agent_id") from exc
+
+    def get(self, workspace_id: str, agent_id: str, ref: int | str | None = None) -> dict[str, Any]:
+        return agent_out(self._get(workspace_id, agent_id, ref))
+
+    def update(self, key: KeyInfo, agent_id: str, fields: AgentFields) -> dict[str, Any]:
+        workspace_id = key.workspace.id
+        self._get(workspace_id, agent_id)  # a 404 before anything else
+        change = self._checked(key, fields, agent_id)
+        if "version_message" not in change:
+            change["version_message"] = None  # a message describes its own version only
+        return agent_out(self._store(agent_store.add_version, workspace_id, agent_id,
+                                     lambda config: {**config, **change}, _now()))
+
+    def switch(self, workspace_id: str, agent_id: str, version: int) -> dict[str, Any]:
+        return agent_out(self._store(agent_store.set_version, workspace_id, agent_id, version, _now()))
+
+    def delete(self, workspace_id: str, agent_id: str) -> None:
+        self._store(agent_store.remove, workspace_id, agent_id)
+
+    def versions(self, workspace_id: str, agent_id: str, page: int, page_size: int) -> list[dict[str, Any]]:
+        return [agent_out(r) for r in self._store(agent_store.list_versions, workspace_id, agent_id, page, page_size)]
+
+    def _store(self, operation: Any, *args: Any) -> Any:
+        try:
+            return operation(self.db, *args)
+        except Missing as exc:
+            raise NotFound(str(exc), param="agent_id") from exc
+
+    # -- aliases ----------------------------------------------------------------
+    def put_alias(self, workspace_id: str, agent_id: str, alias: str, version: int) -> dict[str, Any]:
+        return alias_out(self._store(agent_store.put_alias, workspace_id, agent_id, alias, version, _now()))
+
+    def aliases(self, workspace_id: str, agent_id: str) -> list[dict[str, Any]]:
+        return [alias_out(a) for a in self._store(agent_store.aliases, workspace_id, agent_id)]
+
+    def delete_alias(self, workspace_id: str, agent_id: str, alias: str) -> None:
+        self._store(agent_store.delete_alias, workspace_id, agent_id, alias)
+
+    # -- lists ------------------------------------------------------------------
+    def matching(self, workspace_id: str, name: str | None = None, search: str | None = None,
+                 agent_id: str | None = None, metadata: dict[str, Any] | None = None,
+                 deployment_chat: bool | None = None, sources: list[str] | None = None) -> list[dict[str, Any]]:
+        """The workspace's agents (current versions, newest first) that pass every filter."""
+        def keep(agent: dict[str, Any]) -> bool:
+            return ((name is None or agent["name"] == name)
+                    and (search is None or search.lower() in agent["name"].lower() or search in agent["id"])
+                    and (agent_id is None or agent["id"] == agent_id)
+                    and all((agent.get("metadata") or {}).get(k) == v for k, v in (metadata or {}).items())
+                    and (deployment_chat is None or agent["deployment_chat"] == deployment_chat)
+                    and (not sources or agent["source"] in sources))
+        return [a for a in map(agent_out, agent_store.list_current(self.db, workspace_id)) if keep(a)]
+
+    def page(self, workspace_id: str, page_size: int, page_token: str | None, **filters: Any) -> dict[str, Any]:
+        """A page of `matching` after the cursor: {object, data, next_page_token}."""
+        agents = self.matching(workspace_id, **filters)
+        start = 0
+        if page_token:
+            after = _cursor_id(page_token)
+            ids = [a["id"] for a in agents]
+            start = ids.index(after) + 1 if after in ids else _first_after(agents, page_token)
+        data = agents[start:start + page_size]
+        more = start + page_size < len(agents)
+        return {"object": "list", "data": data, "next_page_token": _cursor(data[-1]) if more and data else None}
+
+    # -- /v1/agents/completions -------------------------------------------------
+    def chat_request(self, workspace_id: str, request: AgentsCompletionRequest) -> ChatCompletionRequest:
+        """The chat completion the agent makes of the request: its model, its instructions as
+        the first system message, its function tools before the request's, its completion
+        arguments where the request leaves them unset."""
+        agent = self._get(workspace_id, request.agent_id).config
+        given = request.model_dump(exclude_unset=True, exclude={"agent_id", "model"})
+        args = {k: v for k, v in (agent.get("completion_args") or {}).items() if v is not None and k not in given}
+        if args.get("tool_choice") == "auto":
+            del args["tool_choice"]
+        messages = list(given.pop("messages"))
+        if agent.get("instructions"):
+            messages.insert(0, {"role": "system", "content": agent["instructions"]})
+        tools = [*(t for t in agent.get("tools") or [] if t.get("type", "function") == "function"),
+                 *(given.pop("tools", None) or [])]
+        body = {**args, **given, "model": agent["model"], "messages": messages, "tools": tools or None}
+        return ChatCompletionRequest.model_validate(body)
+
+
+def agent_out(record: AgentRecord) -> dict[str, Any]:
+    config = record.config
+    return {
+        "object": "agent", "id": record.id, "version": record.version, "versions": record.versions,
+        "model": config["model"], "name": config["name"], "description": config.get("description"),
+        "instructions": config.get("instructions"), "tools": config.get("tools") or [],
+        "completion_args": config.get("completion_args") or CompletionArgs().model_dump(mode="json"),
+        "guardrails": config.get("guardrails"), "handoffs": config.get("handoffs"),
+        "metadata": config.get("metadata"), "version_message": config.get("version_message"),
+        "deployment_chat": bool(config.get("deployment_chat")), "source": SOURCE,
+        "created_at": record.created_at.isoformat(timespec="microseconds"),
+        "updated_at": record.updated_at.isoformat(timespec="microseconds"),
+    }
+
+
+def alias_out(record: AliasRecord) -> dict[str, Any]:
+    return {"alias": record.alias, "version": record.version, "created_at": record.created_at.isoformat(),
+            "updated_at": record.updated_at.isoformat()}
+
+
+def _cursor(agent: dict[str, Any]) -> str:
+    raw = json.dumps([agent["created_at"], agent["id"]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decoded(token: str) -> list[str]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("page_token is not a token this server gave", param="page_token") from exc
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        raise InvalidRequest("page_token is not a token this server gave", param="page_token")
+    return value
+
+
+def _cursor_id(token: str) -> str:
+    return _decoded(token)[1]
+
+
+def _first_after(agents: list[dict[str, Any]], token: str) -> int:
+    """Where the page after a cursor whose agent is gone (deleted) starts: at the first agent
+    older than it (the list is newest first)."""
+    created, agent_id = _decoded(token)
+    for i, agent in enumerate(agents):
+        if (agent["created_at"], agent["id"]) < (created, agent_id):
+            return i
+    return len(agents)
