@@ -14,7 +14,6 @@ from alize.errors import QueueFull
 class FakeCore:
     """Answers each request with `tokens` events from another thread, the last one finishing it."""
 
-    name = "fake"
     scheduler_size = 2
 
     def __init__(self, tokens: int = 3, delay_s: float = 0.01):

@@ -50,6 +50,19 @@ def _deliver_all(calls: list[tuple[Callable[[Any], None], Any]]) -> None:
         deliver(item)
 
 
+_courier: Courier | None = None
+_courier_lock = threading.Lock()
+
+
+def courier() -> Courier:
+    """The process's courier, started on first use: one serves every engine."""
+    global _courier
+    with _courier_lock:
+        if _courier is None:
+            _courier = Courier("alize")
+        return _courier
+
+
 class AsyncEngine:
     """Submit requests, receive their TokenEvents; leaving the iterator early aborts them.
 
@@ -58,7 +71,7 @@ class AsyncEngine:
 
     def __init__(self, core: EngineCore, capacity: int):
         self._core = core
-        self._courier = Courier(core.name)
+        self._courier = courier()
         self.capacity = capacity
         self.num_inflight = 0  # touched only on the event loop: no lock needed
         self.is_closed = False

@@ -37,7 +37,6 @@ class EngineCore:
         self.prompt_lookup = prompt_lookup  # requests without a prediction draft from their prompt
         self.scheduler = scheduler
         self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
-        self.name = name
         self._thread = threading.Thread(target=self._loop, name=f"alize-{name}", daemon=True)
         self._is_stopping = False
         self.stats = EngineStats()

@@ -2,7 +2,9 @@
 
 Built on llama.cpp's low-level C API (through llama-cpp-python's ctypes bindings):
 one llama_batch is filled per step, llama_decode runs it (releasing the GIL), and
-each sequence samples with its own sampler chain, which runs in C."""
+each sequence samples with its own sampler: greedy picks, unseeded full-distribution draws,
+bias and penalties in numpy (draw.py, penalties.py); seeded draws, top-k/top-p and grammars
+with llama.cpp's sampler chains, in C."""
 
 import ctypes
 import logging
