@@ -100,6 +100,31 @@ def test_auto_lets_the_model_answer_in_text(http):
         assert choice["message"]["content"] and not choice["message"]["tool_calls"]
 
 
+@pytest.mark.parametrize("tool_choice", ["auto", "any", "none"])
+def test_tools_with_a_response_format_give_calls_or_an_answer_that_follows_it(http, tool_choice):
+    # what the SDK's RunContext sends with registered functions and an output_format
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                               "sunny": {"type": "boolean"}}, "required": ["city", "sunny"]}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Is it sunny in Rome?"}], "tools": TOOLS,
+            "tool_choice": tool_choice, "temperature": 0, "max_tokens": 60,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "weather", "schema": schema}}}
+    choice = http.post("/v1/chat/completions", json=body).json()["choices"][0]
+    if tool_choice == "any":
+        assert choice["finish_reason"] == "tool_calls"
+    if choice["finish_reason"] == "tool_calls":
+        assert tool_choice != "none" and choice["message"]["tool_calls"]
+    else:
+        assert choice["finish_reason"] == "stop"
+        jsonschema.validate(json.loads(choice["message"]["content"]), schema)
+
+
+def test_tools_with_a_response_format_whose_answer_is_no_object_are_refused(http):
+    body = {"model": MODEL, "messages": [QUESTION], "tools": TOOLS, "max_tokens": 5, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "list", "schema": {"type": "array", "items": {"type": "string"}}}}}
+    r = http.post("/v1/chat/completions", json=body)
+    assert r.status_code == 400 and "must be of type object" in r.json()["message"]
+
+
 @pytest.mark.parametrize(("change", "status", "needle"), [
     ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, 400, "nope"),
     ({"tools": [{"type": "function", "function": {"parameters": CITY}}]}, 400, "name"),

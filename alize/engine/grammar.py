@@ -274,12 +274,18 @@ CALL_STYLES = {
 
 
 def tool_calls_gbnf(functions: list[tuple[str, dict[str, Any], bool]], parallel: bool, allow_text: bool,
-                    style: str = "generic") -> str:
+                    style: str = "generic", answer: tuple[dict[str, Any], bool] | None = None) -> str:
     """The grammar of one or more calls to the given functions (name, parameters, strict),
     in the style's wrapping (CALL_STYLES), each call's arguments following that function's
-    parameters schema; with allow_text, plain text (not starting like a call) is allowed instead."""
+    parameters schema; with allow_text, plain text (not starting like a call) is allowed
+    instead, or with `answer` (a JSON Schema of an object, and its strictness: a
+    response_format) a JSON answer that follows it."""
     for i, (_, parameters, strict) in enumerate(functions):
         check_schema(parameters, f"tools[{i}].function.parameters", strict)
+    if answer is not None:
+        check_schema(answer[0], "response_format.json_schema.schema", answer[1])
+        if answer[0].get("type") != "object":  # an answer must not start as calls do
+            raise UnsupportedSchema("with tools, a response_format's schema must be of type object", "type")
 
     def build() -> str:
         before, between, after, opener = CALL_STYLES[style]
@@ -295,7 +301,10 @@ def tool_calls_gbnf(functions: list[tuple[str, dict[str, Any], bool]], parallel:
         call = converter._add_rule("call", " | ".join(calls))
         more = f" ({between} {call})*" if parallel else ""
         wrapped = converter._add_rule("calls", f"{before} {call}{more} {after}")
-        if allow_text:
+        if allow_text and answer is not None:
+            schema = converter.resolve_refs(_for_grammar(json.loads(json.dumps(answer[0]))), "answer")
+            converter._add_rule("root", f"{wrapped} | {converter.visit(schema, 'answer')}")
+        elif allow_text:
             text = converter._add_rule("text", rf"[^\x{ord(opener):02X}\x00] [^\x00]*")
             converter._add_rule("root", f"{wrapped} | {text}")
         else:

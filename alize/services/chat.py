@@ -46,11 +46,11 @@ class ChatService:
         entry, model = self.hub.chat_model(request.model)
         response = plan_response(request.response_format)
         grammar, instruction = response.grammar, response.instruction
-        plan = plan_tools(request, model.tool_style)
-        if plan is not None and grammar is not None:
-            raise InvalidRequest("tools and a JSON response_format cannot be combined", param="response_format")
-        if plan is not None:
-            grammar, instruction = plan.grammar, plan.instruction
+        plan = plan_tools(request, model.tool_style, response.schema)
+        if plan is not None:  # calls, or an answer that follows the response_format
+            grammar = plan.grammar
+            instruction = (f"{plan.instruction} Otherwise: {instruction}" if plan.instruction and instruction
+                           else plan.instruction or instruction)
         messages, prefix = conversation(request)
         if instruction:
             add_system(messages, instruction)

@@ -27,6 +27,7 @@ class ResponsePlan:
     grammar: str | None = None  # what the output must follow; None: free text
     instruction: str | None = None  # for the system prompt
     check: Check | None = None  # validates the parsed answer
+    schema: tuple[dict[str, Any], bool] | None = None  # the answer's JSON Schema and strictness
 
 
 @lru_cache(maxsize=256)
@@ -91,11 +92,11 @@ def plan_response(response_format: ResponseFormat | None) -> ResponsePlan:
         return ResponsePlan()
     if response_format.type == "json_object":
         return ResponsePlan(json_object_gbnf(), "Answer with a single JSON object, and nothing else.",
-                            lambda value: isinstance(value, dict))
+                            lambda value: isinstance(value, dict), ({"type": "object"}, False))
     schema, strict = _schema_of(response_format.json_schema)
     instruction = ("Answer with a single JSON object, and nothing else, that follows this JSON Schema: "
                    + json.dumps(schema, separators=(",", ":")))
-    return ResponsePlan(compile_schema(schema, strict), instruction, validator_of(schema))
+    return ResponsePlan(compile_schema(schema, strict), instruction, validator_of(schema), (schema, strict))
 
 
 def text_is_valid(text: str, check: Check) -> bool:

@@ -101,7 +101,10 @@ def _chosen(choice: str | dict[str, Any] | None, names: list[str]) -> tuple[list
                          param="tool_choice")
 
 
-def plan_tools(request: ChatCompletionRequest, style: str = "generic") -> ToolPlan | None:
+def plan_tools(request: ChatCompletionRequest, style: str = "generic",
+               answer: tuple[dict[str, Any], bool] | None = None) -> ToolPlan | None:
+    """The tools offered and the grammar of calls to them (None: no tools); `answer`: the
+    response_format's schema, which an answer that is not calls must follow."""
     if not request.tools:
         if isinstance(request.tool_choice, dict) or request.tool_choice in ("any", "required"):
             raise InvalidRequest("tool_choice needs tools", param="tool_choice")
@@ -115,7 +118,7 @@ def plan_tools(request: ChatCompletionRequest, style: str = "generic") -> ToolPl
     parallel = request.parallel_tool_calls is not False
     with grammar_errors("tools"):
         grammar = tool_calls_gbnf([(name, params, strict) for name, _, params, strict in offered], parallel,
-                                  allow_text=not forced, style=style)
+                                  allow_text=not forced, style=style, answer=answer)
     tools = tuple({"type": "function", "function": {"name": n, "description": d, "parameters": p}}
                   for n, d, p, _ in offered)
     checks = tuple((n, validator_of(p)) for n, _, p, _ in offered)
