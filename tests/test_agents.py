@@ -1,7 +1,7 @@
 """Agents (/v1/agents) with the official SDK against a real server: create, versions,
 aliases, lists and pages, delete; /v1/agents/completions answering as the agent; another
 workspace sees nothing; bad input is refused by name and changes nothing. Every answer
-validates against the spec (tests/mistral-api/openapi-agents.yaml)."""
+validates against the spec (tests/mistral-api/openapi-beta.yaml)."""
 
 import pytest
 from mistralai.client import Mistral

@@ -8,7 +8,10 @@ from alize.api.app import create_app
 from alize.api.deps import CallDep, metered_call
 from alize.api.metering import unmetered_model_routes
 from alize.config import Settings
-from alize.services.metering import ENDPOINT_NAMES
+from alize.services.metering import ENDPOINT_NAMES, endpoint_of
+
+CONVERSATION_RUNS = {"/v1/conversations", "/v1/conversations/{conversation_id}",
+                     "/v1/conversations/{conversation_id}/restart"}
 
 
 def _routes_taking_a_call(app: FastAPI) -> set[str]:
@@ -20,7 +23,9 @@ def _routes_taking_a_call(app: FastAPI) -> set[str]:
 def test_every_model_route_of_the_app_is_metered(tmp_path):
     app = create_app(Settings(data_dir=tmp_path))  # the platform starts only with the lifespan
     assert unmetered_model_routes(app.routes, metered_call) == []
-    assert _routes_taking_a_call(app) == set(ENDPOINT_NAMES)
+    assert _routes_taking_a_call(app) == set(ENDPOINT_NAMES) | CONVERSATION_RUNS
+    assert {endpoint_of(path) for path in CONVERSATION_RUNS} == {"conversations"}
+    assert endpoint_of("/v1/conversations/conv_1/history") is None  # reads are not metered
 
 
 def test_a_model_route_missing_from_the_table_is_found():

@@ -6,7 +6,7 @@ from alize.api.metering import hold_call
 from alize.api.request_id import request_id_of
 from alize.errors import AlizeError
 from alize.services.admin import AdminView
-from alize.services.metering import ENDPOINT_NAMES, Call
+from alize.services.metering import Call, endpoint_of
 from alize.services.platform import Platform
 from alize.store.accounts import KeyInfo
 
@@ -43,7 +43,7 @@ async def metered_call(request: Request, key: KeyDep) -> Call:
     cache it may use, the endpoint its usage record names. A model route the metering
     middleware does not know is a bug, refused rather than run unmetered (create_app also
     checks the route table at start-up)."""
-    endpoint = ENDPOINT_NAMES.get(request.scope.get("path", ""))
+    endpoint = endpoint_of(request.scope.get("path", ""))
     platform = get_platform(request)
     call = platform.open_call(endpoint or "", key, request_id_of(request.scope),
                               request.headers.get("traceparent")) if endpoint else None

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alize.api.disconnect import ClientGone
-from alize.services.metering import CLIENT_CLOSED, ENDPOINT_NAMES, Call
+from alize.services.metering import CLIENT_CLOSED, Call, endpoint_of
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Metering:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in ENDPOINT_NAMES:
+        if scope["type"] != "http" or scope.get("method") != "POST" or endpoint_of(scope.get("path", "")) is None:
             await self.app(scope, receive, send)
             return
         scope[SCOPE_KEY] = [None]  # a list: scopes copied on the way down still share it
@@ -105,10 +105,10 @@ def api_routes(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, A
 
 def unmetered_model_routes(routes: Iterable[Any], metered_call: Callable[..., Any]) -> list[str]:
     """Routes that take a metered call but that the middleware would not meter (their
-    path is not in ENDPOINT_NAMES, or they are not POST): each is a route that would
+    path is not a metered one (endpoint_of), or they are not POST): each is a route that would
     run a model with no limits and no usage record."""
     out = []
     for path, route in api_routes(routes):
-        if _depends_on(route.dependant, metered_call) and (path not in ENDPOINT_NAMES or route.methods != {"POST"}):
+        if _depends_on(route.dependant, metered_call) and (endpoint_of(path) is None or route.methods != {"POST"}):
             out.append(f"{','.join(sorted(route.methods))} {path}")
     return out

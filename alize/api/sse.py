@@ -1,9 +1,14 @@
-"""Server-sent events: one `data: <json>` line per chunk, then `data: [DONE]`."""
+"""Server-sent events: one `data: <json>` line per chunk, then `data: [DONE]`; or named
+events (conversations)."""
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+
+from alize.errors import AlizeError
 
 
 async def _frames(first: BaseModel | None, chunks: AsyncIterator[BaseModel]) -> AsyncIterator[bytes]:
@@ -23,3 +28,28 @@ async def sse_response(chunks: AsyncIterator[BaseModel]) -> StreamingResponse:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def _named_frames(first: tuple[str, dict[str, Any]] | None,
+                        events: AsyncIterator[tuple[str, dict[str, Any]]]) -> AsyncIterator[bytes]:
+    if first is None:
+        return
+    yield _event(*first)
+    try:
+        async for name, data in events:
+            yield _event(name, data)
+    except AlizeError as exc:  # after the start, an error can only be an event of its own
+        yield _event("conversation.response.error", {"type": "conversation.response.error",
+                                                     "message": exc.message, "code": exc.status_code})
+
+
+async def event_response(events: AsyncIterator[tuple[str, dict[str, Any]]]) -> StreamingResponse:
+    """Named events (`event: <type>` then `data: <json>`), as conversations stream them;
+    started once the first exists, like sse_response."""
+    first = await anext(events, None)
+    return StreamingResponse(_named_frames(first, events), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -30,6 +30,25 @@ NOT_OFFERED = {
 SOURCE = "api"
 
 
+def check_tools(tools: list[dict[str, Any]]) -> None:
+    """A 400 that names any tool this server cannot run; function tools checked as chat's."""
+    for i, tool in enumerate(tools):
+        kind = tool.get("type", "function") if isinstance(tool, dict) else None
+        if kind in NOT_OFFERED:
+            raise InvalidRequest(f"tools[{i}]: the {kind} tool needs {NOT_OFFERED[kind]}, which this server "
+                                 "does not offer", param="tools")
+        if kind == "document_library":
+            raise InvalidRequest(f"tools[{i}]: document libraries are not available on this server yet",
+                                 param="tools")
+    functions_of(tools)  # the rest must be functions: names, schemas, no name twice
+
+
+def check_guardrails(guardrails: list[dict[str, Any]] | None) -> None:
+    if guardrails:
+        raise InvalidRequest("guardrails need a moderation model, which this server does not offer yet",
+                             param="guardrails")
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -55,10 +74,8 @@ class AgentService:
             self.hub.card(fields.model, key.models)  # a 404 for a model unknown, or not the key's
             self.hub.capable(fields.model, "completion_chat")
         if fields.tools is not None:
-            self._check_tools(fields.tools)
-        if fields.guardrails:
-            raise InvalidRequest("guardrails need a moderation model, which this server does not offer yet",
-                                 param="guardrails")
+            check_tools(fields.tools)
+        check_guardrails(fields.guardrails)
         for handoff in fields.handoffs or []:
             if handoff == agent_id:
                 raise InvalidRequest("an agent cannot hand off to itself", param="handoffs")
@@ -67,23 +84,15 @@ class AgentService:
             given["completion_args"] = (fields.completion_args or CompletionArgs()).model_dump(mode="json")
         return given
 
-    @staticmethod
-    def _check_tools(tools: list[dict[str, Any]]) -> None:
-        for i, tool in enumerate(tools):
-            kind = tool.get("type", "function") if isinstance(tool, dict) else None
-            if kind in NOT_OFFERED:
-                raise InvalidRequest(f"tools[{i}]: the {kind} tool needs {NOT_OFFERED[kind]}, which this server "
-                                     "does not offer", param="tools")
-            if kind == "document_library":
-                raise InvalidRequest(f"tools[{i}]: document libraries are not available on this server yet",
-                                     param="tools")
-        functions_of(tools)  # the rest must be functions: names, schemas, no name twice
 
     # -- agents -----------------------------------------------------------------
     def create(self, key: KeyInfo, fields: AgentFields) -> dict[str, Any]:
         config = {"completion_args": CompletionArgs().model_dump(mode="json"), "tools": [],
                   **self._checked(key, fields)}
         return agent_out(agent_store.create(self.db, key.workspace.id, new_agent_id(), config, _now()))
+
+    def record(self, workspace_id: str, agent_id: str, ref: int | str | None = None) -> AgentRecord:
+        return self._get(workspace_id, agent_id, ref)
 
     def _get(self, workspace_id: str, agent_id: str, ref: int | str | None = None) -> AgentRecord:
         try:
@@ -161,16 +170,22 @@ class AgentService:
         arguments where the request leaves them unset."""
         agent = self._get(workspace_id, request.agent_id).config
         given = request.model_dump(exclude_unset=True, exclude={"agent_id", "model"})
-        args = {k: v for k, v in (agent.get("completion_args") or {}).items() if v is not None and k not in given}
-        if args.get("tool_choice") == "auto":
-            del args["tool_choice"]
-        messages = list(given.pop("messages"))
-        if agent.get("instructions"):
-            messages.insert(0, {"role": "system", "content": agent["instructions"]})
-        tools = [*(t for t in agent.get("tools") or [] if t.get("type", "function") == "function"),
-                 *(given.pop("tools", None) or [])]
-        body = {**args, **given, "model": agent["model"], "messages": messages, "tools": tools or None}
-        return ChatCompletionRequest.model_validate(body)
+        return ChatCompletionRequest.model_validate(chat_body(agent, given.pop("messages"), given))
+
+
+def chat_body(config: dict[str, Any], messages: list[dict[str, Any]], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The chat completion an agent's configuration (model, instructions, tools,
+    completion_args) makes of `messages`: its instructions as the first system message, its
+    function tools before those of `overrides`, whose arguments win over its own."""
+    overrides = dict(overrides)
+    args = {k: v for k, v in (config.get("completion_args") or {}).items() if v is not None and k not in overrides}
+    if args.get("tool_choice") == "auto":
+        del args["tool_choice"]
+    if config.get("instructions"):
+        messages = [{"role": "system", "content": config["instructions"]}, *messages]
+    tools = [*(t for t in config.get("tools") or [] if t.get("type", "function") == "function"),
+             *(overrides.pop("tools", None) or [])]
+    return {**args, **overrides, "model": config["model"], "messages": messages, "tools": tools or None}
 
 
 def agent_out(record: AgentRecord) -> dict[str, Any]:

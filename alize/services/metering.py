@@ -9,6 +9,7 @@ nothing is counted twice."""
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -49,6 +50,15 @@ ENDPOINT_NAMES = {
     "/v1/embeddings": "embeddings",
     "/v1/agents/completions": "agents.completions",
 }
+# Metered paths with an id in them: a conversation's start, append and restart.
+ENDPOINT_PATTERNS = ((re.compile(r"^/v1/conversations(?:/[^/]+(?:/restart)?)?$"), "conversations"),)
+
+
+def endpoint_of(path: str) -> str | None:
+    """The endpoint name of a metered path (a route's template matches too); None: not metered."""
+    if path in ENDPOINT_NAMES:
+        return ENDPOINT_NAMES[path]
+    return next((name for pattern, name in ENDPOINT_PATTERNS if pattern.match(path)), None)
 
 
 def nano_per_token(eur_per_1k_tokens: float) -> int:

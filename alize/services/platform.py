@@ -20,6 +20,7 @@ from alize.services.batch_worker import BatchWorker
 from alize.services.chat import ChatService
 from alize.services.completions import CompletionService
 from alize.services.console_sessions import SessionService
+from alize.services.conversations import ConversationService
 from alize.services.dashboard import Dashboard
 from alize.services.embeddings import EmbeddingService
 from alize.services.files import FileService
@@ -66,6 +67,7 @@ class Platform:
     dashboard: Dashboard
     telemetry: Telemetry
     agents: AgentService
+    conversations: ConversationService
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
 
@@ -82,6 +84,7 @@ class Platform:
         telemetry = Telemetry()
         meter = Meter(db, Limiter(counters, db, refused=lambda limit: telemetry.rate_limited.labels(limit).inc()),
                       telemetry=telemetry if settings.metrics else None, tracing=Tracing.from_environment())
+        agents = AgentService(db, hub)
         files = FileService(db, DirectoryBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
         worker = BatchWorker(db, files, meter, batch_lines.runners(chat, fim, embeddings),
                              owner=settings.resolved_worker_id, concurrency=settings.batch_concurrency,
@@ -92,7 +95,7 @@ class Platform:
                    BatchService(db, hub, files, on_change=worker.wake), worker,
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
-                   Dashboard(db, registry.comparison), telemetry, AgentService(db, hub))
+                   Dashboard(db, registry.comparison), telemetry, agents, ConversationService(db, agents, chat))
 
     def __post_init__(self) -> None:
         """Metrics read at scrape time: engines, upstream replicas, budgets."""

@@ -16,7 +16,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 OPERATIONS = {"chat.completions": "chat", "fim.completions": "text_completion", "completions": "text_completion",
-              "embeddings": "embeddings", "agents.completions": "chat"}
+              "embeddings": "embeddings", "agents.completions": "chat",
+              "conversations": "chat"}
 
 
 class Tracing:

@@ -259,3 +259,29 @@ class AgentAlias(Base):
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Conversation(Base):
+    """A conversation: what it runs with (agent and version, or model, instructions, tools,
+    completion arguments; name, description, metadata) as JSON. Its entries follow in order."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_workspace_time", "workspace_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(36))
+    settings: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConversationEntry(Base):
+    """One entry of a conversation (a message in or out, a function call or result) as JSON."""
+
+    __tablename__ = "conversation_entries"
+
+    conversation_id: Mapped[str] = mapped_column(String(40), ForeignKey("conversations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    entry: Mapped[str] = mapped_column(Text)

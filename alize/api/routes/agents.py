@@ -25,7 +25,7 @@ PageSize = Annotated[int, Query(ge=1, le=1000)]
 SDK_UNSET = "~?~unset~?~sentinel~?~"
 
 
-def _metadata(metadata: str | None) -> dict[str, Any] | None:
+def metadata_filter(metadata: str | None) -> dict[str, Any] | None:
     """The `metadata` filter: a JSON object in the query string."""
     if metadata is None or metadata == f'"{SDK_UNSET}"':
         return None
@@ -40,7 +40,7 @@ def _metadata(metadata: str | None) -> dict[str, Any] | None:
 
 def _filters(name: str | None, search: str | None, id: str | None, metadata: str | None,
              deployment_chat: bool | None, sources: list[str] | None) -> dict[str, Any]:
-    return {"name": name, "search": search, "agent_id": id, "metadata": _metadata(metadata),
+    return {"name": name, "search": search, "agent_id": id, "metadata": metadata_filter(metadata),
             "deployment_chat": deployment_chat, "sources": sources}
 
 
