@@ -196,6 +196,7 @@ def test_another_workspace_cannot_see_or_continue_a_conversation(client, server)
     ("/v1/conversations", {"inputs": [{"role": "system", "content": "x"}], "model": "mistral-small-latest"},
      400, "role"),
     ("/v1/conversations/conv_nobody", {"inputs": "Hi"}, 404, "conv_nobody"),
+    ("/v1/conversations", {"inputs": "Hi", "agent_id": "ag_x", "tools": [WEATHER]}, 400, "from the agent"),
 ])
 def test_bad_conversations_are_refused_and_change_nothing(server, path, body, status, named):
     with server.client() as http:
@@ -204,6 +205,16 @@ def test_bad_conversations_are_refused_and_change_nothing(server, path, body, st
         assert r.status_code == status, r.text
         assert r.json()["object"] == "error" and named in r.text
         assert http.get("/v1/conversations", params={"page_size": 1000}).json() == before
+
+
+def test_entry_ids_are_the_servers_whatever_the_client_sends(server):
+    given = [{"type": "message.input", "role": "user", "content": "Hi", "id": "msg_mine"}]
+    ids = [_post(server, "/v1/conversations", {"model": "mistral-small-latest", "inputs": given,
+                                               "completion_args": ARGS})["conversation_id"] for _ in range(2)]
+    with server.client() as http:
+        for conversation_id in ids:
+            entry = http.get(f"/v1/conversations/{conversation_id}/history").json()["entries"][0]
+            assert entry["id"].startswith("msg_") and entry["id"] != "msg_mine"
 
 
 def test_restarting_from_an_entry_that_is_not_there_is_a_404(client, server):

@@ -68,8 +68,12 @@ class ConversationService:
     # -- turns --------------------------------------------------------------------
     def start(self, key: KeyInfo, request: ConversationRequest) -> Turn:
         settings = request.model_dump(mode="json", include=set(SETTINGS))
+        settings["completion_args"] = _args(request) or None  # what was set, over the agent's own
         if request.agent_id and request.model:
             raise InvalidRequest("give either agent_id or model, not both", param="model")
+        if request.agent_id and (request.instructions or request.tools):
+            raise InvalidRequest("an agent's conversation takes its instructions and tools from the agent",
+                                 param="tools" if request.tools else "instructions")
         if not request.agent_id and not request.model:
             raise InvalidRequest("a conversation needs an agent_id or a model", param="model")
         check_guardrails(request.guardrails)
@@ -100,8 +104,12 @@ class ConversationService:
                     self._inputs(request.inputs), request.store is not False, True, _args(request))
 
     def _config(self, workspace_id: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Model, instructions, tools and completion_args: the agent's version's, with the
+        conversation's own completion_args over them; or the conversation's."""
         if settings.get("agent_id"):
-            return self.agents.record(workspace_id, settings["agent_id"], settings.get("agent_version")).config
+            config = self.agents.record(workspace_id, settings["agent_id"], settings.get("agent_version")).config
+            args = {**(config.get("completion_args") or {}), **(settings.get("completion_args") or {})}
+            return {**config, "completion_args": args}
         return {k: settings.get(k) for k in ("model", "instructions", "tools", "completion_args")}
 
     @staticmethod
@@ -116,9 +124,9 @@ class ConversationService:
                 raise InvalidRequest(f"inputs[{i}]: entries of type {kind!r} are not taken here (only "
                                      f"{', '.join(ENTRY_TYPES)})", param="inputs")
             entry = {k: v for k, v in given.items() if v is not None}
-            entry.update(object="entry", type=kind, id=given.get("id") or _id("fr" if kind == "function.result"
-                                                                              else "msg"),
-                         created_at=now, completed_at=now)
+            prefix = {"function.result": "fr", "function.call": "fc"}.get(kind, "msg")
+            # ids are the server's own (entries are found by them), whatever the client sent
+            entry.update(object="entry", type=kind, id=_id(prefix), created_at=now, completed_at=now)
             if kind == "message.output":
                 entry["role"] = "assistant"
             _check_entry(i, entry)
