@@ -31,8 +31,8 @@ def test_every_model_route_of_the_app_is_metered(tmp_path):
 def test_a_model_route_missing_from_the_table_is_found():
     router = APIRouter()
 
-    @router.post("/v1/moderations")
-    async def moderate(call: CallDep) -> dict:
+    @router.post("/v1/classifications")
+    async def classify(call: CallDep) -> dict:
         return {}
 
     @router.get("/v1/chat/completions")
@@ -41,7 +41,7 @@ def test_a_model_route_missing_from_the_table_is_found():
 
     app = FastAPI()
     app.include_router(router)
-    assert unmetered_model_routes(app.routes, metered_call) == ["POST /v1/moderations", "GET /v1/chat/completions"]
+    assert unmetered_model_routes(app.routes, metered_call) == ["POST /v1/classifications", "GET /v1/chat/completions"]
 
 
 def test_create_app_refuses_to_start_with_an_unmetered_model_route(tmp_path, monkeypatch):

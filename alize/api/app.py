@@ -13,7 +13,7 @@ from alize.api.draining import RefuseWhileDraining
 from alize.api.limits import BodySizeLimit
 from alize.api.metering import Metering, unmetered_model_routes
 from alize.api.request_id import RequestId
-from alize.api.routes import admin, agents, batch, chat, conversations, embeddings, files, models
+from alize.api.routes import admin, agents, batch, chat, conversations, embeddings, files, models, moderations
 from alize.config import Settings
 from alize.services.platform import Platform
 
@@ -33,7 +33,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                   docs_url="/docs", redoc_url=None)
     errors.install(app)
     console.install(app)
-    for module in (chat, embeddings, models, metrics, admin, files, batch, agents, conversations):
+    for module in (chat, embeddings, models, metrics, admin, files, batch, agents, conversations, moderations):
         app.include_router(module.router)
     unmetered = unmetered_model_routes(app.routes, metered_call)
     if unmetered:  # fail closed: a model route must be metered, or the server does not start

@@ -41,9 +41,11 @@ class ChatService:
         prep, prefix = self.prepare(request, call)
         return await LocalGeneration([prep], stream, prefix).admit()
 
-    def prepare(self, request: ChatCompletionRequest, call: Call) -> tuple[Prepared, str]:
-        """The request for the local engine: its prompt's tokens and sampling parameters."""
-        entry, model = self.hub.chat_model(request.model)
+    def prepare(self, request: ChatCompletionRequest, call: Call,
+                capability: str = "completion_chat") -> tuple[Prepared, str]:
+        """The request for the local engine: its prompt's tokens and sampling parameters
+        (`capability`: what the model must be registered for; moderation asks another)."""
+        entry, model = self.hub.chat_model(request.model, capability)
         response = plan_response(request.response_format)
         grammar, instruction = response.grammar, response.instruction
         plan = plan_tools(request, model.tool_style, response.schema)

@@ -49,6 +49,8 @@ ENDPOINT_NAMES = {
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
     "/v1/agents/completions": "agents.completions",
+    "/v1/moderations": "moderations",
+    "/v1/chat/moderations": "chat.moderations",
 }
 # Metered paths with an id in them: a conversation's start, append and restart.
 ENDPOINT_PATTERNS = ((re.compile(r"^/v1/conversations(?:/[^/]+(?:/restart)?)?$"), "conversations"),)

@@ -28,6 +28,7 @@ from alize.services.fim import FIMService
 from alize.services.limits import Limiter
 from alize.services.metering import PROGRESS_S, RECLAIM_EVERY, Call, Meter
 from alize.services.models import ModelHub
+from alize.services.moderations import ModerationService
 from alize.services.reports import ReportService
 from alize.services.telemetry import Telemetry, backend_metrics, budget_metrics, engine_metrics
 from alize.services.tracing import Tracing
@@ -68,6 +69,7 @@ class Platform:
     telemetry: Telemetry
     agents: AgentService
     conversations: ConversationService
+    moderations: ModerationService
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
 
@@ -95,7 +97,8 @@ class Platform:
                    BatchService(db, hub, files, on_change=worker.wake), worker,
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
-                   Dashboard(db, registry.comparison), telemetry, agents, ConversationService(db, agents, chat))
+                   Dashboard(db, registry.comparison), telemetry, agents, ConversationService(db, agents, chat),
+                   ModerationService(chat))
 
     def __post_init__(self) -> None:
         """Metrics read at scrape time: engines, upstream replicas, budgets."""

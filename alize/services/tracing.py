@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 OPERATIONS = {"chat.completions": "chat", "fim.completions": "text_completion", "completions": "text_completion",
               "embeddings": "embeddings", "agents.completions": "chat",
-              "conversations": "chat"}
+              "conversations": "chat", "moderations": "chat", "chat.moderations": "chat"}
 
 
 class Tracing:

@@ -1,0 +1,22 @@
+"""/v1/moderations and /v1/chat/moderations: texts or conversations screened by the
+registry's moderation model (services/moderations.py), metered like any model request."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from alize.api.deps import CallDep, PlatformDep
+from alize.api.strict_json import StrictJSONRoute
+from alize.protocol.moderations import ChatModerationRequest, ModerationRequest
+
+router = APIRouter(route_class=StrictJSONRoute)
+
+
+@router.post("/v1/moderations")
+async def moderate(body: ModerationRequest, call: CallDep, platform: PlatformDep) -> dict[str, Any]:
+    return await platform.moderations.moderate(body, call)
+
+
+@router.post("/v1/chat/moderations")
+async def moderate_chat(body: ChatModerationRequest, call: CallDep, platform: PlatformDep) -> dict[str, Any]:
+    return await platform.moderations.moderate_chat(body, call)
