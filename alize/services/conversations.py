@@ -4,6 +4,7 @@ its instructions, tools and completion arguments) through the chat service, whic
 it. A function call comes back as `function.call` entries for the client to run; its
 `function.result` entries continue the conversation (the SDK's RunContext does both)."""
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ class ConversationService:
     async def respond(self, turn: Turn, gen: Generation) -> dict[str, Any]:
         answer = await self.chat.respond(gen)
         outputs = self._outputs(turn, answer)
-        self._save(turn, outputs)
+        await asyncio.to_thread(self._save, turn, outputs)
         usage = answer.usage
         return {"object": "conversation.response", "conversation_id": turn.conversation_id, "outputs": outputs,
                 "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
@@ -175,7 +176,7 @@ class ConversationService:
         now = _now()
         outputs = ([_call_entry(turn, c, i) for i, c in enumerate(calls)] if calls else
                    [_message_entry(turn, text, started, now, message_id)])
-        self._save(turn, outputs)
+        await asyncio.to_thread(self._save, turn, outputs)
         counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                   "total_tokens": usage.total_tokens} if usage else {}
         yield "conversation.response.done", {"type": "conversation.response.done", "usage": counts, "created_at": now}

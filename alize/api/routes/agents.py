@@ -1,6 +1,7 @@
 """/v1/agents: Mistral's Agents API (beta), scoped to the caller's workspace, and
 /v1/agents/completions, a chat completion made by an agent."""
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -47,7 +48,7 @@ def _filters(name: str | None, search: str | None, id: str | None, metadata: str
 @router.post("/v1/agents/completions")
 async def agents_completion(body: AgentsCompletionRequest, call: CallDep, platform: PlatformDep,
                             request: Request) -> Response:
-    chat_request = platform.agents.chat_request(call.key.workspace.id, body)
+    chat_request = await asyncio.to_thread(platform.agents.chat_request, call.key.workspace.id, body)
     gen = await platform.chat.generation(chat_request, call, stream=bool(body.stream))
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -1,6 +1,7 @@
 """/v1/conversations: Mistral's Conversations API (beta), scoped to the caller's workspace.
 Start, append and restart run the model (metered as `conversations`); the rest reads."""
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -35,14 +36,15 @@ async def _run(platform: Platform, call: Call, turn: Turn, stream: bool, request
 async def start_conversation(body: ConversationRequest, call: CallDep, platform: PlatformDep,
                              request: Request) -> Response:
     assert call.key is not None
-    return await _run(platform, call, platform.conversations.start(call.key, body), bool(body.stream), request)
+    turn = await asyncio.to_thread(platform.conversations.start, call.key, body)  # reads the database
+    return await _run(platform, call, turn, bool(body.stream), request)
 
 
 @router.post("/v1/conversations/{conversation_id}")
 async def append_conversation(conversation_id: str, body: AppendConversationRequest, call: CallDep,
                               platform: PlatformDep, request: Request) -> Response:
     assert call.key is not None
-    turn = platform.conversations.append(call.key, conversation_id, body)
+    turn = await asyncio.to_thread(platform.conversations.append, call.key, conversation_id, body)
     return await _run(platform, call, turn, bool(body.stream), request)
 
 
@@ -50,7 +52,7 @@ async def append_conversation(conversation_id: str, body: AppendConversationRequ
 async def restart_conversation(conversation_id: str, body: RestartConversationRequest, call: CallDep,
                                platform: PlatformDep, request: Request) -> Response:
     assert call.key is not None
-    turn = platform.conversations.restart(call.key, conversation_id, body)
+    turn = await asyncio.to_thread(platform.conversations.restart, call.key, conversation_id, body)
     return await _run(platform, call, turn, bool(body.stream), request)
 
 
