@@ -6,11 +6,10 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from alize.api.deps import MAX_PAGE, CallDep, KeyDep, PlatformDep
-from alize.api.disconnect import unless_client_leaves
-from alize.api.sse import sse_response
+from alize.api.routes.chat import chat_answer
 from alize.api.strict_json import StrictJSONRoute
 from alize.errors import InvalidRequest
 from alize.protocol.agents import AgentFields, AgentsCompletionRequest, CreateAgentRequest
@@ -48,13 +47,9 @@ def _filters(name: str | None, search: str | None, id: str | None, metadata: str
 @router.post("/v1/agents/completions")
 async def agents_completion(body: AgentsCompletionRequest, call: CallDep, platform: PlatformDep,
                             request: Request) -> Response:
+    assert call.key is not None
     chat_request = await asyncio.to_thread(platform.agents.chat_request, call.key.workspace.id, body)
-    gen = await platform.chat.generation(chat_request, call, stream=bool(body.stream))
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await sse_response(platform.chat.stream(gen, include_usage))
-    result = await unless_client_leaves(request, platform.chat.respond(gen))
-    return JSONResponse(result.model_dump(mode="json"))
+    return await chat_answer(chat_request, call, platform, request)  # stream and stream_options carried over
 
 
 @router.post("/v1/agents")

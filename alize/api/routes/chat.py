@@ -8,6 +8,8 @@ from alize.api.strict_json import StrictJSONRoute
 from alize.protocol.chat import ChatCompletionRequest
 from alize.protocol.completions import CompletionRequest
 from alize.protocol.fim import FIMCompletionRequest
+from alize.services.metering import Call
+from alize.services.platform import Platform
 
 router = APIRouter(route_class=StrictJSONRoute)
 
@@ -18,6 +20,11 @@ def _include_usage(body: ChatCompletionRequest | FIMCompletionRequest | Completi
 
 @router.post("/v1/chat/completions")
 async def chat_completion(body: ChatCompletionRequest, call: CallDep, platform: PlatformDep, request: Request) -> Response:
+    return await chat_answer(body, call, platform, request)
+
+
+async def chat_answer(body: ChatCompletionRequest, call: Call, platform: Platform, request: Request) -> Response:
+    """A chat completion's answer, streamed or whole (agents completions make one too)."""
     gen = await platform.chat.generation(body, call, stream=bool(body.stream))
     if body.stream:
         return await sse_response(platform.chat.stream(gen, _include_usage(body)))

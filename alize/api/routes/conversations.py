@@ -2,6 +2,7 @@
 Start, append and restart run the model (metered as `conversations`); the rest reads."""
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -24,7 +25,12 @@ from alize.services.platform import Platform
 router = APIRouter(route_class=StrictJSONRoute)
 
 
-async def _run(platform: Platform, call: Call, turn: Turn, stream: bool, request: Request) -> Response:
+async def _run(platform: Platform, call: Call, request: Request, stream: bool,
+               prepare: Callable[..., Turn], *args: Any) -> Response:
+    """Runs a turn: `prepare(key, *args)` (start, append or restart: it reads the database,
+    in a worker thread), then the model, streamed or whole."""
+    assert call.key is not None
+    turn = await asyncio.to_thread(prepare, call.key, *args)
     conversations = platform.conversations
     gen = await platform.chat.generation(conversations.chat_request(turn, stream), call, stream=stream)
     if stream:
@@ -35,25 +41,21 @@ async def _run(platform: Platform, call: Call, turn: Turn, stream: bool, request
 @router.post("/v1/conversations")
 async def start_conversation(body: ConversationRequest, call: CallDep, platform: PlatformDep,
                              request: Request) -> Response:
-    assert call.key is not None
-    turn = await asyncio.to_thread(platform.conversations.start, call.key, body)  # reads the database
-    return await _run(platform, call, turn, bool(body.stream), request)
+    return await _run(platform, call, request, bool(body.stream), platform.conversations.start, body)
 
 
 @router.post("/v1/conversations/{conversation_id}")
 async def append_conversation(conversation_id: str, body: AppendConversationRequest, call: CallDep,
                               platform: PlatformDep, request: Request) -> Response:
-    assert call.key is not None
-    turn = await asyncio.to_thread(platform.conversations.append, call.key, conversation_id, body)
-    return await _run(platform, call, turn, bool(body.stream), request)
+    return await _run(platform, call, request, bool(body.stream), platform.conversations.append, conversation_id,
+                      body)
 
 
 @router.post("/v1/conversations/{conversation_id}/restart")
 async def restart_conversation(conversation_id: str, body: RestartConversationRequest, call: CallDep,
                                platform: PlatformDep, request: Request) -> Response:
-    assert call.key is not None
-    turn = await asyncio.to_thread(platform.conversations.restart, call.key, conversation_id, body)
-    return await _run(platform, call, turn, bool(body.stream), request)
+    return await _run(platform, call, request, bool(body.stream), platform.conversations.restart, conversation_id,
+                      body)
 
 
 @router.get("/v1/conversations")
