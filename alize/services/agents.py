@@ -71,19 +71,22 @@ class AgentService:
             if given.get(required, "") is None:
                 del given[required]
         if fields.model is not None:
-            self.hub.card(fields.model, key.models)  # a 404 for a model unknown, or not the key's
-            self.hub.capable(fields.model, "completion_chat")
+            self.check_model(key, fields.model)
         if fields.tools is not None:
             check_tools(fields.tools)
         check_guardrails(fields.guardrails)
         for handoff in fields.handoffs or []:
             if handoff == agent_id:
                 raise InvalidRequest("an agent cannot hand off to itself", param="handoffs")
-            self._get(key.workspace.id, handoff)  # a 404 for an agent this workspace does not have
+            self.record(key.workspace.id, handoff)  # a 404 for an agent this workspace does not have
         if "completion_args" in given:
             given["completion_args"] = (fields.completion_args or CompletionArgs()).model_dump(mode="json")
         return given
 
+    def check_model(self, key: KeyInfo, model_id: str) -> None:
+        """A 404 for a model unknown or not the key's, a 400 for one that does not chat."""
+        self.hub.card(model_id, key.models)
+        self.hub.capable(model_id, "completion_chat")
 
     # -- agents -----------------------------------------------------------------
     def create(self, key: KeyInfo, fields: AgentFields) -> dict[str, Any]:
@@ -92,20 +95,16 @@ class AgentService:
         return agent_out(agent_store.create(self.db, key.workspace.id, new_agent_id(), config, _now()))
 
     def record(self, workspace_id: str, agent_id: str, ref: int | str | None = None) -> AgentRecord:
-        return self._get(workspace_id, agent_id, ref)
-
-    def _get(self, workspace_id: str, agent_id: str, ref: int | str | None = None) -> AgentRecord:
-        try:
-            return agent_store.get(self.db, workspace_id, agent_id, ref)
-        except Missing as exc:
-            raise NotFound(str(exc), param="agent_id") from exc
+        """The agent at a version (a number, an alias; None: the current one), or a 404."""
+        record: AgentRecord = self._store(agent_store.get, workspace_id, agent_id, ref)
+        return record
 
     def get(self, workspace_id: str, agent_id: str, ref: int | str | None = None) -> dict[str, Any]:
-        return agent_out(self._get(workspace_id, agent_id, ref))
+        return agent_out(self.record(workspace_id, agent_id, ref))
 
     def update(self, key: KeyInfo, agent_id: str, fields: AgentFields) -> dict[str, Any]:
         workspace_id = key.workspace.id
-        self._get(workspace_id, agent_id)  # a 404 before anything else
+        self.record(workspace_id, agent_id)  # a 404 before anything else
         change = self._checked(key, fields, agent_id)
         if "version_message" not in change:
             change["version_message"] = None  # a message describes its own version only
@@ -122,6 +121,7 @@ class AgentService:
         return [agent_out(r) for r in self._store(agent_store.list_versions, workspace_id, agent_id, page, page_size)]
 
     def _store(self, operation: Any, *args: Any) -> Any:
+        """A store operation, its Missing translated into a 404 once, here."""
         try:
             return operation(self.db, *args)
         except Missing as exc:
@@ -154,11 +154,7 @@ class AgentService:
     def page(self, workspace_id: str, page_size: int, page_token: str | None, **filters: Any) -> dict[str, Any]:
         """A page of `matching` after the cursor: {object, data, next_page_token}."""
         agents = self.matching(workspace_id, **filters)
-        start = 0
-        if page_token:
-            after = _cursor_id(page_token)
-            ids = [a["id"] for a in agents]
-            start = ids.index(after) + 1 if after in ids else _first_after(agents, page_token)
+        start = _start_after(agents, _decoded(page_token)) if page_token else 0
         data = agents[start:start + page_size]
         more = start + page_size < len(agents)
         return {"object": "list", "data": data, "next_page_token": _cursor(data[-1]) if more and data else None}
@@ -168,7 +164,7 @@ class AgentService:
         """The chat completion the agent makes of the request: its model, its instructions as
         the first system message, its function tools before the request's, its completion
         arguments where the request leaves them unset."""
-        agent = self._get(workspace_id, request.agent_id).config
+        agent = self.record(workspace_id, request.agent_id).config
         given = request.model_dump(exclude_unset=True, exclude={"agent_id", "model"})
         return ChatCompletionRequest.model_validate(chat_body(agent, given.pop("messages"), given))
 
@@ -223,15 +219,9 @@ def _decoded(token: str) -> list[str]:
     return value
 
 
-def _cursor_id(token: str) -> str:
-    return _decoded(token)[1]
-
-
-def _first_after(agents: list[dict[str, Any]], token: str) -> int:
-    """Where the page after a cursor whose agent is gone (deleted) starts: at the first agent
-    older than it (the list is newest first)."""
-    created, agent_id = _decoded(token)
-    for i, agent in enumerate(agents):
-        if (agent["created_at"], agent["id"]) < (created, agent_id):
-            return i
-    return len(agents)
+def _start_after(agents: list[dict[str, Any]], cursor: list[str]) -> int:
+    """Where the page after a cursor starts: at the first agent older than the cursor's (the
+    list is newest first, by creation then id), whether or not that agent still exists."""
+    created, agent_id = cursor
+    return next((i for i, agent in enumerate(agents) if (agent["created_at"], agent["id"]) < (created, agent_id)),
+                len(agents))

@@ -13,6 +13,7 @@ from typing import Any
 
 from alize.errors import InvalidRequest, NotFound
 from alize.protocol.chat import ChatCompletionRequest, ChatCompletionResponse
+from alize.protocol.common import UsageInfo
 from alize.protocol.conversations import (
     AppendConversationRequest,
     ConversationRequest,
@@ -68,8 +69,9 @@ class ConversationService:
 
     # -- turns --------------------------------------------------------------------
     def start(self, key: KeyInfo, request: ConversationRequest) -> Turn:
+        args = _args(request)
         settings = request.model_dump(mode="json", include=set(SETTINGS))
-        settings["completion_args"] = _args(request) or None  # what was set, over the agent's own
+        settings["completion_args"] = args or None  # what was set, over the agent's own
         if request.agent_id and request.model:
             raise InvalidRequest("give either agent_id or model, not both", param="model")
         if request.agent_id and (request.instructions or request.tools):
@@ -79,12 +81,11 @@ class ConversationService:
             raise InvalidRequest("a conversation needs an agent_id or a model", param="model")
         check_guardrails(request.guardrails)
         if request.model:
-            self.agents.hub.card(request.model, key.models)
-            self.agents.hub.capable(request.model, "completion_chat")
+            self.agents.check_model(key, request.model)
             check_tools(request.tools or [])
         config = self._config(key.workspace.id, settings)
         return Turn(key.workspace.id, _id("conv"), settings, config, [], self._inputs(request.inputs),
-                    request.store is not False, True, _args(request))
+                    request.store is not False, True, args)
 
     def append(self, key: KeyInfo, conversation_id: str, request: AppendConversationRequest) -> Turn:
         record = self._record(key.workspace.id, conversation_id)
@@ -146,10 +147,8 @@ class ConversationService:
         answer = await self.chat.respond(gen)
         outputs = self._outputs(turn, answer)
         await asyncio.to_thread(self._save, turn, outputs)
-        usage = answer.usage
         return {"object": "conversation.response", "conversation_id": turn.conversation_id, "outputs": outputs,
-                "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                          "total_tokens": usage.total_tokens}}
+                "usage": _usage(answer.usage)}
 
     async def stream(self, turn: Turn, gen: Generation) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """The run as the spec's events: conversation.response.started, message.output.delta
@@ -162,8 +161,8 @@ class ConversationService:
             usage = chunk.usage or usage
             for choice in chunk.choices:
                 for call in choice.delta.tool_calls or []:
-                    calls.append(call)
-                    entry = _call_entry(turn, call, len(calls) - 1)
+                    entry = _call_entry(turn, call)  # kept: the stored entry is the one announced
+                    calls.append(entry)
                     yield "function.call.delta", {**{k: entry[k] for k in (
                         "id", "name", "tool_call_id", "arguments", "agent_id", "model", "created_at")},
                         "type": "function.call.delta", "output_index": len(calls) - 1}
@@ -174,17 +173,15 @@ class ConversationService:
                         "content": choice.delta.content, "role": "assistant", "model": turn.config["model"],
                         "agent_id": turn.agent_id, "created_at": started, "content_index": 0}
         now = _now()
-        outputs = ([_call_entry(turn, c, i) for i, c in enumerate(calls)] if calls else
-                   [_message_entry(turn, text, started, now, message_id)])
+        outputs = calls or [_message_entry(turn, text, started, now, message_id)]
         await asyncio.to_thread(self._save, turn, outputs)
-        counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                  "total_tokens": usage.total_tokens} if usage else {}
-        yield "conversation.response.done", {"type": "conversation.response.done", "usage": counts, "created_at": now}
+        yield "conversation.response.done", {"type": "conversation.response.done", "usage": _usage(usage),
+                                             "created_at": now}
 
     def _outputs(self, turn: Turn, answer: ChatCompletionResponse) -> list[dict[str, Any]]:
         message = answer.choices[0].message
         if message.tool_calls:
-            return [_call_entry(turn, call, i) for i, call in enumerate(message.tool_calls)]
+            return [_call_entry(turn, call) for call in message.tool_calls]
         now = _now()
         return [_message_entry(turn, message.content or "", now, now, _id("msg"))]
 
@@ -276,7 +273,15 @@ def _messages(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _call_entry(turn: Turn, call: dict[str, Any], index: int) -> dict[str, Any]:
+def _usage(usage: UsageInfo | None) -> dict[str, int]:
+    """A chat usage as the conversation's (ConversationUsageInfo)."""
+    if usage is None:
+        return {}
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def _call_entry(turn: Turn, call: dict[str, Any]) -> dict[str, Any]:
     now = _now()
     return {"object": "entry", "type": "function.call", "id": _id("fc"), "tool_call_id": call["id"],
             "name": call["function"]["name"], "arguments": call["function"]["arguments"],
