@@ -164,7 +164,7 @@ class LlamaRunner:
         self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
         self._valid_grammars: set[str] = set()
         self.penalties_in_c = False  # llama.cpp's own samplers for bias and penalties (to compare)
-        self.numpy_draw = True  # unseeded full-distribution draws in numpy (False: llama.cpp's, to compare)
+        self.numpy_draw = True  # greedy picks and unseeded draws in numpy (False: llama.cpp's, to compare)
         self._draft_cost: float | None = None
 
     def _pool_cells(self, config: EngineConfig, pool_bytes: int) -> int:
@@ -236,8 +236,9 @@ class LlamaRunner:
     # -- sampling -----------------------------------------------------------
     def create_sampler(self, params: SamplingParams,
                        ban_eog: bool = False) -> ctypes.c_void_p | GrammarSampler | PenalizedChain | TemperatureDraw:
-        """A sampler chain in C: logit bias, penalties, then greedy or top-p + temperature;
-        bias and penalties applied in numpy before the chain (PenalizedChain), or with a
+        """Greedy picks and unseeded full-distribution draws in numpy, after bias and penalties
+        (TemperatureDraw); otherwise a chain in C (top-k, top-p, temperature, a seeded draw)
+        with bias and penalties applied in numpy before it (PenalizedChain), or with a
         grammar, a GrammarSampler around the same samplers."""
         if params.grammar is not None:
             pre = self._new_chain()
