@@ -1,6 +1,7 @@
 """ASGI middleware that refuses request bodies over a size limit with a 413."""
 
 import json
+import re
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,13 +26,15 @@ class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None):
         self.app = app
         self.default_max = max_bytes
-        self.larger = larger or {}  # paths with their own limit (file uploads)
+        # paths (regular expressions, matched whole) with their own limit: file uploads
+        self.larger = [(re.compile(path), limit) for path, limit in (larger or {}).items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_bytes = self.larger.get(scope.get("path", ""), self.default_max)
+        path = scope.get("path", "")
+        max_bytes = next((limit for pattern, limit in self.larger if pattern.fullmatch(path)), self.default_max)
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > max_bytes:
             await self._reject(send, max_bytes)
