@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         "unset: counters in the server process."))
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="Largest request body; past it, 413.")
     max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="Largest upload to `/v1/files`.")
+    max_document_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description=(
+        "Largest document uploaded to a library (`/v1/libraries/{id}/documents`)."))
+    library_embedding_model: str = Field(default="mistral-embed", description=(
+        "The embedding model that document libraries index and search with (a local one)."))
     threads: int | None = Field(default=None, ge=1, description="llama.cpp threads; unset: all cores.")
     parallel: int = Field(default=8, ge=1, le=256, description=(
         "Sequences each chat model decodes together (docs/tuning.md)."))

@@ -117,7 +117,7 @@ def test_another_workspace_cannot_see_use_or_change_an_agent(client, server):
     ({"model": "mistral-small-latest", "name": "x", "tools": [{"type": "code_interpreter"}]}, 400, "code_interpreter"),
     ({"model": "mistral-small-latest", "name": "x", "tools": [{"type": "image_generation"}]}, 400, "image_generation"),
     ({"model": "mistral-small-latest", "name": "x",
-      "tools": [{"type": "document_library", "library_ids": ["lib"]}]}, 400, "document librar"),
+      "tools": [{"type": "document_library", "library_ids": ["no-such-lib"]}]}, 404, "no-such-lib"),
     ({"model": "mistral-small-latest", "name": "x",
       "tools": [{"type": "function", "function": {"name": "bad name", "parameters": {}}}]}, 400, "function.name"),
     ({"model": "mistral-small-latest", "name": "x", "tools": [WEATHER, WEATHER]}, 400, "defined twice"),

@@ -13,7 +13,18 @@ from alize.api.draining import RefuseWhileDraining
 from alize.api.limits import BodySizeLimit
 from alize.api.metering import Metering, unmetered_model_routes
 from alize.api.request_id import RequestId
-from alize.api.routes import admin, agents, batch, chat, conversations, embeddings, files, models, moderations
+from alize.api.routes import (
+    admin,
+    agents,
+    batch,
+    chat,
+    conversations,
+    embeddings,
+    files,
+    libraries,
+    models,
+    moderations,
+)
 from alize.config import Settings
 from alize.services.platform import Platform
 
@@ -33,14 +44,17 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                   docs_url="/docs", redoc_url=None)
     errors.install(app)
     console.install(app)
-    for module in (chat, embeddings, models, metrics, admin, files, batch, agents, conversations, moderations):
+    for module in (chat, embeddings, models, metrics, admin, files, batch, agents, conversations, moderations,
+                   libraries):
         app.include_router(module.router)
     unmetered = unmetered_model_routes(app.routes, metered_call)
     if unmetered:  # fail closed: a model route must be metered, or the server does not start
         raise RuntimeError(f"model routes missing from the metered endpoints: {', '.join(unmetered)}")
     app.add_middleware(Metering)
+    framing = 64 * 1024  # a multipart body's boundaries and headers
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
-                       larger={"/v1/files": settings.max_file_bytes + 64 * 1024})  # + multipart framing
+                       larger={"/v1/files": settings.max_file_bytes + framing,
+                               "/v1/libraries/[^/]+/documents": settings.max_document_bytes + framing})
     app.add_middleware(RefuseWhileDraining)
     app.add_middleware(RequestId)  # outermost: every answer and error carries the id
     return app

@@ -12,7 +12,9 @@ from typing import Any
 from alize.errors import InvalidRequest, NotFound
 from alize.protocol.agents import AgentFields, AgentsCompletionRequest, CompletionArgs
 from alize.protocol.chat import ChatCompletionRequest
+from alize.services.libraries import check_libraries
 from alize.services.models import ModelHub
+from alize.services.retrieval import library_ids
 from alize.services.tools import functions_of
 from alize.store import agents as agent_store
 from alize.store.accounts import KeyInfo
@@ -38,9 +40,12 @@ def check_tools(tools: list[dict[str, Any]]) -> None:
             raise InvalidRequest(f"tools[{i}]: the {kind} tool needs {NOT_OFFERED[kind]}, which this server "
                                  "does not offer", param="tools")
         if kind == "document_library":
-            raise InvalidRequest(f"tools[{i}]: document libraries are not available on this server yet",
-                                 param="tools")
-    functions_of(tools)  # the rest must be functions: names, schemas, no name twice
+            if not isinstance(tool.get("library_ids"), list) or not tool["library_ids"] or not all(
+                    isinstance(x, str) for x in tool["library_ids"]):
+                raise InvalidRequest(f"tools[{i}]: a document_library tool needs library_ids, a list of library ids",
+                                     param="tools")
+    # the rest must be functions: names, schemas, no name twice
+    functions_of([t for t in tools if not (isinstance(t, dict) and t.get("type") == "document_library")])
 
 
 def check_guardrails(guardrails: list[dict[str, Any]] | None) -> None:
@@ -73,7 +78,7 @@ class AgentService:
         if fields.model is not None:
             self.check_model(key, fields.model)
         if fields.tools is not None:
-            check_tools(fields.tools)
+            self.check_tools(key, fields.tools)
         check_guardrails(fields.guardrails)
         for handoff in fields.handoffs or []:
             if handoff == agent_id:
@@ -82,6 +87,11 @@ class AgentService:
         if "completion_args" in given:
             given["completion_args"] = (fields.completion_args or CompletionArgs()).model_dump(mode="json")
         return given
+
+    def check_tools(self, key: KeyInfo, tools: list[dict[str, Any]]) -> None:
+        """Tools this server can run, libraries the key's workspace sees."""
+        check_tools(tools)
+        check_libraries(self.db, key.workspace.id, tools)
 
     def check_model(self, key: KeyInfo, model_id: str) -> None:
         """A 404 for a model unknown or not the key's, a 400 for one that does not chat."""
@@ -160,13 +170,15 @@ class AgentService:
         return {"object": "list", "data": data, "next_page_token": _cursor(data[-1]) if more and data else None}
 
     # -- /v1/agents/completions -------------------------------------------------
-    def chat_request(self, workspace_id: str, request: AgentsCompletionRequest) -> ChatCompletionRequest:
-        """The chat completion the agent makes of the request: its model, its instructions as
+    def chat_request(self, workspace_id: str,
+                     request: AgentsCompletionRequest) -> tuple[ChatCompletionRequest, list[str]]:
+        """The chat completion the agent makes of the request (its model, its instructions as
         the first system message, its function tools before the request's, its completion
-        arguments where the request leaves them unset."""
+        arguments where the request leaves them unset) and the libraries it searches."""
         agent = self.record(workspace_id, request.agent_id).config
         given = request.model_dump(exclude_unset=True, exclude={"agent_id", "model"})
-        return ChatCompletionRequest.model_validate(chat_body(agent, given.pop("messages"), given))
+        return (ChatCompletionRequest.model_validate(chat_body(agent, given.pop("messages"), given)),
+                library_ids(agent.get("tools")))
 
 
 def chat_body(config: dict[str, Any], messages: list[dict[str, Any]], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -20,9 +20,11 @@ from alize.protocol.conversations import (
     Inputs,
     RestartConversationRequest,
 )
-from alize.services.agents import AgentService, chat_body, check_guardrails, check_tools
+from alize.services.agents import AgentService, chat_body, check_guardrails
 from alize.services.backend import Generation
 from alize.services.chat import ChatService
+from alize.services.metering import Call
+from alize.services.retrieval import TOOL, Retrieval, Retriever, grounded, last_user_text, library_ids
 from alize.store import conversations as store
 from alize.store.accounts import KeyInfo
 from alize.store.conversations import Missing
@@ -54,6 +56,7 @@ class Turn:
     store: bool
     is_new: bool
     overrides: dict[str, Any] = field(default_factory=dict)  # this turn's completion_args
+    retrieval: Retrieval | None = None  # what the document_library tool found for this turn
 
     @property
     def agent_id(self) -> str | None:
@@ -62,10 +65,11 @@ class Turn:
 
 
 class ConversationService:
-    def __init__(self, db: Database, agents: AgentService, chat: ChatService):
+    def __init__(self, db: Database, agents: AgentService, chat: ChatService, retriever: Retriever):
         self.db = db
         self.agents = agents
         self.chat = chat
+        self.retriever = retriever
 
     # -- turns --------------------------------------------------------------------
     def start(self, key: KeyInfo, request: ConversationRequest) -> Turn:
@@ -82,7 +86,7 @@ class ConversationService:
         check_guardrails(request.guardrails)
         if request.model:
             self.agents.check_model(key, request.model)
-            check_tools(request.tools or [])
+            self.agents.check_tools(key, request.tools or [])
         config = self._config(key.workspace.id, settings)
         return Turn(key.workspace.id, _id("conv"), settings, config, [], self._inputs(request.inputs),
                     request.store is not False, True, args)
@@ -138,14 +142,25 @@ class ConversationService:
         return out
 
     # -- running ----------------------------------------------------------------
+    async def retrieve(self, turn: Turn, call: Call) -> None:
+        """Runs the document_library tool of the turn's agent (or conversation) on the
+        user's new message, if there is one."""
+        libraries = library_ids(turn.config.get("tools"))
+        query = last_user_text(_messages([*turn.history, *turn.inputs])) if libraries else None
+        if query:
+            turn.retrieval = await self.retriever.search(call, libraries, query)
+
     def chat_request(self, turn: Turn, stream: bool) -> ChatCompletionRequest:
         messages = _messages([*turn.history, *turn.inputs])
+        if turn.retrieval is not None:
+            messages = grounded(messages, turn.retrieval)
         return ChatCompletionRequest.model_validate(
             {**chat_body(turn.config, messages, turn.overrides), "stream": stream})
 
     async def respond(self, turn: Turn, gen: Generation) -> dict[str, Any]:
+        started = _now()
         answer = await self.chat.respond(gen)
-        outputs = self._outputs(turn, answer)
+        outputs = self._outputs(turn, answer, started)
         await asyncio.to_thread(self._save, turn, outputs)
         return {"object": "conversation.response", "conversation_id": turn.conversation_id, "outputs": outputs,
                 "usage": _usage(answer.usage)}
@@ -157,6 +172,13 @@ class ConversationService:
         yield "conversation.response.started", {"type": "conversation.response.started",
                                                 "conversation_id": turn.conversation_id, "created_at": started}
         message_id, text, calls, usage = _id("msg"), "", [], None
+        tool = _tool_entry(turn, started) if turn.retrieval is not None else None
+        if tool is not None:
+            common = {k: tool[k] for k in ("id", "name", "created_at")} | {"output_index": 0}
+            yield "tool.execution.started", {"type": "tool.execution.started", **common, "arguments": tool["arguments"],
+                                             "model": turn.config["model"], "agent_id": turn.agent_id}
+            yield "tool.execution.done", {"type": "tool.execution.done", **common, "info": tool["info"]}
+        first = 0 if tool is None else 1  # the output index of what the model says
         async for chunk in self.chat.stream(gen, include_usage=True):
             usage = chunk.usage or usage
             for choice in chunk.choices:
@@ -165,25 +187,34 @@ class ConversationService:
                     calls.append(entry)
                     yield "function.call.delta", {**{k: entry[k] for k in (
                         "id", "name", "tool_call_id", "arguments", "agent_id", "model", "created_at")},
-                        "type": "function.call.delta", "output_index": len(calls) - 1}
+                        "type": "function.call.delta", "output_index": first + len(calls) - 1}
                 if choice.delta.content:
                     text += choice.delta.content
-                    yield "message.output.delta", {
-                        "type": "message.output.delta", "output_index": 0, "id": message_id,
-                        "content": choice.delta.content, "role": "assistant", "model": turn.config["model"],
-                        "agent_id": turn.agent_id, "created_at": started, "content_index": 0}
+                    yield "message.output.delta", self._delta(turn, message_id, started, first, 0,
+                                                              choice.delta.content)
         now = _now()
-        outputs = calls or [_message_entry(turn, text, started, now, message_id)]
+        message = _message_entry(turn, text, started, now, message_id)
+        if not calls:
+            for i, reference in enumerate(message["content"][1:] if isinstance(message["content"], list) else [], 1):
+                yield "message.output.delta", self._delta(turn, message_id, started, first, i, reference)
+        outputs = [*([tool] if tool else []), *(calls or [message])]
         await asyncio.to_thread(self._save, turn, outputs)
         yield "conversation.response.done", {"type": "conversation.response.done", "usage": _usage(usage),
                                              "created_at": now}
 
-    def _outputs(self, turn: Turn, answer: ChatCompletionResponse) -> list[dict[str, Any]]:
+    @staticmethod
+    def _delta(turn: Turn, message_id: str, started: str, output_index: int, content_index: int,
+               content: str | dict[str, Any]) -> dict[str, Any]:
+        return {"type": "message.output.delta", "output_index": output_index, "id": message_id, "content": content,
+                "role": "assistant", "model": turn.config["model"], "agent_id": turn.agent_id, "created_at": started,
+                "content_index": content_index}
+
+    def _outputs(self, turn: Turn, answer: ChatCompletionResponse, started: str) -> list[dict[str, Any]]:
         message = answer.choices[0].message
+        tool = [_tool_entry(turn, started)] if turn.retrieval is not None else []
         if message.tool_calls:
-            return [_call_entry(turn, call) for call in message.tool_calls]
-        now = _now()
-        return [_message_entry(turn, message.content or "", now, now, _id("msg"))]
+            return [*tool, *(_call_entry(turn, call) for call in message.tool_calls)]
+        return [*tool, _message_entry(turn, message.content or "", started, _now(), _id("msg"))]
 
     def _save(self, turn: Turn, outputs: list[dict[str, Any]]) -> None:
         if not turn.store:
@@ -267,8 +298,11 @@ def _messages(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function.result":
             out.append({"role": "tool", "tool_call_id": entry["tool_call_id"], "content": entry["result"]})
-        else:
-            out.append({"role": entry.get("role", "assistant"), "content": entry["content"],
+        elif kind != "tool.execution":  # what a server-side tool found was for that turn only
+            content = entry["content"]
+            if kind == "message.output" and isinstance(content, list):  # the answer's text, not its references
+                content = "".join(c.get("text", "") for c in content if c.get("type") == "text")
+            out.append({"role": entry.get("role", "assistant"), "content": content,
                         **({"prefix": True} if entry.get("prefix") else {})})
     return out
 
@@ -288,8 +322,20 @@ def _call_entry(turn: Turn, call: dict[str, Any]) -> dict[str, Any]:
             "agent_id": turn.agent_id, "model": turn.config["model"], "created_at": now, "completed_at": now}
 
 
+def _tool_entry(turn: Turn, started: str) -> dict[str, Any]:
+    """The document_library tool's run, as the entry before the answer."""
+    assert turn.retrieval is not None
+    return {"object": "entry", "type": "tool.execution", "id": _id("tool"), "name": TOOL,
+            "arguments": turn.retrieval.arguments, "info": turn.retrieval.info(), "agent_id": turn.agent_id,
+            "model": turn.config["model"], "created_at": started, "completed_at": started}
+
+
 def _message_entry(turn: Turn, text: str, created: str, completed: str, entry_id: str) -> dict[str, Any]:
-    return {"object": "entry", "type": "message.output", "id": entry_id, "role": "assistant", "content": text,
+    """The model's answer: its text, or (after a document search that found something) its
+    text as a chunk followed by a tool_reference chunk for each document drawn on."""
+    references = turn.retrieval.references() if turn.retrieval is not None else []
+    content: str | list[dict[str, Any]] = [{"type": "text", "text": text}, *references] if references else text
+    return {"object": "entry", "type": "message.output", "id": entry_id, "role": "assistant", "content": content,
             "agent_id": turn.agent_id, "model": turn.config["model"], "created_at": created,
             "completed_at": completed}
 

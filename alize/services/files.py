@@ -79,6 +79,14 @@ class FileService:
         self.blobs.delete(file_id)
 
 
+async def counted_put(blobs: BlobStore, blob_id: str, source: BinaryIO, max_bytes: int) -> tuple[int, str]:
+    """Stores a file object's bytes as a blob, a chunk at a time; past `max_bytes` a 413 and
+    nothing stored. Returns (size, sha256)."""
+    counted = _Counted(source, max_bytes)
+    sha256 = await asyncio.to_thread(blobs.put, blob_id, counted)
+    return counted.size, sha256
+
+
 class _Counted:
     """A file object's chunks, counted (bytes, lines) as they pass; past `max_bytes` it
     raises PayloadTooLarge, which leaves nothing stored."""

@@ -25,11 +25,14 @@ from alize.services.dashboard import Dashboard
 from alize.services.embeddings import EmbeddingService
 from alize.services.files import FileService
 from alize.services.fim import FIMService
+from alize.services.libraries import LibraryService
+from alize.services.library_worker import DocumentWorker
 from alize.services.limits import Limiter
 from alize.services.metering import PROGRESS_S, RECLAIM_EVERY, Call, Meter
 from alize.services.models import ModelHub
 from alize.services.moderations import ModerationService
 from alize.services.reports import ReportService
+from alize.services.retrieval import Retriever
 from alize.services.telemetry import Telemetry, backend_metrics, budget_metrics, engine_metrics
 from alize.services.tracing import Tracing
 from alize.services.upstream_text import UpstreamText
@@ -70,6 +73,9 @@ class Platform:
     agents: AgentService
     conversations: ConversationService
     moderations: ModerationService
+    libraries: LibraryService
+    document_worker: DocumentWorker
+    retriever: Retriever
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     draining: bool = False
 
@@ -92,13 +98,18 @@ class Platform:
                              owner=settings.resolved_worker_id, concurrency=settings.batch_concurrency,
                              price_factor=1 - settings.batch_discount,
                              cache_scope=lambda key_id: cache_scope(settings, key_id))
+        documents = DirectoryBlobStore(settings.data_dir / "documents")
+        document_worker = DocumentWorker(db, documents, hub, meter, settings.library_embedding_model)
+        retriever = Retriever(db, hub, settings.library_embedding_model)
         return cls(settings, db, hub, AuthService(db), chat, fim, CompletionService(hub, upstream_text), embeddings,
                    counters, meter, AccountService(db), ReportService(db), files,
                    BatchService(db, hub, files, on_change=worker.wake), worker,
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
-                   Dashboard(db, registry.comparison), telemetry, agents, ConversationService(db, agents, chat),
-                   ModerationService(chat))
+                   Dashboard(db, registry.comparison), telemetry, agents,
+                   ConversationService(db, agents, chat, retriever), ModerationService(chat),
+                   LibraryService(db, documents, settings.max_document_bytes, on_upload=document_worker.wake),
+                   document_worker, retriever)
 
     def __post_init__(self) -> None:
         """Metrics read at scrape time: engines, upstream replicas, budgets."""
@@ -110,6 +121,7 @@ class Platform:
         """Starts the batch worker and the meter's leases on the running event loop."""
         self._background.append(asyncio.create_task(self.batch_worker.run(), name="batch-worker"))
         self._background.append(asyncio.create_task(self._keep_leases(), name="meter-leases"))
+        self._background.append(asyncio.create_task(self.document_worker.run(), name="document-worker"))
         for model_id, pool in self.hub.pools.items():  # upstream replicas' health checks
             self._background.append(asyncio.create_task(pool.watch(), name=f"upstream-health-{model_id}"))
 

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -285,3 +285,68 @@ class ConversationEntry(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
     entry: Mapped[str] = mapped_column(Text)
+
+
+class Library(Base):
+    """A document library, owned by a workspace (and seen by those it is shared with)."""
+
+    __tablename__ = "libraries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    chunk_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LibraryShare(Base):
+    """Another workspace's access to a library: Viewer (read, search) or Editor (documents too)."""
+
+    __tablename__ = "library_shares"
+
+    library_id: Mapped[str] = mapped_column(String(36), ForeignKey("libraries.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class LibraryDocument(Base):
+    """A document: its bytes are a blob of the same id; its text once extracted; its status
+    (todo, in_progress, done, error, waiting_for_capacity) and the lease of whoever processes it."""
+
+    __tablename__ = "library_documents"
+    __table_args__ = (Index("ix_library_documents_library_time", "library_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    library_id: Mapped[str] = mapped_column(String(36), ForeignKey("libraries.id", ondelete="CASCADE"))
+    key_id: Mapped[str] = mapped_column(String(36))  # the key that uploaded it: its processing is billed to it
+    name: Mapped[str] = mapped_column(Text)
+    mime_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    extension: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attributes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    pages: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LibraryChunk(Base):
+    """A piece of a document's text and its embedding (float32, little-endian, unit length)."""
+
+    __tablename__ = "library_chunks"
+
+    document_id: Mapped[str] = mapped_column(String(36), ForeignKey("library_documents.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    library_id: Mapped[str] = mapped_column(String(36), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)

@@ -28,10 +28,12 @@ router = APIRouter(route_class=StrictJSONRoute)
 async def _run(platform: Platform, call: Call, request: Request, stream: bool,
                prepare: Callable[..., Turn], *args: Any) -> Response:
     """Runs a turn: `prepare(key, *args)` (start, append or restart: it reads the database,
-    in a worker thread), then the model, streamed or whole."""
+    in a worker thread), the document_library tool if it has one, then the model, streamed
+    or whole."""
     assert call.key is not None
     turn = await asyncio.to_thread(prepare, call.key, *args)
     conversations = platform.conversations
+    await conversations.retrieve(turn, call)
     gen = await platform.chat.generation(conversations.chat_request(turn, stream), call, stream=stream)
     if stream:
         return await event_response(conversations.stream(turn, gen))
