@@ -10,6 +10,8 @@ A second server on PostgreSQL runs the upload-to-answer path there, and refuses 
 upload."""
 
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -333,3 +335,35 @@ def test_on_postgresql_a_document_is_searched_and_an_oversized_one_refused(pg_se
         r = http.post(f"/v1/libraries/{library.id}/documents", files={"file": ("big.md", b"x" * 5000)})
         assert r.status_code == 413 and r.json()["object"] == "error", r.text
         assert http.get(f"/v1/libraries/{library.id}").json()["nb_documents"] == 2
+
+
+def test_a_document_survives_kill_9_midway_and_is_billed_once(tmp_path):
+    env = {"ALIZE_WORKER_ID": "library-durability"}  # the same server, restarted
+    words = "alpine meadow glacier valley summit ridge cheese village road snow".split()
+    text = "\n\n".join(" ".join(words[(i * 7 + j) % len(words)] for j in range(120)) for i in range(600))
+    server = start_server(tmp_path / "data", env=env)
+    try:
+        client = Mistral(api_key=server.key, server_url=server.url)
+        library = client.beta.libraries.create(name="durable")
+        document_id = upload(client, library.id, "long.md", text.encode())
+        deadline = time.monotonic() + 60
+        while client.beta.libraries.documents.status(library_id=library.id,
+                                                     document_id=document_id).process_status != "in_progress":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.3)
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+    finally:
+        server.stop()
+    assert usage_rows(sqlite_url(server), endpoint="libraries") == [], "the kill must land before it is stored"
+    restarted = start_server(server.data_dir, env=env, create_keys=False)
+    try:
+        client = Mistral(api_key=server.key, server_url=restarted.url)
+        assert processed(client, library.id, document_id, timeout=120) == "done"
+        document = client.beta.libraries.documents.get(library_id=library.id, document_id=document_id)
+        assert "1 documents this server was processing when it stopped" in restarted.log()
+    finally:
+        restarted.stop()
+    rows = usage_rows(sqlite_url(server), endpoint="libraries")
+    assert [r.prompt_tokens for r in rows] == [document.tokens_processing_total]

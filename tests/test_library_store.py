@@ -73,13 +73,16 @@ def test_a_document_is_processed_by_one_server_at_a_time_and_billed_once(db, key
     older = add_document(db, a, library.id, timedelta(seconds=5))
     newer = add_document(db, a, library.id)
     lease = now + timedelta(minutes=10)
-    assert store.claim(db, now, lease).id == older  # oldest first
-    assert store.claim(db, now, lease).id == newer
-    assert store.claim(db, now, lease) is None  # both held
+    assert store.claim(db, "a", now, lease).id == older  # oldest first
+    assert store.claim(db, "a", now, lease).id == newer
+    assert store.claim(db, "b", now, lease) is None  # both held by a
+    assert store.release(db, "a") == 2  # a restarts (or stops): both are given back
+    assert store.claim(db, "b", now, lease).id == older
+    assert store.claim(db, "a", now, lease).id == newer
 
-    later = now + timedelta(minutes=11)  # the first server died: its lease lapsed
+    later = now + timedelta(minutes=11)  # a died: its lease lapsed
     second_lease = later + timedelta(minutes=10)
-    assert store.claim(db, later, second_lease).id == older
+    assert store.claim(db, "b", later, second_lease).id == older
     usage = Usage("doc-" + older, later, a.workspace.id, a.id, "mistral-embed", "libraries", 200, 7, 0)
     assert not store.finish(db, older, lease, "text", None, [("text", b"\0" * 8)], usage)  # the dead one's lease
     assert store.finish(db, older, second_lease, "text", None, [("text", b"\0" * 8)], usage)
@@ -89,8 +92,8 @@ def test_a_document_is_processed_by_one_server_at_a_time_and_billed_once(db, key
     assert [c.text for c in store.chunks(db, a.workspace.id, [library.id])] == ["text"]
 
     store.set_status(db, newer, lease, "waiting_for_capacity", "over the limit", later, now)
-    assert store.claim(db, now, lease) is None  # waits until its retry time
-    assert store.claim(db, later + timedelta(seconds=1), second_lease).id == newer
+    assert store.claim(db, "a", now, lease) is None  # waits until its retry time
+    assert store.claim(db, "b", later + timedelta(seconds=1), second_lease).id == newer
 
     store.change_document(db, a.workspace.id, library.id, older, {"expires_at": now - timedelta(seconds=1)})
     assert store.expired(db, now) == [older]

@@ -33,8 +33,9 @@ SWEEP_S = 60.0
 
 
 class DocumentWorker:
-    def __init__(self, db: Database, blobs: BlobStore, hub: ModelHub, meter: Meter, model_id: str):
+    def __init__(self, db: Database, blobs: BlobStore, hub: ModelHub, meter: Meter, model_id: str, holder: str):
         self.db = db
+        self.holder = holder  # this server, as the batch worker names it: restarted, it resumes its own
         self.blobs = blobs
         self.hub = hub
         self.meter = meter
@@ -46,6 +47,9 @@ class DocumentWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        resumed = await asyncio.to_thread(store.release, self.db, self.holder)
+        if resumed:
+            log.info("%d documents this server was processing when it stopped are processed again", resumed)
         while True:
             try:
                 if not await self.step():
@@ -66,13 +70,13 @@ class DocumentWorker:
             for document_id in await asyncio.to_thread(store.expired, self.db, datetime.now(UTC)):
                 await asyncio.to_thread(self.blobs.delete, document_id)
         now = datetime.now(UTC)
-        document = await asyncio.to_thread(store.claim, self.db, now, now + LEASE)
+        document = await asyncio.to_thread(store.claim, self.db, self.holder, now, now + LEASE)
         if document is None:
             return False
         try:
             await self.process(document, now + LEASE)
         except asyncio.CancelledError:  # the server stops: the document is given back for the next one at once
-            await asyncio.to_thread(store.set_status, self.db, document.id, now + LEASE, "todo", None, None, now)
+            await asyncio.to_thread(store.release, self.db, self.holder)
             raise
         return True
 

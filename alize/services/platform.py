@@ -99,7 +99,8 @@ class Platform:
                              price_factor=1 - settings.batch_discount,
                              cache_scope=lambda key_id: cache_scope(settings, key_id))
         documents = DirectoryBlobStore(settings.data_dir / "documents")
-        document_worker = DocumentWorker(db, documents, hub, meter, settings.library_embedding_model)
+        document_worker = DocumentWorker(db, documents, hub, meter, settings.library_embedding_model,
+                                         settings.resolved_worker_id)
         retriever = Retriever(db, hub, settings.library_embedding_model)
         return cls(settings, db, hub, AuthService(db), chat, fim, CompletionService(hub, upstream_text), embeddings,
                    counters, meter, AccountService(db), ReportService(db), files,

@@ -259,24 +259,35 @@ def requeue(db: Database, workspace_id: str, library_id: str, document_id: str) 
 
 
 # -- processing -----------------------------------------------------------------------------
-def claim(db: Database, now: datetime, lease_until: datetime) -> DocumentRecord | None:
-    """Takes the oldest document waiting to be processed (or whose processor's lease
-    lapsed) for this server until `lease_until`; None when there is none."""
-    waiting = or_(LibraryDocument.status == "todo",
-                  (LibraryDocument.status.in_(CLAIMABLE[1:])) & (LibraryDocument.lease_until < now))
+def claim(db: Database, holder: str, now: datetime, lease_until: datetime) -> DocumentRecord | None:
+    """Takes the oldest document waiting to be processed for `holder` until `lease_until`:
+    one to do, or one whose processor's lease lapsed (or whose retry time came). None when
+    there is none."""
+    lapsed = LibraryDocument.status.in_(CLAIMABLE[1:]) & (LibraryDocument.lease_until < now)
     with db.session() as session, session.begin():
-        for row in session.scalars(select(LibraryDocument).where(waiting).order_by(LibraryDocument.created_at)
-                                   .limit(5)):
+        for row in session.scalars(select(LibraryDocument).where(or_(LibraryDocument.status == "todo", lapsed))
+                                   .order_by(LibraryDocument.created_at).limit(5)):
             taken = session.execute(update(LibraryDocument)
                                     .where(LibraryDocument.id == row.id, LibraryDocument.status == row.status,
                                            or_(LibraryDocument.lease_until.is_(None),
                                                LibraryDocument.lease_until < now))
-                                    .values(status="in_progress", lease_until=lease_until)
+                                    .values(status="in_progress", holder=holder, lease_until=lease_until)
                                     .execution_options(synchronize_session=False))
             if taken.rowcount == 1:  # type: ignore[attr-defined]
                 session.refresh(row)
                 return _document(row)
     return None
+
+
+def release(db: Database, holder: str) -> int:
+    """Gives back the documents `holder` was processing (it restarted after kill -9, or is
+    stopping), for whoever claims next; returns how many."""
+    with db.session() as session, session.begin():
+        result = session.execute(update(LibraryDocument)
+                                 .where(LibraryDocument.status == "in_progress", LibraryDocument.holder == holder)
+                                 .values(status="todo", holder=None, lease_until=None)
+                                 .execution_options(synchronize_session=False))
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def finish(db: Database, document_id: str, lease_until: datetime, text: str, pages: int | None,

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("text", sa.Text, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("holder", sa.String(200), nullable=True),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_library_documents_library_time", "library_documents", ["library_id", "created_at"])
