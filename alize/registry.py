@@ -105,10 +105,23 @@ class ServedModel(BaseModel):
     backends: list[str] = []  # several replicas of an upstream model, routed and failed over
     routing: Literal["prefix-affinity", "least-inflight", "round-robin"] = "prefix-affinity"
 
+    # A classifier's targets and each one's labels (capability "classification"), e.g.
+    # [models.classes] sentiment = ["positive", "negative", "neutral"]
+    classes: dict[str, list[str]] = {}
+
     @model_validator(mode="after")
     def _one_way_to_name_backends(self) -> "ServedModel":
         if (self.backend is None) == (not self.backends):
             raise ValueError(f"model {self.id!r}: give backend = \"name\" or backends = [\"a\", \"b\"], not both")
+        return self
+
+    @model_validator(mode="after")
+    def _a_classifier_names_its_classes(self) -> "ServedModel":
+        if "classification" in (self.capabilities or []) and not self.classes:
+            raise ValueError(f"model {self.id!r}: a classifier needs classes (target = [labels...])")
+        for target, labels in self.classes.items():
+            if len(set(labels)) < 2 or len(set(labels)) != len(labels):
+                raise ValueError(f"model {self.id!r}: classes.{target} needs two labels or more, each once")
         return self
 
     @property
@@ -206,6 +219,7 @@ class ModelEntry(BaseModel):
     output_eur_per_1k_tokens: float
     backends: list[Backend] = []  # every replica (upstream); [backend] for a local model
     routing: str = "prefix-affinity"
+    classes: dict[str, list[str]] = {}  # a classifier's targets and their labels
 
     @property
     def is_upstream(self) -> bool:
@@ -255,6 +269,7 @@ class Registry:
                     output_eur_per_1k_tokens=model.output_eur_per_1k_tokens,
                     backends=replicas,
                     routing=model.routing,
+                    classes=model.classes,
                 )
                 if _is_pattern(name):
                     self._patterns.append((name, entry))

@@ -1,12 +1,14 @@
-"""Moderation with the official SDK against a real server: texts and conversations get
-Mistral's nine categories with scores, in the spec's shape, metered as one request; a model
-not registered for moderation, and bad input, get a clear 4xx."""
+"""Moderation and classification with the official SDK against a real server: texts and
+conversations get Mistral's nine categories with scores (or an operator classifier's labels),
+in the spec's shape, metered as one request; a model not registered for it, and bad input,
+get a clear 4xx."""
 
 import pytest
 from mistralai.client import Mistral
 
 from alize.services.moderations import CATEGORIES
 from tests.platform_helpers import sqlite_url, usage_rows
+from tests.server import start_server
 from tests.spec import assert_valid
 
 MODEL = "mistral-moderation-latest"
@@ -62,3 +64,65 @@ def test_bad_moderation_requests_are_4xx(server, path, body, status, named):
         r = http.post(path, json=body)
     assert r.status_code == status, r.text
     assert r.json()["object"] == "error" and named in r.text
+
+
+CLASSIFIERS = """
+[[models]]
+id = "ticket-router"
+backend = "smollm2-135m-instruct"
+capabilities = ["classification"]
+input_eur_per_1k_tokens = 0.0001
+output_eur_per_1k_tokens = 0.0001
+
+[models.classes]
+department = ["billing", "technical", "sales"]
+urgency = ["low", "high"]
+"""
+
+
+@pytest.fixture(scope="module")
+def classifier_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("classifiers")
+    (folder / "models.toml").write_text(CLASSIFIERS)
+    server = start_server(folder / "data", env={"ALIZE_CONFIG_FILE": str(folder / "models.toml")})
+    yield server
+    server.stop()
+
+
+def test_an_operators_classifier_labels_texts_and_conversations(classifier_server):
+    client = Mistral(api_key=classifier_server.key, server_url=classifier_server.url)
+    res = client.classifiers.classify(model="ticket-router", inputs=["My invoice is wrong, I was charged twice!",
+                                                                      "The app crashes when I log in."])
+    assert res.model == "ticket-router" and len(res.results) == 2
+    for result in res.results:
+        assert set(result) == {"department", "urgency"}
+        assert set(result["department"].scores) == {"billing", "technical", "sales"}
+        assert sorted(result["urgency"].scores.values()) == [0.0, 1.0]  # one label decided per target
+    chat = client.classifiers.classify_chat(model="ticket-router", input=[
+        {"messages": [{"role": "user", "content": "I would like to buy 40 licences."}]},
+        {"messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi, how can I help?"},
+                      {"role": "user", "content": "The server is down!"}]}])
+    assert len(chat.results) == 2 and sum(chat.results[1]["department"].scores.values()) == 1.0
+    with classifier_server.client() as http:
+        r = http.post("/v1/classifications", json={"model": "ticket-router", "input": "Where is my refund?"})
+        assert r.status_code == 200, r.text
+        assert_valid(r.json(), "ClassificationResponse")
+        r2 = http.post("/v1/chat/classifications", json={"model": "ticket-router", "input": {
+            "messages": [{"role": "user", "content": "Refund please"}]}})
+        assert r2.status_code == 200 and len(r2.json()["results"]) == 1, r2.text
+        assert_valid(r2.json(), "ClassificationResponse")
+        for body, status, named in (({"model": "mistral-small-latest", "input": "x"}, 400, "classification"),
+                                    ({"model": "ticket-router", "input": []}, 422, "input"),
+                                    ({"model": "no-such", "input": "x"}, 404, "no-such")):
+            bad = http.post("/v1/classifications", json=body)
+            assert bad.status_code == status and named in bad.text, bad.text
+    billed = usage_rows(sqlite_url(classifier_server), endpoint="classifications",
+                        request_id=r.headers["x-request-id"])
+    assert len(billed) == 1 and billed[0].prompt_tokens > 0 and billed[0].model == "ticket-router"
+    assert usage_rows(sqlite_url(classifier_server), endpoint="chat.classifications")
+
+
+def test_a_classifier_without_classes_is_refused_at_start(tmp_path):
+    (tmp_path / "models.toml").write_text(CLASSIFIERS.split("[models.classes]")[0])
+    with pytest.raises(RuntimeError, match="needs classes"):
+        start_server(tmp_path / "data", env={"ALIZE_CONFIG_FILE": str(tmp_path / "models.toml")}, timeout=60)

@@ -1,4 +1,5 @@
-"""Moderation (/v1/moderations, /v1/chat/moderations): what clients send."""
+"""Moderation and classification (/v1/moderations, /v1/chat/moderations,
+/v1/classifications, /v1/chat/classifications): what clients send."""
 
 from typing import Any
 
@@ -18,3 +19,18 @@ class ChatModerationRequest(Request):
 
     model: str
     input: list[dict[str, Any]] | list[list[dict[str, Any]]] = Field(min_length=1)
+
+
+class ClassificationRequest(ModerationRequest):
+    pass
+
+
+class InstructRequest(Request):
+    messages: list[dict[str, Any]] = Field(min_length=1)
+
+
+class ChatClassificationRequest(Request):
+    """A conversation ({messages}) or several."""
+
+    model: str
+    input: InstructRequest | list[InstructRequest]

@@ -51,6 +51,8 @@ ENDPOINT_NAMES = {
     "/v1/agents/completions": "agents.completions",
     "/v1/moderations": "moderations",
     "/v1/chat/moderations": "chat.moderations",
+    "/v1/classifications": "classifications",
+    "/v1/chat/classifications": "chat.classifications",
 }
 # Metered paths with an id in them: a conversation's start, append and restart.
 ENDPOINT_PATTERNS = ((re.compile(r"^/v1/conversations(?:/[^/]+(?:/restart)?)?$"), "conversations"),)

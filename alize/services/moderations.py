@@ -1,15 +1,22 @@
-"""Moderation with a chat model as the classifier: each text (or conversation) is shown with
-Mistral's nine categories, and a grammar makes the model answer one JSON object with a
-boolean for each. A small general model is a weak moderator: a score is its decision, 1.0 or
-0.0, not a calibrated probability (docs/api.md). All the texts of a request run together as
-one generation, metered as one request."""
+"""Moderation and classification with a chat model as the classifier: each text (or
+conversation) is shown with the categories to decide, and a grammar makes the model answer
+one JSON object: for moderation a boolean for each of Mistral's nine categories, for an
+operator's classifier (a registry entry with `classes`) one label of each target. A small
+general model is a weak classifier: a score is its decision, 1.0 or 0.0, not a calibrated
+probability (docs/api.md). All the texts of a request run together as one generation,
+metered as one request."""
 
 import json
 from typing import Any
 
 from alize.errors import InvalidRequest
 from alize.protocol.chat import ChatCompletionRequest
-from alize.protocol.moderations import ChatModerationRequest, ModerationRequest
+from alize.protocol.moderations import (
+    ChatClassificationRequest,
+    ChatModerationRequest,
+    ClassificationRequest,
+    ModerationRequest,
+)
 from alize.services.backend import collect
 from alize.services.chat import ChatService
 from alize.services.generation import LocalGeneration
@@ -40,38 +47,69 @@ class ModerationService:
 
     async def moderate(self, request: ModerationRequest, call: Call) -> dict[str, Any]:
         texts = [request.input] if isinstance(request.input, str) else request.input
-        return await self._run(request.model, texts, call)
+        return await self._moderation(request.model, texts, call)
 
     async def moderate_chat(self, request: ChatModerationRequest, call: Call) -> dict[str, Any]:
         given: list[Any] = request.input
         conversations = given if isinstance(given[0], list) else [given]
-        texts = [_transcript(c, i) for i, c in enumerate(conversations)]
-        return await self._run(request.model, texts, call)
+        return await self._moderation(request.model, [_transcript(c, i) for i, c in enumerate(conversations)], call)
 
-    async def _run(self, model_id: str, texts: list[str], call: Call) -> dict[str, Any]:
-        if len(texts) > MAX_INPUTS:
-            raise InvalidRequest(f"at most {MAX_INPUTS} inputs a request", param="input")
-        preps = [self.chat.prepare(_request(model_id, text), call, capability="moderation")[0] for text in texts]
-        gen = await LocalGeneration(preps, stream=False).admit()
-        ends, _ = await collect(gen)
+    async def classify(self, request: ClassificationRequest, call: Call) -> dict[str, Any]:
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        return await self._classification(request.model, texts, call)
+
+    async def classify_chat(self, request: ChatClassificationRequest, call: Call) -> dict[str, Any]:
+        given = request.input if isinstance(request.input, list) else [request.input]
+        return await self._classification(request.model, [_transcript(c.messages, i) for i, c in enumerate(given)],
+                                          call)
+
+    async def _moderation(self, model_id: str, texts: list[str], call: Call) -> dict[str, Any]:
+        gen_id, model, decisions = await self._decide(model_id, texts, call, "moderation", INSTRUCTIONS, SCHEMA)
         results = []
-        for _, text in sorted(ends, key=lambda e: e[0].index):
-            try:
-                decided = json.loads(text)
-            except ValueError:  # cut by max_tokens: no decision is a flag nowhere
-                decided = {}
+        for decided in decisions:
             categories = {name: decided.get(name) is True for name in CATEGORIES}
             results.append({"categories": categories,
                             "category_scores": {name: 1.0 if flag else 0.0 for name, flag in categories.items()}})
-        return {"id": gen.id, "model": gen.model_id, "results": results}
+        return {"id": gen_id, "model": model, "results": results}
+
+    async def _classification(self, model_id: str, texts: list[str], call: Call) -> dict[str, Any]:
+        """One label of each of the classifier's targets per text, as scores by label."""
+        classes = self.chat.hub.capable(model_id, "classification").classes
+        schema = {"type": "object", "properties": {t: {"enum": labels} for t, labels in classes.items()},
+                  "required": list(classes), "additionalProperties": False}
+        instructions = ("You classify text. For each target, answer the one label that fits the text best.\n"
+                        "Targets and their labels:\n"
+                        + "\n".join(f"- {t}: {', '.join(labels)}" for t, labels in classes.items()))
+        gen_id, model, decisions = await self._decide(model_id, texts, call, "classification", instructions, schema)
+        results = [{t: {"scores": {label: 1.0 if decided.get(t) == label else 0.0 for label in labels}}
+                    for t, labels in classes.items()} for decided in decisions]
+        return {"id": gen_id, "model": model, "results": results}
+
+    async def _decide(self, model_id: str, texts: list[str], call: Call, capability: str, instructions: str,
+                      schema: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
+        """The model's JSON decision on each text (empty where it was cut short), in order."""
+        if len(texts) > MAX_INPUTS:
+            raise InvalidRequest(f"at most {MAX_INPUTS} inputs a request", param="input")
+        preps = [self.chat.prepare(_request(model_id, text, instructions, schema), call, capability=capability)[0]
+                 for text in texts]
+        gen = await LocalGeneration(preps, stream=False).admit()
+        ends, _ = await collect(gen)
+        decisions = []
+        for _, text in sorted(ends, key=lambda e: e[0].index):
+            try:
+                decided = json.loads(text)
+            except ValueError:  # cut by max_tokens: no decision
+                decided = {}
+            decisions.append(decided if isinstance(decided, dict) else {})
+        return gen.id, gen.model_id, decisions
 
 
-def _request(model_id: str, text: str) -> ChatCompletionRequest:
+def _request(model_id: str, text: str, instructions: str, schema: dict[str, Any]) -> ChatCompletionRequest:
     return ChatCompletionRequest.model_validate({
         "model": model_id, "temperature": 0, "max_tokens": 200,
-        "messages": [{"role": "system", "content": INSTRUCTIONS},
+        "messages": [{"role": "system", "content": instructions},
                      {"role": "user", "content": f"Text to classify:\n\"\"\"\n{text}\n\"\"\""}],
-        "response_format": {"type": "json_schema", "json_schema": {"name": "moderation", "schema": SCHEMA,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "decision", "schema": schema,
                                                                    "strict": True}}})
 
 
