@@ -223,3 +223,76 @@ def test_restarting_from_an_entry_that_is_not_there_is_a_404(client, server):
         r = http.post(f"/v1/conversations/{mine.conversation_id}/restart",
                       json={"inputs": "Hi", "from_entry_id": "msg_nowhere"})
     assert r.status_code == 404 and r.json()["param"] == "from_entry_id"
+
+
+HANDOFF_EVENTS = {**EVENTS, "agent.handoff.started": "AgentHandoffStartedEvent",
+                  "agent.handoff.done": "AgentHandoffDoneEvent"}
+
+
+def _handoff_pair(client, name: str):
+    """A triage agent whose model must call a tool, its only one being the handoff, and the
+    expert it hands to."""
+    expert = client.beta.agents.create(model="mistral-small-latest", name=f"{name} expert", completion_args=ARGS,
+                                       description="Answers questions about mountains.")
+    triage = client.beta.agents.create(model="mistral-small-latest", name=f"{name} triage", handoffs=[expert.id],
+                                       completion_args={"temperature": 0, "max_tokens": 100, "tool_choice": "any"})
+    return triage, expert
+
+
+def test_a_handoff_runs_the_next_agent_on_the_server(client, server):
+    triage, expert = _handoff_pair(client, "server")
+    with server.client() as http:
+        r = http.post("/v1/conversations", json={"agent_id": triage.id, "inputs": "How high is Mont Blanc?"})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert_valid(answer, "ConversationResponse")
+    handoff, message = answer["outputs"]
+    assert handoff["type"] == "agent.handoff"
+    assert (handoff["previous_agent_id"], handoff["next_agent_id"]) == (triage.id, expert.id)
+    assert handoff["next_agent_name"] == "server expert"
+    assert message["type"] == "message.output" and message["agent_id"] == expert.id and message["content"]
+    billed = usage_rows(sqlite_url(server), endpoint="conversations", request_id=r.headers["x-request-id"])
+    assert len(billed) == 2  # each agent's model call
+    assert answer["usage"]["prompt_tokens"] == sum(b.prompt_tokens for b in billed)
+    history = client.beta.conversations.get_history(conversation_id=answer["conversation_id"]).entries
+    assert [e.type for e in history] == ["message.input", "agent.handoff", "message.output"]
+    assert client.beta.conversations.get(conversation_id=answer["conversation_id"]).agent_id == triage.id
+
+    with server.client() as http, http.stream("POST", "/v1/conversations", json={
+            "agent_id": triage.id, "inputs": "And the Matterhorn?", "stream": True}) as r:
+        events, name = [], None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                assert_valid(data, HANDOFF_EVENTS[name])
+                events.append(data)
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["conversation.response.started", "agent.handoff.started", "agent.handoff.done"]
+    assert events[2]["next_agent_id"] == expert.id and kinds[-1] == "conversation.response.done"
+    assert {e["agent_id"] for e in events[3:-1]} == {expert.id} and all(e["output_index"] == 1 for e in events[3:-1])
+    for agent in (triage, expert):
+        client.beta.agents.delete(agent_id=agent.id)
+
+
+def test_a_client_run_handoff_comes_back_as_a_function_call(client):
+    triage, expert = _handoff_pair(client, "client")
+    answer = client.beta.conversations.start(agent_id=triage.id, inputs="Hello", handoff_execution="client")
+    assert answer.outputs and {(o.type, o.name) for o in answer.outputs} == {("function.call",
+                                                                               "transfer_to_client_expert")}
+    for agent in (triage, expert):
+        client.beta.agents.delete(agent_id=agent.id)
+
+
+def test_agents_handing_off_to_each_other_stop_after_three_handoffs(client):
+    first = client.beta.agents.create(model="mistral-small-latest", name="ping",
+                                      completion_args={"temperature": 0, "max_tokens": 100, "tool_choice": "any"})
+    second = client.beta.agents.create(model="mistral-small-latest", name="pong", handoffs=[first.id],
+                                       completion_args={"temperature": 0, "max_tokens": 100, "tool_choice": "any"})
+    client.beta.agents.update(agent_id=first.id, handoffs=[second.id])
+    answer = client.beta.conversations.start(agent_id=first.id, inputs="Hello")
+    assert [o.type for o in answer.outputs][:4] == ["agent.handoff"] * 3 + ["function.call"]
+    assert [o.next_agent_id for o in answer.outputs[:3]] == [second.id, first.id, second.id]
+    for agent in (first, second):
+        client.beta.agents.delete(agent_id=agent.id)

@@ -18,9 +18,9 @@ from alize.protocol.conversations import (
     ConversationRequest,
     RestartConversationRequest,
 )
-from alize.services.conversations import Turn
 from alize.services.metering import Call
 from alize.services.platform import Platform
+from alize.services.turns import Turn
 
 router = APIRouter(route_class=StrictJSONRoute)
 
@@ -32,12 +32,11 @@ async def _run(platform: Platform, call: Call, request: Request, stream: bool,
     or whole."""
     assert call.key is not None
     turn = await asyncio.to_thread(prepare, call.key, *args)
-    conversations = platform.conversations
-    await conversations.retrieve(turn, call)
-    gen = await platform.chat.generation(conversations.chat_request(turn, stream), call, stream=stream)
+    runner = platform.conversations.runner
+    gen = await runner.begin(turn, call, stream)
     if stream:
-        return await event_response(conversations.stream(turn, gen))
-    return JSONResponse(await unless_client_leaves(request, conversations.respond(turn, gen)))
+        return await event_response(runner.stream(turn, gen, call))
+    return JSONResponse(await unless_client_leaves(request, runner.respond(turn, gen, call)))
 
 
 @router.post("/v1/conversations")
