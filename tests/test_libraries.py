@@ -14,6 +14,7 @@ import os
 import signal
 import time
 
+import httpx
 import pytest
 from mistralai.client import Mistral
 from mistralai.client import errors as mistral_errors
@@ -131,7 +132,19 @@ def test_documents_are_processed_read_changed_and_deleted(client, server):
     client.beta.libraries.documents.reprocess(library_id=library.id, document_id=ids["pass.md"])
     assert processed(client, library.id, ids["pass.md"]) == "done"
 
+    # signed URLs: anyone with the link reads the bytes or the text, without a key
+    url = client.beta.libraries.documents.get_signed_url(library_id=library.id, document_id=ids["soup.html"])
+    text_url = client.beta.libraries.documents.extracted_text_signed_url(library_id=library.id,
+                                                                         document_id=ids["soup.html"])
+    with httpx.Client() as anyone:
+        original = anyone.get(url)
+        assert original.status_code == 200 and original.content == SOUP.encode()
+        assert original.headers["content-type"].startswith("text/html")
+        assert anyone.get(text_url).text == text
+        assert anyone.get(url + "x").status_code == 404
     client.beta.libraries.documents.delete(library_id=library.id, document_id=ids["soup.html"])
+    with httpx.Client() as anyone:
+        assert anyone.get(url).status_code == 404  # the links go with the document
     with pytest.raises(mistral_errors.SDKError) as gone:
         client.beta.libraries.documents.get(library_id=library.id, document_id=ids["soup.html"])
     assert gone.value.status_code == 404

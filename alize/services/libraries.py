@@ -6,9 +6,11 @@ with their embeddings, which the document_library tool searches (services/retrie
 import asyncio
 import base64
 import binascii
+import hashlib
+import secrets
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, BinaryIO, TypeVar
 
@@ -25,6 +27,7 @@ from alize.store.tables import LibraryDocument
 # Alizé has no organisations: one id stands for the installation where the spec wants one.
 ORG_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "urn:alize:organisation"))
 ROLES = (store.VIEWER, store.EDITOR)
+LINK_LIFETIME = timedelta(minutes=30)  # as Mistral's signed URLs
 T = TypeVar("T")
 
 
@@ -204,9 +207,29 @@ class LibraryService:
         _translated(lambda: store.requeue(self.db, key.workspace.id, library_id, document_id))
         self.on_upload()
 
-    def content(self, key: KeyInfo, library_id: str, document_id: str) -> tuple[DocumentRecord, bytes]:
+    # -- signed URLs ------------------------------------------------------------------------
+    def signed_url(self, key: KeyInfo, library_id: str, document_id: str, kind: str, base_url: str) -> str:
+        """A link to the document's bytes ("original") or extracted text ("text") that anyone
+        with it may read for LINK_LIFETIME; only its token's hash is kept."""
         record = self._document(key, library_id, document_id)
-        return record, b"".join(self.blobs.chunks(document_id))
+        if kind == "text" and record.status != "done":
+            raise InvalidRequest(f"Document {document_id} has no text yet (process_status {record.status})",
+                                 param="document_id")
+        token = secrets.token_urlsafe(32)
+        expires = datetime.now(UTC) + LINK_LIFETIME
+        _translated(lambda: store.add_link(self.db, key.workspace.id, library_id, document_id, _hashed(token), kind,
+                                           expires))
+        return f"{base_url.rstrip('/')}/v1/document-links/{token}"
+
+    def follow(self, token: str) -> tuple[str, bytes | str]:
+        """(media type, content) of a signed link: the document's bytes, or its text."""
+        found = store.follow_link(self.db, _hashed(token), datetime.now(UTC))
+        if found is None:
+            raise NotFound("This link is unknown or has expired")
+        record, kind, text = found
+        if kind == "text":
+            return "text/plain; charset=utf-8", text or ""
+        return record.mime_type or "application/octet-stream", b"".join(self.blobs.chunks(record.id))
 
 
 def check_libraries(db: Database, workspace_id: str, tools: list[dict[str, Any]]) -> None:
@@ -215,6 +238,10 @@ def check_libraries(db: Database, workspace_id: str, tools: list[dict[str, Any]]
         if isinstance(tool, dict) and tool.get("type") == "document_library":
             for library_id in tool.get("library_ids") or []:
                 _translated(partial(store.get, db, workspace_id, library_id), param=f"tools[{i}].library_ids")
+
+
+def _hashed(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _sharing(library_id: str, workspace_id: str, role: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from alize.store import usage as usage_store
 from alize.store.accounts import aware
 from alize.store.db import Database
-from alize.store.tables import Library, LibraryChunk, LibraryDocument, LibraryShare
+from alize.store.tables import DocumentLink, Library, LibraryChunk, LibraryDocument, LibraryShare
 
 OWNER, EDITOR, VIEWER = "Owner", "Editor", "Viewer"
 CLAIMABLE = ("todo", "waiting_for_capacity", "in_progress")  # the last two once their lease has lapsed
@@ -158,6 +158,7 @@ def remove(db: Database, workspace_id: str, library_id: str) -> tuple[LibraryRec
         record = _record(session, row, role)
         ids = list(session.scalars(select(LibraryDocument.id).where(LibraryDocument.library_id == library_id)))
         session.execute(delete(LibraryChunk).where(LibraryChunk.library_id == library_id))
+        session.execute(delete(DocumentLink).where(DocumentLink.document_id.in_(ids)))
         session.execute(delete(LibraryDocument).where(LibraryDocument.library_id == library_id))
         session.execute(delete(LibraryShare).where(LibraryShare.library_id == library_id))
         session.delete(row)
@@ -248,6 +249,7 @@ def remove_document(db: Database, workspace_id: str, library_id: str, document_i
     with db.session() as session, session.begin():
         row = _document_row(session, workspace_id, library_id, document_id, (OWNER, EDITOR))
         session.execute(delete(LibraryChunk).where(LibraryChunk.document_id == row.id))
+        session.execute(delete(DocumentLink).where(DocumentLink.document_id == row.id))
         session.delete(row)
 
 
@@ -256,6 +258,27 @@ def requeue(db: Database, workspace_id: str, library_id: str, document_id: str) 
     with db.session() as session, session.begin():
         row = _document_row(session, workspace_id, library_id, document_id, (OWNER, EDITOR))
         row.status, row.error, row.lease_until = "todo", None, None
+
+
+def add_link(db: Database, workspace_id: str, library_id: str, document_id: str, token_sha256: str, kind: str,
+             expires_at: datetime) -> None:
+    with db.session() as session, session.begin():
+        _document_row(session, workspace_id, library_id, document_id)
+        session.add(DocumentLink(token_sha256=token_sha256, document_id=document_id, kind=kind,
+                                 expires_at=expires_at))
+
+
+def follow_link(db: Database, token_sha256: str, now: datetime) -> tuple[DocumentRecord, str, str | None] | None:
+    """The document a link leads to, the link's kind and the document's text; None for a
+    link unknown or expired."""
+    with db.session() as session:
+        link = session.get(DocumentLink, token_sha256)
+        if link is None or (aware(link.expires_at) or link.expires_at) <= now:
+            return None
+        row = session.get(LibraryDocument, link.document_id)
+        if row is None:
+            return None
+        return _document(row), link.kind, row.text
 
 
 # -- processing -----------------------------------------------------------------------------
@@ -322,10 +345,13 @@ def set_status(db: Database, document_id: str, lease_until: datetime, status: st
 
 
 def expired(db: Database, now: datetime) -> list[str]:
-    """Deletes the documents whose expiry date has passed; returns their ids."""
+    """Deletes the documents whose expiry date has passed, and the links that expired;
+    returns the documents' ids."""
     with db.session() as session, session.begin():
+        session.execute(delete(DocumentLink).where(DocumentLink.expires_at < now))
         ids = list(session.scalars(select(LibraryDocument.id).where(LibraryDocument.expires_at < now)))
         if ids:
+            session.execute(delete(DocumentLink).where(DocumentLink.document_id.in_(ids)))
             session.execute(delete(LibraryChunk).where(LibraryChunk.document_id.in_(ids)))
             session.execute(delete(LibraryDocument).where(LibraryDocument.id.in_(ids)))
         return ids

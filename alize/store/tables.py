@@ -351,3 +351,16 @@ class LibraryChunk(Base):
     library_id: Mapped[str] = mapped_column(String(36), index=True)
     text: Mapped[str] = mapped_column(Text)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DocumentLink(Base):
+    """A signed URL to a document's bytes or extracted text: anyone with the token may read
+    it until it expires. Only the token's sha256 is kept."""
+
+    __tablename__ = "document_links"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    document_id: Mapped[str] = mapped_column(String(36), ForeignKey("library_documents.id", ondelete="CASCADE"),
+                                             index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "original" or "text"
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

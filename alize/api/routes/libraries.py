@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from alize.api.deps import MAX_PAGE, KeyDep, PlatformDep
@@ -120,3 +120,22 @@ def document_status(library_id: str, document_id: str, key: KeyDep, platform: Pl
 async def reprocess_document(library_id: str, document_id: str, key: KeyDep, platform: PlatformDep) -> Response:
     await asyncio.to_thread(platform.libraries.reprocess, key, library_id, document_id)
     return Response(status_code=204)
+
+
+@router.get(DOCUMENT + "/signed-url")
+def document_signed_url(library_id: str, document_id: str, key: KeyDep, platform: PlatformDep,
+                        request: Request) -> str:
+    return platform.libraries.signed_url(key, library_id, document_id, "original", str(request.base_url))
+
+
+@router.get(DOCUMENT + "/extracted-text-signed-url")
+def document_text_signed_url(library_id: str, document_id: str, key: KeyDep, platform: PlatformDep,
+                             request: Request) -> str:
+    return platform.libraries.signed_url(key, library_id, document_id, "text", str(request.base_url))
+
+
+@router.get("/v1/document-links/{token}")
+def follow_document_link(token: str, platform: PlatformDep) -> Response:
+    """A signed URL: no key, the token is the authority (30 minutes)."""
+    media_type, content = platform.libraries.follow(token)
+    return Response(content, media_type=media_type)

@@ -1,6 +1,7 @@
 """Document libraries: libraries per workspace, shared with other workspaces; their
 documents (the uploaded bytes are blobs, the extracted text is kept here) and each
-document's chunks with their embedding vectors.
+document's chunks with their embedding vectors; signed links to a document, by the hash
+of their token.
 
 Revision ID: 0011_libraries
 Revises: 0010_conversations
@@ -65,8 +66,18 @@ def upgrade() -> None:
         sa.Column("vector", sa.LargeBinary, nullable=False),
     )
 
+    op.create_table(
+        "document_links",
+        sa.Column("token_sha256", sa.String(64), primary_key=True),
+        sa.Column("document_id", sa.String(36), sa.ForeignKey("library_documents.id", ondelete="CASCADE"),
+                  nullable=False, index=True),
+        sa.Column("kind", sa.String(10), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("document_links")
     op.drop_table("library_chunks")
     op.drop_table("library_documents")
     op.drop_table("library_shares")
