@@ -31,8 +31,8 @@ def test_every_model_route_of_the_app_is_metered(tmp_path):
 def test_a_model_route_missing_from_the_table_is_found():
     router = APIRouter()
 
-    @router.post("/v1/classifications")
-    async def classify(call: CallDep) -> dict:
+    @router.post("/v1/ocr")
+    async def ocr(call: CallDep) -> dict:
         return {}
 
     @router.get("/v1/chat/completions")
@@ -41,7 +41,7 @@ def test_a_model_route_missing_from_the_table_is_found():
 
     app = FastAPI()
     app.include_router(router)
-    assert unmetered_model_routes(app.routes, metered_call) == ["POST /v1/classifications", "GET /v1/chat/completions"]
+    assert unmetered_model_routes(app.routes, metered_call) == ["POST /v1/ocr", "GET /v1/chat/completions"]
 
 
 def test_create_app_refuses_to_start_with_an_unmetered_model_route(tmp_path, monkeypatch):
@@ -49,10 +49,10 @@ def test_create_app_refuses_to_start_with_an_unmetered_model_route(tmp_path, mon
 
     extra = APIRouter()
 
-    @extra.post("/v1/classifications")
-    async def classify(call: CallDep) -> dict:
+    @extra.post("/v1/ocr")
+    async def ocr(call: CallDep) -> dict:
         return {}
 
     monkeypatch.setattr(models, "router", extra)
-    with pytest.raises(RuntimeError, match="/v1/classifications"):
+    with pytest.raises(RuntimeError, match="/v1/ocr"):
         create_app(Settings(data_dir=tmp_path))
