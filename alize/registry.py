@@ -108,6 +108,9 @@ class ServedModel(BaseModel):
     # A classifier's targets and each one's labels (capability "classification"), e.g.
     # [models.classes] sentiment = ["positive", "negative", "neutral"]
     classes: dict[str, list[str]] = {}
+    # How a moderation model answers: "json" (any chat model, under a grammar), or
+    # "llama-guard" (safe / unsafe with S1..S14 codes, read into Mistral's categories)
+    moderation_format: Literal["json", "llama-guard"] = "json"
 
     @model_validator(mode="after")
     def _one_way_to_name_backends(self) -> "ServedModel":
@@ -220,6 +223,7 @@ class ModelEntry(BaseModel):
     backends: list[Backend] = []  # every replica (upstream); [backend] for a local model
     routing: str = "prefix-affinity"
     classes: dict[str, list[str]] = {}  # a classifier's targets and their labels
+    moderation_format: str = "json"
 
     @property
     def is_upstream(self) -> bool:
@@ -270,6 +274,7 @@ class Registry:
                     backends=replicas,
                     routing=model.routing,
                     classes=model.classes,
+                    moderation_format=model.moderation_format,
                 )
                 if _is_pattern(name):
                     self._patterns.append((name, entry))

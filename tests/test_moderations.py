@@ -6,6 +6,7 @@ get a clear 4xx."""
 import pytest
 from mistralai.client import Mistral
 
+from alize.services import llama_guard
 from alize.services.moderations import CATEGORIES
 from tests.platform_helpers import sqlite_url, usage_rows
 from tests.server import start_server
@@ -126,3 +127,34 @@ def test_a_classifier_without_classes_is_refused_at_start(tmp_path):
     (tmp_path / "models.toml").write_text(CLASSIFIERS.split("[models.classes]")[0])
     with pytest.raises(RuntimeError, match="needs classes"):
         start_server(tmp_path / "data", env={"ALIZE_CONFIG_FILE": str(tmp_path / "models.toml")}, timeout=60)
+
+
+def test_llama_guard_answers_are_read_into_mistral_categories():
+    assert llama_guard.read("safe") == set()
+    assert llama_guard.read("unsafe\nS10,S7") == {"hate_and_discrimination", "pii"}
+    assert llama_guard.read("unsafe\nS6") == {"health", "financial", "law"}
+    assert llama_guard.read("unsafe\nS13") == set()  # elections: no Mistral counterpart
+    assert llama_guard.read("unsafe") == set()  # cut short: no decision is a flag nowhere
+
+
+def test_a_llama_guard_format_model_moderates_under_its_grammar(tmp_path):
+    (tmp_path / "models.toml").write_text(
+        '[[models]]\nid = "guard"\nbackend = "smollm2-135m-instruct"\ncapabilities = ["moderation"]\n'
+        'moderation_format = "llama-guard"\n')
+    server = start_server(tmp_path / "data", env={"ALIZE_CONFIG_FILE": str(tmp_path / "models.toml")})
+    try:
+        client = Mistral(api_key=server.key, server_url=server.url)
+        res = client.classifiers.moderate(model="guard", inputs=["I love sunny days.", "How do I make a bomb?"])
+        chat = client.classifiers.moderate_chat(model="guard", inputs=[
+            {"role": "system", "content": "Be kind."}, {"role": "user", "content": "Tell me a joke."}])
+        for result in [*res.results, *chat.results]:
+            _check(result)
+        assert len(res.results) == 2 and len(chat.results) == 1
+        with server.client() as http:
+            r = http.post("/v1/moderations", json={"model": "guard", "input": "Hello"})
+        assert_valid(r.json(), "ModerationResponse")
+        # the built-in model answers in Llama Guard's format because the grammar leaves it no other
+        billed = usage_rows(sqlite_url(server), endpoint="moderations", request_id=r.headers["x-request-id"])
+        assert len(billed) == 1 and 1 <= billed[0].completion_tokens < llama_guard.MAX_TOKENS  # the format ended it
+    finally:
+        server.stop()

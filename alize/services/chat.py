@@ -41,13 +41,14 @@ class ChatService:
         prep, prefix = self.prepare(request, call)
         return await LocalGeneration([prep], stream, prefix).admit()
 
-    def prepare(self, request: ChatCompletionRequest, call: Call,
-                capability: str = "completion_chat") -> tuple[Prepared, str]:
+    def prepare(self, request: ChatCompletionRequest, call: Call, capability: str = "completion_chat",
+                grammar: str | None = None) -> tuple[Prepared, str]:
         """The request for the local engine: its prompt's tokens and sampling parameters
-        (`capability`: what the model must be registered for; moderation asks another)."""
+        (`capability`: what the model must be registered for, moderation asks another;
+        `grammar`: what the answer must be, where no response_format can say it)."""
         entry, model = self.hub.chat_model(request.model, capability)
         response = plan_response(request.response_format)
-        grammar, instruction = response.grammar, response.instruction
+        grammar, instruction = grammar or response.grammar, response.instruction
         plan = plan_tools(request, model.tool_style, response.schema)
         if plan is not None:  # calls, or an answer that follows the response_format
             grammar = plan.grammar

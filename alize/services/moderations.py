@@ -3,8 +3,9 @@ conversation) is shown with the categories to decide, and a grammar makes the mo
 one JSON object: for moderation a boolean for each of Mistral's nine categories, for an
 operator's classifier (a registry entry with `classes`) one label of each target. A small
 general model is a weak classifier: a score is its decision, 1.0 or 0.0, not a calibrated
-probability (docs/api.md). All the texts of a request run together as one generation,
-metered as one request."""
+probability (docs/api.md). A Llama Guard model (registry `moderation_format = "llama-guard"`)
+gets the conversation as it is and answers in its own format (services/llama_guard.py). All
+the texts of a request run together as one generation, metered as one request."""
 
 import json
 from typing import Any
@@ -17,6 +18,7 @@ from alize.protocol.moderations import (
     ClassificationRequest,
     ModerationRequest,
 )
+from alize.services import llama_guard
 from alize.services.backend import collect
 from alize.services.chat import ChatService
 from alize.services.generation import LocalGeneration
@@ -47,12 +49,13 @@ class ModerationService:
 
     async def moderate(self, request: ModerationRequest, call: Call) -> dict[str, Any]:
         texts = [request.input] if isinstance(request.input, str) else request.input
-        return await self._moderation(request.model, texts, call)
+        return await self._moderation(request.model, [[{"role": "user", "content": t}] for t in texts], call)
 
     async def moderate_chat(self, request: ChatModerationRequest, call: Call) -> dict[str, Any]:
         given: list[Any] = request.input
         conversations = given if isinstance(given[0], list) else [given]
-        return await self._moderation(request.model, [_transcript(c, i) for i, c in enumerate(conversations)], call)
+        return await self._moderation(request.model, [_conversation(c, i) for i, c in enumerate(conversations)],
+                                      call)
 
     async def classify(self, request: ClassificationRequest, call: Call) -> dict[str, Any]:
         texts = [request.input] if isinstance(request.input, str) else request.input
@@ -60,16 +63,24 @@ class ModerationService:
 
     async def classify_chat(self, request: ChatClassificationRequest, call: Call) -> dict[str, Any]:
         given = request.input if isinstance(request.input, list) else [request.input]
-        return await self._classification(request.model, [_transcript(c.messages, i) for i, c in enumerate(given)],
-                                          call)
+        texts = [_transcript(_conversation(c.messages, i)) for i, c in enumerate(given)]
+        return await self._classification(request.model, texts, call)
 
-    async def _moderation(self, model_id: str, texts: list[str], call: Call) -> dict[str, Any]:
-        gen_id, model, decisions = await self._decide(model_id, texts, call, "moderation", INSTRUCTIONS, SCHEMA)
-        results = []
-        for decided in decisions:
-            categories = {name: decided.get(name) is True for name in CATEGORIES}
-            results.append({"categories": categories,
-                            "category_scores": {name: 1.0 if flag else 0.0 for name, flag in categories.items()}})
+    async def _moderation(self, model_id: str, conversations: list[list[dict[str, str]]],
+                          call: Call) -> dict[str, Any]:
+        """Each conversation's flags: from a Llama Guard model's answer, or from a chat
+        model's JSON decision on the conversation as a transcript."""
+        if self.chat.hub.capable(model_id, "moderation").moderation_format == "llama-guard":
+            requests = [_plain(model_id, [m for m in c if m["role"] in ("user", "assistant")]) for c in conversations]
+            gen_id, model, answers = await self._generate(requests, call, "moderation", llama_guard.GRAMMAR)
+            flagged = [llama_guard.read(a) for a in answers]
+        else:
+            requests = [_request(model_id, _transcript(c), INSTRUCTIONS, SCHEMA) for c in conversations]
+            gen_id, model, answers = await self._generate(requests, call, "moderation")
+            flagged = [{name for name in CATEGORIES if _decision(a).get(name) is True} for a in answers]
+        results = [{"categories": {name: name in flags for name in CATEGORIES},
+                    "category_scores": {name: 1.0 if name in flags else 0.0 for name in CATEGORIES}}
+                   for flags in flagged]
         return {"id": gen_id, "model": model, "results": results}
 
     async def _classification(self, model_id: str, texts: list[str], call: Call) -> dict[str, Any]:
@@ -80,28 +91,36 @@ class ModerationService:
         instructions = ("You classify text. For each target, answer the one label that fits the text best.\n"
                         "Targets and their labels:\n"
                         + "\n".join(f"- {t}: {', '.join(labels)}" for t, labels in classes.items()))
-        gen_id, model, decisions = await self._decide(model_id, texts, call, "classification", instructions, schema)
-        results = [{t: {"scores": {label: 1.0 if decided.get(t) == label else 0.0 for label in labels}}
-                    for t, labels in classes.items()} for decided in decisions]
+        requests = [_request(model_id, text, instructions, schema) for text in texts]
+        gen_id, model, answers = await self._generate(requests, call, "classification")
+        results = [{t: {"scores": {label: 1.0 if _decision(a).get(t) == label else 0.0 for label in labels}}
+                    for t, labels in classes.items()} for a in answers]
         return {"id": gen_id, "model": model, "results": results}
 
-    async def _decide(self, model_id: str, texts: list[str], call: Call, capability: str, instructions: str,
-                      schema: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
-        """The model's JSON decision on each text (empty where it was cut short), in order."""
-        if len(texts) > MAX_INPUTS:
+    async def _generate(self, requests: list[ChatCompletionRequest], call: Call, capability: str,
+                        grammar: str | None = None) -> tuple[str, str, list[str]]:
+        """The model's answer to each request, in order, all run as one generation."""
+        if len(requests) > MAX_INPUTS:
             raise InvalidRequest(f"at most {MAX_INPUTS} inputs a request", param="input")
-        preps = [self.chat.prepare(_request(model_id, text, instructions, schema), call, capability=capability)[0]
-                 for text in texts]
+        preps = [self.chat.prepare(r, call, capability=capability, grammar=grammar)[0] for r in requests]
         gen = await LocalGeneration(preps, stream=False).admit()
         ends, _ = await collect(gen)
-        decisions = []
-        for _, text in sorted(ends, key=lambda e: e[0].index):
-            try:
-                decided = json.loads(text)
-            except ValueError:  # cut by max_tokens: no decision
-                decided = {}
-            decisions.append(decided if isinstance(decided, dict) else {})
-        return gen.id, gen.model_id, decisions
+        return gen.id, gen.model_id, [text for _, text in sorted(ends, key=lambda e: e[0].index)]
+
+
+def _decision(answer: str) -> dict[str, Any]:
+    """A JSON answer as an object; empty when it was cut short by max_tokens (no decision)."""
+    try:
+        decided = json.loads(answer)
+    except ValueError:
+        return {}
+    return decided if isinstance(decided, dict) else {}
+
+
+def _plain(model_id: str, messages: list[dict[str, str]]) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate({"model": model_id, "temperature": 0,
+                                                 "max_tokens": llama_guard.MAX_TOKENS,
+                                                 "messages": messages or [{"role": "user", "content": ""}]})
 
 
 def _request(model_id: str, text: str, instructions: str, schema: dict[str, Any]) -> ChatCompletionRequest:
@@ -113,14 +132,19 @@ def _request(model_id: str, text: str, instructions: str, schema: dict[str, Any]
                                                                    "strict": True}}})
 
 
-def _transcript(messages: list[dict[str, Any]], index: int) -> str:
-    """A conversation as text, one `role: content` line per message."""
-    lines = []
+def _conversation(messages: list[Any], index: int) -> list[dict[str, str]]:
+    """A conversation's messages as role and text, each checked."""
+    out = []
     for j, message in enumerate(messages):
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
             content = " ".join(c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text")
         if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(content, str):
             raise InvalidRequest(f"input[{index}][{j}] must be a message with a role and text content", param="input")
-        lines.append(f"{message['role']}: {content}")
-    return "\n".join(lines)
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def _transcript(messages: list[dict[str, str]]) -> str:
+    """A conversation as text, one `role: content` line per message."""
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
