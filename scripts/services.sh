@@ -18,6 +18,30 @@ else
     echo "==> PostgreSQL is not installed: its tests will be skipped"
 fi
 
+# pgvector, for the PostgreSQL path of document libraries: built from third_party/pgvector
+# when the running server lacks the extension (root installs its build headers with apt).
+if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+    sql() { psql -h 127.0.0.1 -U postgres -d test -tAc "$1" 2>/dev/null; }
+    if [ "$(sql "select 1 from pg_available_extensions where name = 'vector'")" != "1" ]; then
+        major=$(sql "show server_version_num" | cut -c1-2)
+        config=/usr/lib/postgresql/$major/bin/pg_config
+        if [ ! -x "$config" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "==> installing postgresql-server-dev-$major (to build pgvector)"
+            apt-get install -y -q "postgresql-server-dev-$major" >/dev/null 2>&1 \
+                || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "postgresql-server-dev-$major" >/dev/null 2>&1; }
+        fi
+        root=$(cd "$(dirname "$0")/.." && pwd)/third_party/pgvector
+        if [ -x "$config" ]; then
+            echo "==> building pgvector into PostgreSQL $major"
+            { make -s -C "$root" PG_CONFIG="$config" OPTFLAGS="" -j2 && make -s -C "$root" PG_CONFIG="$config" \
+                OPTFLAGS="" install; } >/dev/null 2>&1 || echo "==> pgvector did not build: its tests will fail or skip"
+            make -s -C "$root" PG_CONFIG="$config" clean >/dev/null 2>&1
+        else
+            echo "==> pgvector cannot be built here (no pg_config for PostgreSQL $major): its tests will skip"
+        fi
+    fi
+fi
+
 if command -v redis-server >/dev/null 2>&1; then
     if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
         echo "==> starting Redis"

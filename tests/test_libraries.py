@@ -340,6 +340,7 @@ def pg_server(tmp_path_factory):
 
 
 def test_on_postgresql_a_document_is_searched_and_an_oversized_one_refused(pg_server):
+    assert "document libraries search with pgvector" in pg_server.log()  # services.sh builds it
     client = Mistral(api_key=pg_server.key, server_url=pg_server.url)
     library, agent = _library_agent(client, "postgres")
     answer = client.beta.conversations.start(agent_id=agent.id, inputs="Which village is near the pass?")

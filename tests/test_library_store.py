@@ -3,14 +3,17 @@ those shared with it, by role), documents claimed by one processor at a time und
 taken over once it lapses, chunks stored with their usage record once, expiry; and the
 text extraction and chunking that processing uses."""
 
+import os
 import uuid
 from datetime import timedelta
 
+import numpy as np
 import pytest
+from sqlalchemy import text
 
 from alize.errors import InvalidRequest
 from alize.services.document_text import UnreadableDocument, extract, kind_of, split
-from alize.store import accounts
+from alize.store import accounts, vectors
 from alize.store import libraries as store
 from alize.store.accounts import NewKey, utcnow
 from alize.store.libraries import Denied, Missing
@@ -124,3 +127,37 @@ def test_text_is_extracted_from_each_format_and_split_into_chunks():
     long = "A sentence that goes on. " * 100
     assert all(len(c) <= 300 for c in split(long, 300)) and split(long, 300)[0].endswith("on.")
     assert split("x" * 1000, 256) == ["x" * 256] * 3 + ["x" * 232]
+
+
+def test_pgvector_finds_the_nearest_chunks_and_fills_in_older_ones(db, keys, db_url):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("pgvector is PostgreSQL's")
+    need_pgvector(db)
+    a, _ = keys
+    now = utcnow()
+    library = store.create(db, a.workspace.id, str(uuid.uuid4()), "V", None, None, now)
+    document_id = add_document(db, a, library.id)
+    lease = now + timedelta(minutes=10)
+    assert store.claim(db, "a", now, lease).id == document_id
+    unit = np.eye(3, dtype="<f4")
+    chunks = [(f"axis {i}", unit[i].tobytes()) for i in range(3)]
+    usage = Usage("doc-" + document_id, now, a.workspace.id, a.id, "mistral-embed", "libraries", 200, 3, 0)
+    assert store.finish(db, document_id, lease, "text", None, chunks, usage)  # stored before pgvector is on
+
+    assert vectors.enable(db)  # creates the extension and the column, fills in the three chunks
+    query = np.array([0.1, 0.9, 0.3], dtype=np.float32)
+    found = vectors.nearest(db, [library.id], query / np.linalg.norm(query), 2)
+    assert [c.text for c, _ in found] == ["axis 1", "axis 2"]
+    assert found[0][1] == pytest.approx(0.9 / np.linalg.norm(query), abs=1e-5)
+    assert vectors.nearest(db, [], query, 2) == []
+    assert vectors.enable(db)  # a second start: nothing to do
+
+
+def need_pgvector(db) -> None:
+    with db.engine.connect() as conn:
+        available = conn.execute(text("select 1 from pg_available_extensions where name = 'vector'")).first()
+    if available is None:
+        message = "pgvector is not installed in the local PostgreSQL (scripts/services.sh builds it)"
+        if os.environ.get("ALIZE_REQUIRE_SERVICES") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)

@@ -19,6 +19,7 @@ from alize.services.document_text import DEFAULT_CHUNK, UnreadableDocument, extr
 from alize.services.metering import Call, Meter
 from alize.services.models import ModelHub
 from alize.store import libraries as store
+from alize.store import vectors
 from alize.store.accounts import AccountError, get_key
 from alize.store.blobs import BlobStore
 from alize.store.db import Database
@@ -33,8 +34,10 @@ SWEEP_S = 60.0
 
 
 class DocumentWorker:
-    def __init__(self, db: Database, blobs: BlobStore, hub: ModelHub, meter: Meter, model_id: str, holder: str):
+    def __init__(self, db: Database, blobs: BlobStore, hub: ModelHub, meter: Meter, model_id: str, holder: str,
+                 pgvector: bool = False):
         self.db = db
+        self.pgvector = pgvector  # the chunks' embedding column too (store/vectors.py)
         self.holder = holder  # this server, as the batch worker names it: restarted, it resumes its own
         self.blobs = blobs
         self.hub = hub
@@ -78,6 +81,10 @@ class DocumentWorker:
         except asyncio.CancelledError:  # the server stops: the document is given back for the next one at once
             await asyncio.to_thread(store.release, self.db, self.holder)
             raise
+        except Exception as exc:  # not the document's fault, but retrying it would fail the same way
+            log.exception("processing document %s failed", document.id)
+            await self._status(document, now + LEASE, "error", f"processing failed ({type(exc).__name__}); "
+                               "reprocess it once the server's log says why")
         return True
 
     async def process(self, document: DocumentRecord, lease: datetime) -> None:
@@ -102,15 +109,16 @@ class DocumentWorker:
             await self._status(document, lease, "error", str(exc))
             return
         try:
-            vectors = [await asyncio.wrap_future(embedder.submit(tokens[i:i + SLICE]))
-                       for i in range(0, len(tokens), SLICE)]
+            embedded = [await asyncio.wrap_future(embedder.submit(tokens[i:i + SLICE]))
+                        for i in range(0, len(tokens), SLICE)]
         except BaseException:
             await call.abandon()
             raise
-        rows = np.concatenate(vectors) if vectors else np.zeros((0, 1), dtype=np.float32)
+        rows = np.concatenate(embedded) if embedded else np.zeros((0, 1), dtype=np.float32)
         pairs = [(chunk, row.astype("<f4").tobytes()) for chunk, row in zip(chunks, rows, strict=True)]
+        also = vectors.fill if self.pgvector else None
         stored = await call.record_with(200, lambda usage: store.finish(self.db, document.id, lease, text, pages,
-                                                                        pairs, usage))
+                                                                        pairs, usage, also))
         log.info("document %s: %d chunks, %d tokens%s", document.id, len(pairs), call.prompt_tokens,
                  "" if stored else " (dropped: its lease had lapsed)")
 

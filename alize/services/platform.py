@@ -36,6 +36,7 @@ from alize.services.retrieval import Retriever
 from alize.services.telemetry import Telemetry, backend_metrics, budget_metrics, engine_metrics
 from alize.services.tracing import Tracing
 from alize.services.upstream_text import UpstreamText
+from alize.store import vectors
 from alize.store.accounts import KeyInfo
 from alize.store.blobs import DirectoryBlobStore
 from alize.store.counters import Counters, MemoryCounters
@@ -99,9 +100,11 @@ class Platform:
                              price_factor=1 - settings.batch_discount,
                              cache_scope=lambda key_id: cache_scope(settings, key_id))
         documents = DirectoryBlobStore(settings.data_dir / "documents")
+        pgvector = vectors.enable(db)
+        log.info("document libraries search with %s", "pgvector" if pgvector else "numpy (portable)")
         document_worker = DocumentWorker(db, documents, hub, meter, settings.library_embedding_model,
-                                         settings.resolved_worker_id)
-        retriever = Retriever(db, hub, settings.library_embedding_model)
+                                         settings.resolved_worker_id, pgvector)
+        retriever = Retriever(db, hub, settings.library_embedding_model, pgvector)
         return cls(settings, db, hub, AuthService(db), chat, fim, CompletionService(hub, upstream_text), embeddings,
                    counters, meter, AccountService(db), ReportService(db), files,
                    BatchService(db, hub, files, on_change=worker.wake), worker,

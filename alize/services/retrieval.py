@@ -6,6 +6,7 @@ search is cheap (docs/api.md, Libraries).
 
 Vectors live in the database as float32 bytes and are scored here with numpy: portable
 (SQLite and PostgreSQL alike) and fast enough for libraries of tens of thousands of chunks.
+Where PostgreSQL has pgvector, the database finds the nearest chunks (store/vectors.py).
 The query's embedding is metered as a `libraries` request of the caller's key."""
 
 import asyncio
@@ -18,6 +19,7 @@ import numpy as np
 from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.store import libraries as store
+from alize.store import vectors
 from alize.store.db import Database
 from alize.store.libraries import ChunkHit
 
@@ -84,16 +86,34 @@ def grounded(messages: list[dict[str, Any]], retrieval: Retrieval) -> list[dict[
 
 
 class Retriever:
-    def __init__(self, db: Database, hub: ModelHub, model_id: str):
+    def __init__(self, db: Database, hub: ModelHub, model_id: str, pgvector: bool = False):
         self.db = db
         self.hub = hub
         self.model_id = model_id
+        self.pgvector = pgvector  # the database finds the nearest chunks (store/vectors.py)
 
     async def search(self, call: Call, libraries: list[str], query: str, k: int = TOP_K) -> Retrieval:
         assert call.key is not None
-        chunks = await asyncio.to_thread(store.chunks, self.db, call.key.workspace.id, libraries)
-        if not chunks:
+        libraries = await asyncio.to_thread(store.seen, self.db, call.key.workspace.id, libraries)
+        if not libraries:
             return Retrieval(query, [])
+        vector = await self._embed(call, query)
+        if self.pgvector:
+            found = await asyncio.to_thread(vectors.nearest, self.db, libraries, vector, k)
+            hits = [Hit(chunk, score) for chunk, score in found]
+        else:
+            chunks = await asyncio.to_thread(store.chunks, self.db, call.key.workspace.id, libraries)
+            if not chunks:
+                return Retrieval(query, [])
+            matrix = np.frombuffer(b"".join(c.vector for c in chunks), dtype="<f4").reshape(len(chunks), -1)
+            scores = matrix @ vector
+            hits = [Hit(chunks[i], float(scores[i])) for i in np.argsort(-scores, kind="stable")[:k]]
+        floor = hits[0].score * RELATIVE if hits else 0.0
+        return Retrieval(query, [h for h in hits if h.score >= floor])
+
+    async def _embed(self, call: Call, query: str) -> np.ndarray:
+        """The query's unit vector, metered as a `libraries` request of the caller's key."""
+        assert call.key is not None
         entry, embedder = self.hub.embedder(self.model_id)
         # the query's last tokens, where it is longer than the embedding model takes
         tokens = (await asyncio.to_thread(embedder.tokenize, query))[-embedder.max_tokens:]
@@ -105,8 +125,4 @@ class Retriever:
             await lookup.abandon()
             raise
         await lookup.succeed()
-        matrix = np.frombuffer(b"".join(c.vector for c in chunks), dtype="<f4").reshape(len(chunks), -1)
-        scores = matrix @ vector.astype(np.float32)
-        best = np.argsort(-scores, kind="stable")[:k]
-        floor = float(scores[best[0]]) * RELATIVE
-        return Retrieval(query, [Hit(chunks[i], float(scores[i])) for i in best if scores[i] >= floor])
+        return np.asarray(vector, dtype=np.float32)

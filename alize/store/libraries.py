@@ -4,11 +4,13 @@ workspace it does not exist. Documents are processed by whichever server claims 
 first: a claim is a lease, so a document whose server died is taken up again."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from alize.store import usage as usage_store
@@ -314,10 +316,11 @@ def release(db: Database, holder: str) -> int:
 
 
 def finish(db: Database, document_id: str, lease_until: datetime, text: str, pages: int | None,
-           chunks: list[tuple[str, bytes]], usage: usage_store.Usage) -> bool:
+           chunks: list[tuple[str, bytes]], usage: usage_store.Usage,
+           also: Callable[[Connection, str, list[bytes]], None] | None = None) -> bool:
     """Stores a processed document's text and chunks in place of any earlier ones, with the
     usage record of embedding them (one transaction), if this server still holds its lease;
-    says whether it did."""
+    says whether it did. `also` writes more of the chunks in the same transaction (pgvector)."""
     with db.session() as session, session.begin():
         row = session.get(LibraryDocument, document_id, with_for_update=True)
         if row is None or row.status != "in_progress" or aware(row.lease_until) != lease_until:
@@ -328,6 +331,8 @@ def finish(db: Database, document_id: str, lease_until: datetime, text: str, pag
         row.status, row.error, row.text, row.pages = "done", None, text, pages
         row.tokens, row.processed_at, row.lease_until = usage.prompt_tokens, datetime.now(UTC), None
         session.flush()
+        if also is not None:
+            also(session.connection(), document_id, [vector for _, vector in chunks])
         usage_store.record_in(db, session.connection(), usage)
         return True
 
@@ -362,18 +367,25 @@ def chunk_size(db: Database, library_id: str) -> int | None:
         return session.scalar(select(Library.chunk_size).where(Library.id == library_id))
 
 
-def chunks(db: Database, workspace_id: str, library_ids: list[str]) -> list[ChunkHit]:
-    """Every chunk of the libraries the workspace sees among `library_ids` (others are
-    skipped: one deleted or unshared since an agent named it)."""
+def seen(db: Database, workspace_id: str, library_ids: list[str]) -> list[str]:
+    """Those of `library_ids` the workspace sees (others are skipped: one deleted or
+    unshared since an agent named it)."""
     with db.session() as session:
-        seen = []
+        out = []
         for library_id in library_ids:
             try:
-                seen.append(_library(session, workspace_id, library_id)[0].id)
+                out.append(_library(session, workspace_id, library_id)[0].id)
             except Missing:
                 continue
+        return out
+
+
+def chunks(db: Database, workspace_id: str, library_ids: list[str]) -> list[ChunkHit]:
+    """Every chunk of the libraries the workspace sees among `library_ids`."""
+    visible_ids = seen(db, workspace_id, library_ids)
+    with db.session() as session:
         rows = session.execute(select(LibraryChunk.document_id, LibraryDocument.name, LibraryChunk.position,
                                       LibraryChunk.text, LibraryChunk.vector)
                                .join(LibraryDocument, LibraryDocument.id == LibraryChunk.document_id)
-                               .where(LibraryChunk.library_id.in_(seen)))
+                               .where(LibraryChunk.library_id.in_(visible_ids)))
         return [ChunkHit(*r) for r in rows]
