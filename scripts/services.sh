@@ -25,13 +25,14 @@ if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     if [ "$(sql "select 1 from pg_available_extensions where name = 'vector'")" != "1" ]; then
         major=$(sql "show server_version_num" | cut -c1-2)
         config=/usr/lib/postgresql/$major/bin/pg_config
-        if [ ! -x "$config" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        has_headers() { [ -x "$config" ] && [ -f "$("$config" --includedir-server 2>/dev/null)/postgres.h" ]; }
+        if ! has_headers && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             echo "==> installing postgresql-server-dev-$major (to build pgvector)"
             apt-get install -y -q "postgresql-server-dev-$major" >/dev/null 2>&1 \
                 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "postgresql-server-dev-$major" >/dev/null 2>&1; }
         fi
         root=$(cd "$(dirname "$0")/.." && pwd)/third_party/pgvector
-        if [ -x "$config" ]; then
+        if has_headers; then
             echo "==> building pgvector into PostgreSQL $major"
             { make -s -C "$root" PG_CONFIG="$config" OPTFLAGS="" -j2 && make -s -C "$root" PG_CONFIG="$config" \
                 OPTFLAGS="" install; } >/dev/null 2>&1 || echo "==> pgvector did not build: its tests will fail or skip"
