@@ -16,9 +16,11 @@ from alize.services.document_text import UnreadableDocument, extract, kind_of, s
 from alize.store import accounts, vectors
 from alize.store import libraries as store
 from alize.store.accounts import NewKey, utcnow
+from alize.store.db import Database
 from alize.store.libraries import Denied, Missing
 from alize.store.tables import LibraryDocument
 from alize.store.usage import Usage
+from tests.databases import postgres_database
 from tests.platform_helpers import usage_rows
 from tests.test_libraries import PASS, SOUP, pdf
 
@@ -129,11 +131,20 @@ def test_text_is_extracted_from_each_format_and_split_into_chunks():
     assert split("x" * 1000, 256) == ["x" * 256] * 3 + ["x" * 232]
 
 
-def test_pgvector_finds_the_nearest_chunks_and_fills_in_older_ones(db, keys, db_url):
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("pgvector is PostgreSQL's")
+@pytest.fixture
+def pg(tmp_path):
+    """A migrated store on PostgreSQL only (pgvector is PostgreSQL's)."""
+    with postgres_database() as url:
+        database = Database(url)
+        database.migrate()
+        yield database
+        database.close()
+
+
+def test_pgvector_finds_the_nearest_chunks_and_fills_in_older_ones(pg):
+    db = pg
     need_pgvector(db)
-    a, _ = keys
+    a, _ = accounts.create_key(db, NewKey("v"))
     now = utcnow()
     library = store.create(db, a.workspace.id, str(uuid.uuid4()), "V", None, None, now)
     document_id = add_document(db, a, library.id)
