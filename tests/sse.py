@@ -30,3 +30,31 @@ def stream_chat(client: httpx.Client, path: str, body: dict[str, Any]) -> tuple[
             return response, [], False
         chunks, is_done = read_events(response)
     return response, chunks, is_done
+
+
+# The named events of the Conversations API and the spec schema each must validate against.
+CONVERSATION_EVENTS = {
+    "conversation.response.started": "ResponseStartedEvent", "conversation.response.done": "ResponseDoneEvent",
+    "conversation.response.error": "ResponseErrorEvent", "message.output.delta": "MessageOutputEvent",
+    "function.call.delta": "FunctionCallEvent", "tool.execution.started": "ToolExecutionStartedEvent",
+    "tool.execution.done": "ToolExecutionDoneEvent", "agent.handoff.started": "AgentHandoffStartedEvent",
+    "agent.handoff.done": "AgentHandoffDoneEvent"}
+
+
+def conversation_events(client: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A streamed conversation turn's events (POST /v1/conversations), each checked: its
+    `event:` name is its data's type, and the data validates against the spec."""
+    from tests.spec import assert_valid
+
+    events, name = [], None
+    with client.stream("POST", "/v1/conversations", json={**body, "stream": True}) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                assert name is not None and data["type"] == name
+                assert_valid(data, CONVERSATION_EVENTS[name])
+                events.append(data)
+    return events

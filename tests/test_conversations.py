@@ -14,14 +14,12 @@ from pydantic import BaseModel
 
 from tests.platform_helpers import create_key, sqlite_url, usage_rows
 from tests.spec import assert_valid
+from tests.sse import conversation_events
 
 ARGS = {"temperature": 0, "max_tokens": 10}
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The temperature in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-EVENTS = {"conversation.response.started": "ResponseStartedEvent", "message.output.delta": "MessageOutputEvent",
-          "function.call.delta": "FunctionCallEvent", "conversation.response.done": "ResponseDoneEvent",
-          "conversation.response.error": "ResponseErrorEvent"}
 
 
 @pytest.fixture
@@ -139,19 +137,9 @@ def test_run_async_with_a_local_function_and_an_output_format(client):
 
 
 def test_streamed_turns_send_the_spec_events_and_store_the_answer(client, server):
-    with server.client() as http, http.stream("POST", "/v1/conversations", json={
-            "model": "mistral-small-latest", "inputs": "Count to three.", "completion_args": ARGS,
-            "stream": True}) as r:
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        events, name = [], None
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-                assert data["type"] == name
-                assert_valid(data, EVENTS[name])
-                events.append(data)
+    with server.client() as http:
+        events = conversation_events(http, {"model": "mistral-small-latest", "inputs": "Count to three.",
+                                            "completion_args": ARGS})
     kinds = [e["type"] for e in events]
     assert kinds[0] == "conversation.response.started" and kinds[-1] == "conversation.response.done"
     assert set(kinds[1:-1]) == {"message.output.delta"}
@@ -225,10 +213,6 @@ def test_restarting_from_an_entry_that_is_not_there_is_a_404(client, server):
     assert r.status_code == 404 and r.json()["param"] == "from_entry_id"
 
 
-HANDOFF_EVENTS = {**EVENTS, "agent.handoff.started": "AgentHandoffStartedEvent",
-                  "agent.handoff.done": "AgentHandoffDoneEvent"}
-
-
 def _handoff_pair(client, name: str):
     """A triage agent whose model must call a tool, its only one being the handoff, and the
     expert it hands to."""
@@ -258,16 +242,8 @@ def test_a_handoff_runs_the_next_agent_on_the_server(client, server):
     assert [e.type for e in history] == ["message.input", "agent.handoff", "message.output"]
     assert client.beta.conversations.get(conversation_id=answer["conversation_id"]).agent_id == triage.id
 
-    with server.client() as http, http.stream("POST", "/v1/conversations", json={
-            "agent_id": triage.id, "inputs": "And the Matterhorn?", "stream": True}) as r:
-        events, name = [], None
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-                assert_valid(data, HANDOFF_EVENTS[name])
-                events.append(data)
+    with server.client() as http:
+        events = conversation_events(http, {"agent_id": triage.id, "inputs": "And the Matterhorn?"})
     kinds = [e["type"] for e in events]
     assert kinds[:3] == ["conversation.response.started", "agent.handoff.started", "agent.handoff.done"]
     assert events[2]["next_agent_id"] == expert.id and kinds[-1] == "conversation.response.done"

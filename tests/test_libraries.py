@@ -23,6 +23,7 @@ from tests.databases import postgres_database
 from tests.platform_helpers import create_key, sqlite_url, usage_rows
 from tests.server import start_server
 from tests.spec import assert_valid
+from tests.sse import conversation_events
 
 ARGS = {"temperature": 0, "max_tokens": 8}
 PASS = ("# The Zephyr pass\n\nThe Zephyr pass crosses the northern range at 2,417 metres. It is closed from "
@@ -30,9 +31,6 @@ PASS = ("# The Zephyr pass\n\nThe Zephyr pass crosses the northern range at 2,41
 SOUP = ("<html><head><title>Recipes</title><style>p {color: red}</style></head><body><h1>Onion soup</h1>"
         "<p>Slice four onions and cook them slowly in butter for forty minutes.</p><script>alert(1)</script>"
         "<p>Add stock, simmer, and serve with toasted bread and grated cheese.</p></body></html>")
-EVENTS = {"conversation.response.started": "ResponseStartedEvent", "message.output.delta": "MessageOutputEvent",
-          "tool.execution.started": "ToolExecutionStartedEvent", "tool.execution.done": "ToolExecutionDoneEvent",
-          "conversation.response.done": "ResponseDoneEvent"}
 
 
 def pdf(text: str) -> bytes:
@@ -204,18 +202,8 @@ def test_an_agent_answers_from_its_library_with_references(client, server):
 
 def test_a_streamed_turn_announces_the_search_and_ends_with_references(client, server):
     library, agent = _library_agent(client, "streamer")
-    with server.client() as http, http.stream("POST", "/v1/conversations", json={
-            "agent_id": agent.id, "inputs": "Tell me about the Zephyr pass.", "stream": True}) as r:
-        assert r.status_code == 200
-        events, name = [], None
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-                assert data["type"] == name
-                assert_valid(data, EVENTS[name])
-                events.append(data)
+    with server.client() as http:
+        events = conversation_events(http, {"agent_id": agent.id, "inputs": "Tell me about the Zephyr pass."})
     kinds = [e["type"] for e in events]
     assert kinds[:3] == ["conversation.response.started", "tool.execution.started", "tool.execution.done"]
     assert kinds[-1] == "conversation.response.done" and set(kinds[3:-1]) == {"message.output.delta"}
