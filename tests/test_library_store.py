@@ -101,7 +101,12 @@ def test_a_document_is_processed_by_one_server_at_a_time_and_billed_once(db, key
     assert store.claim(db, "b", later + timedelta(seconds=1), second_lease).id == newer
 
     store.change_document(db, a.workspace.id, library.id, older, {"expires_at": now - timedelta(seconds=1)})
-    assert store.expired(db, now) == [older]
+    with pytest.raises(Missing):  # gone for readers at once
+        store.document(db, a.workspace.id, library.id, older)
+    assert store.documents(db, a.workspace.id, library.id, None, 0, 10, "created_at", True)[1] == 1
+    assert store.get(db, a.workspace.id, library.id).documents == 1
+    assert store.chunks(db, a.workspace.id, [library.id]) == []
+    assert store.expired(db, now) == [older]  # and deleted by the sweep
     assert store.chunks(db, a.workspace.id, [library.id]) == []
 
 

@@ -101,7 +101,7 @@ def _library(session: Session, workspace_id: str, library_id: str, need: tuple[s
 
 def _record(session: Session, row: Library, role: str) -> LibraryRecord:
     count, size = session.execute(select(func.count(), func.coalesce(func.sum(LibraryDocument.size), 0))
-                                  .where(LibraryDocument.library_id == row.id)).one()
+                                  .where(LibraryDocument.library_id == row.id, _current())).one()
     return LibraryRecord(row.id, row.workspace_id, row.name, row.description, row.chunk_size,
                          aware(row.created_at) or row.created_at, aware(row.updated_at) or row.updated_at, role,
                          int(count), int(size))
@@ -205,9 +205,20 @@ def _document_row(session: Session, workspace_id: str, library_id: str, document
                   need: tuple[str, ...] = ()) -> LibraryDocument:
     _library(session, workspace_id, library_id, need)
     row = session.get(LibraryDocument, document_id)
-    if row is None or row.library_id != library_id:
+    if row is None or row.library_id != library_id or _expired(row):
         raise Missing(f"No document with id {document_id} in library {library_id}")
     return row
+
+
+def _expired(row: LibraryDocument) -> bool:
+    """Past its expiry date: gone for readers at once, deleted by the next sweep (expired())."""
+    expires_at = aware(row.expires_at)
+    return expires_at is not None and expires_at <= datetime.now(UTC)
+
+
+def _current() -> Any:
+    """Documents not past their expiry date, as a condition."""
+    return or_(LibraryDocument.expires_at.is_(None), LibraryDocument.expires_at > datetime.now(UTC))
 
 
 def document(db: Database, workspace_id: str, library_id: str, document_id: str) -> DocumentRecord:
@@ -225,7 +236,7 @@ SORTS = {"created_at": LibraryDocument.created_at, "name": LibraryDocument.name,
 
 def documents(db: Database, workspace_id: str, library_id: str, search: str | None, page: int, page_size: int,
               sort_by: str, descending: bool) -> tuple[list[DocumentRecord], int]:
-    where = [LibraryDocument.library_id == library_id]
+    where = [LibraryDocument.library_id == library_id, _current()]
     if search:
         where.append(func.lower(LibraryDocument.name).contains(search.lower(), autoescape=True))
     column = SORTS[sort_by]
@@ -387,5 +398,5 @@ def chunks(db: Database, workspace_id: str, library_ids: list[str]) -> list[Chun
         rows = session.execute(select(LibraryChunk.document_id, LibraryDocument.name, LibraryChunk.position,
                                       LibraryChunk.text, LibraryChunk.vector)
                                .join(LibraryDocument, LibraryDocument.id == LibraryChunk.document_id)
-                               .where(LibraryChunk.library_id.in_(visible_ids)))
+                               .where(LibraryChunk.library_id.in_(visible_ids), _current()))
         return [ChunkHit(*r) for r in rows]

@@ -69,6 +69,7 @@ def nearest(db: Database, library_ids: list[str], query: np.ndarray, k: int) -> 
                      "1 - (c.embedding <=> cast(:q as vector)) as score "
                      "from library_chunks c join library_documents d on d.id = c.document_id "
                      "where c.library_id in :ids and c.embedding is not null "
+                     "and (d.expires_at is null or d.expires_at > now()) "
                      "order by c.embedding <=> cast(:q as vector) limit :k"
                      ).bindparams(bindparam("ids", expanding=True))
     with db.engine.connect() as conn:
