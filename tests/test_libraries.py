@@ -91,6 +91,8 @@ def test_a_library_is_created_listed_paged_changed_and_deleted(client, server):
         assert http.get("/v1/libraries", params={"page_token": "nonsense"}).status_code == 400
     listed = [lib["id"] for lib in first["data"] + second["data"]]
     assert listed == [lib.id for lib in reversed(made)]
+    sdk_page = client.beta.libraries.list(search="shelf", page_size=2)
+    assert [lib.id for lib in sdk_page.data] == listed[:2] and sdk_page.next_page_token
 
     changed = client.beta.libraries.update(library_id=made[0].id, name="renamed shelf")
     assert changed.name == "renamed shelf" and changed.description == "books"
