@@ -7,7 +7,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from alize.store import accounts, usage
+from alize.store import accounts, inflight, usage
 from alize.store.accounts import Limits, NewKey
 from alize.store.db import Database, alembic_config, migrate
 from tests.databases import postgres_database
@@ -129,3 +129,20 @@ def test_migrations_fresh_and_upgrade_from_first(kind, tmp_path):
     else:
         with postgres_database() as a, postgres_database() as b:
             check(a, b)
+
+
+def test_stream_progress_is_held_updated_and_reclaimed_once(db):
+    key, _ = accounts.create_key(db, NewKey("streams"))
+    now = datetime.now(UTC)
+
+    def progress(request_id: str, tokens: int) -> usage.Usage:
+        return usage.Usage(request_id, now, key.workspace.id, key.id, "mistral-tiny", "chat.completions", 499, 5,
+                           tokens)
+
+    inflight.hold(db, "a", now + timedelta(seconds=10), [progress("s1", 3), progress("s2", 4)])
+    inflight.hold(db, "a", now + timedelta(seconds=10), [progress("s1", 7)])  # s1 goes on; s2 only renewed
+    assert inflight.count(db) == 2
+    assert inflight.reclaim(db, now, 499) == []  # the lease holds
+    reclaimed = inflight.reclaim(db, now + timedelta(seconds=11), 499)  # server a died
+    assert sorted((u.id, u.completion_tokens) for u in reclaimed) == [("s1", 7), ("s2", 4)]
+    assert inflight.reclaim(db, now + timedelta(seconds=11), 499) == [] and inflight.count(db) == 0
