@@ -35,13 +35,13 @@ def _time(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat(timespec="microseconds")
 
 
-def library_out(record: LibraryRecord, shared_with: int | None = None) -> dict[str, Any]:
+def library_out(record: LibraryRecord) -> dict[str, Any]:
     return {"id": record.id, "name": record.name, "description": record.description,
             "created_at": _time(record.created_at), "updated_at": _time(record.updated_at),
             "owner_id": record.workspace_id, "owner_type": "Workspace", "total_size": record.total_size,
             "nb_documents": record.documents, "chunk_size": record.chunk_size, "emoji": None,
             "generated_description": None, "generated_name": None, "explicit_user_members_count": None,
-            "explicit_workspace_members_count": shared_with, "org_sharing_role": None}
+            "explicit_workspace_members_count": record.shared_with, "org_sharing_role": None}
 
 
 def document_out(record: DocumentRecord) -> dict[str, Any]:
@@ -82,14 +82,10 @@ class LibraryService:
             raise InvalidRequest("a library needs a name", param="name")
         record = store.create(self.db, key.workspace.id, str(uuid.uuid4()), name, description, chunk_size,
                               datetime.now(UTC))
-        return library_out(record, 0)
+        return library_out(record)
 
     def get(self, key: KeyInfo, library_id: str) -> dict[str, Any]:
-        record = _translated(lambda: store.get(self.db, key.workspace.id, library_id))
-        return library_out(record, self._shared(key, record))
-
-    def _shared(self, key: KeyInfo, record: LibraryRecord) -> int:
-        return len(store.shares(self.db, key.workspace.id, record.id)) - 1
+        return library_out(_translated(lambda: store.get(self.db, key.workspace.id, library_id)))
 
     def list(self, key: KeyInfo, page_size: int, page_token: str | None, page: int | None,
              search: str | None) -> dict[str, Any]:
@@ -97,7 +93,7 @@ class LibraryService:
         offset = _offset(page_token) if page_token else (page or 0) * page_size
         records, total = store.visible(self.db, key.workspace.id, search, offset, page_size)
         more = offset + len(records) < total
-        out: dict[str, Any] = {"data": [library_out(r, self._shared(key, r)) for r in records],
+        out: dict[str, Any] = {"data": [library_out(r) for r in records],
                                "next_page_token": _token(offset + len(records)) if more else None}
         if page_token is None and page is not None:
             out["pagination"] = _pagination(total, page, page_size)
@@ -107,14 +103,14 @@ class LibraryService:
         if "name" in fields and not (fields["name"] or "").strip():
             raise InvalidRequest("a library needs a name", param="name")
         record = _translated(lambda: store.change(self.db, key.workspace.id, library_id, fields, datetime.now(UTC)))
-        return library_out(record, self._shared(key, record))
+        return library_out(record)
 
     async def delete(self, key: KeyInfo, library_id: str) -> dict[str, Any]:
         record, documents = await asyncio.to_thread(
             _translated, lambda: store.remove(self.db, key.workspace.id, library_id))
         for document_id in documents:
             await asyncio.to_thread(self.blobs.delete, document_id)
-        return library_out(record, 0)
+        return library_out(record)
 
     # -- sharing ---------------------------------------------------------------------------
     def shares(self, key: KeyInfo, library_id: str) -> dict[str, Any]:
@@ -183,8 +179,7 @@ class LibraryService:
         return {"document_id": record.id, "process_status": record.status, "processing_status": record.status}
 
     def text(self, key: KeyInfo, library_id: str, document_id: str) -> dict[str, Any]:
-        record = self._document(key, library_id, document_id)
-        text = _translated(lambda: store.text(self.db, key.workspace.id, library_id, document_id))
+        record, text = _translated(lambda: store.text(self.db, key.workspace.id, library_id, document_id))
         if text is None:
             detail = f": {record.error}" if record.error else ""
             raise InvalidRequest(f"Document {document_id} has no text yet (process_status {record.status}{detail})",

@@ -23,6 +23,7 @@ from alize.services.backend import collect
 from alize.services.chat import ChatService
 from alize.services.generation import LocalGeneration
 from alize.services.metering import Call
+from alize.services.prompts import content_text
 
 CATEGORIES = {
     "sexual": "sexually explicit content",
@@ -137,11 +138,10 @@ def _conversation(messages: list[Any], index: int) -> list[dict[str, str]]:
     out = []
     for j, message in enumerate(messages):
         content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            content = " ".join(c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text")
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(content, str):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(
+                content, str | list):
             raise InvalidRequest(f"input[{index}][{j}] must be a message with a role and text content", param="input")
-        out.append({"role": message["role"], "content": content})
+        out.append({"role": message["role"], "content": content_text(content, f"input[{index}][{j}]", param="input")})
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from alize.services.metering import Call
 from alize.services.models import ModelHub
+from alize.services.prompts import content_text
 from alize.store import libraries as store
 from alize.store import vectors
 from alize.store.db import Database
@@ -74,10 +75,7 @@ def last_user_text(messages: list[dict[str, Any]]) -> str | None:
     """The text of the last message, if it is the user's (else nothing to look up)."""
     if not messages or messages[-1].get("role") != "user":
         return None
-    content = messages[-1].get("content")
-    if isinstance(content, list):
-        content = " ".join(c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text")
-    return (content.strip() or None) if isinstance(content, str) else None
+    return content_text(messages[-1].get("content"), "the last message").strip() or None
 
 
 def grounded(messages: list[dict[str, Any]], retrieval: Retrieval) -> list[dict[str, Any]]:

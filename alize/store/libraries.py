@@ -42,6 +42,7 @@ class LibraryRecord:
     role: str  # the asking workspace's
     documents: int
     total_size: int
+    shared_with: int  # how many other workspaces see it
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,10 @@ def _library(session: Session, workspace_id: str, library_id: str, need: tuple[s
 def _record(session: Session, row: Library, role: str) -> LibraryRecord:
     count, size = session.execute(select(func.count(), func.coalesce(func.sum(LibraryDocument.size), 0))
                                   .where(LibraryDocument.library_id == row.id, _current())).one()
+    shared = session.scalar(select(func.count()).select_from(LibraryShare).where(LibraryShare.library_id == row.id))
     return LibraryRecord(row.id, row.workspace_id, row.name, row.description, row.chunk_size,
                          aware(row.created_at) or row.created_at, aware(row.updated_at) or row.updated_at, role,
-                         int(count), int(size))
+                         int(count), int(size), int(shared or 0))
 
 
 def _document(row: LibraryDocument) -> DocumentRecord:
@@ -226,9 +228,11 @@ def document(db: Database, workspace_id: str, library_id: str, document_id: str)
         return _document(_document_row(session, workspace_id, library_id, document_id))
 
 
-def text(db: Database, workspace_id: str, library_id: str, document_id: str) -> str | None:
+def text(db: Database, workspace_id: str, library_id: str, document_id: str) -> tuple[DocumentRecord, str | None]:
+    """The document and its extracted text (None until processed)."""
     with db.session() as session:
-        return _document_row(session, workspace_id, library_id, document_id).text
+        row = _document_row(session, workspace_id, library_id, document_id)
+        return _document(row), row.text
 
 
 SORTS = {"created_at": LibraryDocument.created_at, "name": LibraryDocument.name, "size": LibraryDocument.size}
