@@ -87,3 +87,44 @@ def test_leaving_early_aborts_the_unfinished_and_frees_capacity():
         assert engine.num_inflight == 0
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_mailbox_delivers_in_order_and_wakes_the_loop_once_for_what_waits(loop_kind):
+    """Events from several threads arrive in each thread's order; those sent while the loop
+    is busy are delivered by one wake-up (one drain), on asyncio's loop as on uvloop's."""
+    import uvloop
+
+    from alize.engine.client import Mailbox
+
+    async def main() -> tuple[dict[int, list[int]], int]:
+        box = Mailbox(asyncio.get_running_loop())
+        drains = 0
+        drain = box._drain
+
+        def counted() -> None:
+            nonlocal drains
+            drains += 1
+            drain()
+
+        box._drain = counted  # type: ignore[method-assign]
+        got: dict[int, list[int]] = {0: [], 1: [], 2: []}
+        done = asyncio.Event()
+
+        def deliver(item: tuple[int, int]) -> None:
+            got[item[0]].append(item[1])
+            if sum(map(len, got.values())) == 300:
+                done.set()
+
+        senders = [threading.Thread(target=lambda k=k: [box.send(deliver, (k, i)) for i in range(100)])
+                   for k in range(3)]
+        for sender in senders:  # the loop is busy (here, blocked) while they send
+            sender.start()
+        for sender in senders:
+            sender.join()
+        await asyncio.wait_for(done.wait(), 5)
+        return got, drains
+
+    got, drains = (uvloop.run if loop_kind == "uvloop" else asyncio.run)(main())
+    assert got == {k: list(range(100)) for k in range(3)}
+    assert drains == 1

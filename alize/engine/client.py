@@ -11,56 +11,52 @@ from alize.engine.params import GenerationRequest, TokenEvent
 from alize.errors import Overloaded, QueueFull
 
 
-class Courier:
-    """Carries the engine thread's events to the event loops, on a thread of its own.
+class Mailbox:
+    """Carries the engine thread's events to one event loop: one wake-up for all of a step's
+    events, not one per token.
 
-    The engine thread only appends to a deque and sets an Event. Waking a loop itself (a write
-    to its self-pipe) would release the GIL, which the woken loop takes to handle the token,
-    and the engine thread then waited for it before its next llama_decode: 3-4% of a
-    one-sequence step, measured with py-spy. The courier wakes the loops while the engine is
-    inside llama_decode, and one wake-up carries all of a step's events for a loop."""
+    The engine thread appends and, unless a drain is already due, schedules one with
+    call_soon_threadsafe. On uvloop (the server's loop) that signals the loop without
+    releasing the GIL, so the woken loop takes the GIL only when the engine enters its next
+    llama_decode, and handles the tokens while the engine decodes. asyncio's own loop writes
+    to a socket there, releasing the GIL: the loop may then take it first and the engine
+    waits for it, which costs time but changes nothing else."""
 
-    def __init__(self, name: str):
-        self._items: deque[tuple[asyncio.AbstractEventLoop, Callable[[Any], None], Any]] = deque()
-        self._ready = threading.Event()
-        threading.Thread(target=self._run, name=f"{name}-courier", daemon=True).start()
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._items: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self._is_due = False  # a drain is scheduled and has not started
 
-    def send(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Any], None], item: Any) -> None:
-        """Calls deliver(item) on the loop, after what was sent before it."""
-        self._items.append((loop, deliver, item))
-        self._ready.set()
+    def send(self, deliver: Callable[[Any], None], item: Any) -> None:
+        """Calls deliver(item) on the loop, after what was sent before it (any thread)."""
+        self._items.append((deliver, item))
+        if not self._is_due:
+            self._is_due = True
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: nobody waits for these any more
+                pass
 
-    def _run(self) -> None:
-        while True:
-            self._ready.wait()
-            self._ready.clear()  # what is sent from now on sets it again: nothing waits unseen
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Any], None], Any]]] = {}
-            while self._items:
-                loop, deliver, item = self._items.popleft()
-                by_loop.setdefault(loop, []).append((deliver, item))
-            for loop, calls in by_loop.items():
-                try:
-                    loop.call_soon_threadsafe(_deliver_all, calls)
-                except RuntimeError:  # the loop is closed: nobody waits for these any more
-                    pass
-
-
-def _deliver_all(calls: list[tuple[Callable[[Any], None], Any]]) -> None:
-    for deliver, item in calls:
-        deliver(item)
+    def _drain(self) -> None:
+        self._is_due = False  # what is sent from now on schedules another drain: nothing waits unseen
+        while self._items:
+            deliver, item = self._items.popleft()
+            deliver(item)
 
 
-_courier: Courier | None = None
-_courier_lock = threading.Lock()
+_mailboxes: dict[asyncio.AbstractEventLoop, Mailbox] = {}
+_mailboxes_lock = threading.Lock()
 
 
-def courier() -> Courier:
-    """The process's courier, started on first use: one serves every engine."""
-    global _courier
-    with _courier_lock:
-        if _courier is None:
-            _courier = Courier("alize")
-        return _courier
+def mailbox(loop: asyncio.AbstractEventLoop) -> Mailbox:
+    """The loop's mailbox (one serves every engine and request on that loop)."""
+    with _mailboxes_lock:
+        box = _mailboxes.get(loop)
+        if box is None:
+            for closed in [other for other in _mailboxes if other.is_closed()]:
+                del _mailboxes[closed]
+            box = _mailboxes[loop] = Mailbox(loop)
+        return box
 
 
 class AsyncEngine:
@@ -71,7 +67,6 @@ class AsyncEngine:
 
     def __init__(self, core: EngineCore, capacity: int):
         self._core = core
-        self._courier = courier()
         self.capacity = capacity
         self.num_inflight = 0  # touched only on the event loop: no lock needed
         self.is_closed = False
@@ -102,12 +97,12 @@ class AsyncEngine:
         admitted together or not at all: the capacity check and the booking happen with no
         await between them, so no other request can take the room in between."""
         self.check_capacity(len(requests))
-        loop = asyncio.get_running_loop()
+        box = mailbox(asyncio.get_running_loop())
         events: asyncio.Queue[tuple[int, TokenEvent]] = asyncio.Queue()
 
         def sink_of(index: int) -> Callable[[TokenEvent], None]:
             def sink(event: TokenEvent) -> None:  # called on the engine thread
-                self._courier.send(loop, events.put_nowait, (index, event))
+                box.send(events.put_nowait, (index, event))
             return sink
 
         self.num_inflight += len(requests)
