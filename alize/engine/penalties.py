@@ -11,6 +11,7 @@ class Penalties:
     def __init__(self, bias: list[tuple[int, float]], repeat: float, frequency: float, presence: float):
         self._bias_ids = np.array([t for t, _ in bias], dtype=np.int64)
         self._bias = np.array([b for _, b in bias], dtype=np.float32)
+        self._bias_once = 0 < len(self._bias_ids) == len(set(self._bias_ids.tolist()))  # none listed twice
         self._repeat = np.float32(repeat)
         self._frequency = np.float32(frequency)
         self._presence = np.float32(presence)
@@ -25,8 +26,10 @@ class Penalties:
 
     def apply(self, logits: np.ndarray) -> None:
         """Biases, then penalizes, a row of logits in place."""
-        if len(self._bias_ids):
-            np.add.at(logits, self._bias_ids, self._bias)  # a token listed twice gets both
+        if self._bias_once:
+            logits[self._bias_ids] += self._bias
+        elif len(self._bias_ids):
+            np.add.at(logits, self._bias_ids, self._bias)  # a token listed twice gets both, in turn
         if self._penalizes and len(self._ids):
             row = logits[self._ids]
             row = np.where(row <= 0, row * self._repeat, row / self._repeat)

@@ -26,6 +26,11 @@ _backend_lock = threading.Lock()
 log = logging.getLogger(__name__)
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
+# llama_get_logits_ith returning the address as an int (the binding's own returns a ctypes
+# pointer, which numpy then wraps in ~30 µs a row right after a decode)
+_logits_address = lc.llama_cpp._lib["llama_get_logits_ith"]
+_logits_address.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+_logits_address.restype = ctypes.c_void_p
 
 
 @dataclass
@@ -162,6 +167,7 @@ class LlamaRunner:
         # per token (each one releases the GIL, which the event loop may then hold a while).
         self._pieces = [self._piece(t, special=False) for t in range(self.n_vocab)]
         self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
+        self._logit_rows: dict[int, np.ndarray] = {}  # address -> a view of the row there
         self._valid_grammars: set[str] = set()
         self.penalties_in_c = False  # llama.cpp's own samplers for bias and penalties (to compare)
         self.numpy_draw = True  # greedy picks and unseeded draws in numpy (False: llama.cpp's, to compare)
@@ -332,9 +338,24 @@ class LlamaRunner:
         else:
             lc.llama_sampler_free(sampler)
 
+    def _logits(self, row: int) -> np.ndarray:
+        """One batch row's logits: a numpy view of llama.cpp's buffer. The views are kept by
+        address: the buffer moves only when it grows, and a row's address then always holds
+        a row of the current buffer."""
+        address = _logits_address(self._ctx, row)
+        if not address:
+            raise EngineFailure(f"llama.cpp has no logits for batch row {row}")
+        view = self._logit_rows.get(address)
+        if view is None:
+            if len(self._logit_rows) >= 4096:
+                self._logit_rows.clear()
+            view = np.ctypeslib.as_array((ctypes.c_float * self.n_vocab).from_address(address))
+            self._logit_rows[address] = view
+        return view
+
     def _candidates(self, row: int) -> np.ndarray:
         """The logits of one batch row as llama_token_data (copied, vectorised)."""
-        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, row), shape=(self.n_vocab,))
+        logits = self._logits(row)
         data = np.empty(self.n_vocab, dtype=_TOKEN_DATA)
         data["id"] = self._token_ids
         data["logit"] = logits
@@ -409,12 +430,11 @@ class LlamaRunner:
 
     def _sample(self, sampler: ctypes.c_void_p | GrammarSampler | PenalizedChain | TemperatureDraw, row: int) -> int:
         if isinstance(sampler, TemperatureDraw):
-            return sampler.sample(np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, row), shape=(self.n_vocab,)))
+            return sampler.sample(self._logits(row))
         if isinstance(sampler, GrammarSampler):
             return self._sample_constrained(sampler, row)
         if isinstance(sampler, PenalizedChain):  # bias and penalties on llama.cpp's row, in place
-            sampler.penalties.apply(np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, row),
-                                                          shape=(self.n_vocab,)))
+            sampler.penalties.apply(self._logits(row))
             token = int(lc.llama_sampler_sample(sampler.chain, self._ctx, row))
             sampler.penalties.accept(token)
             return token
