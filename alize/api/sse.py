@@ -11,17 +11,22 @@ from pydantic import BaseModel
 from alize.errors import AlizeError
 
 
-async def _frames(first: BaseModel | None, chunks: AsyncIterator[BaseModel]) -> AsyncIterator[bytes]:
+def _frame(chunk: BaseModel | bytes) -> bytes:
+    return b"data: " + (chunk if isinstance(chunk, bytes) else chunk.model_dump_json().encode()) + b"\n\n"
+
+
+async def _frames(first: BaseModel | bytes | None, chunks: AsyncIterator[BaseModel | bytes]) -> AsyncIterator[bytes]:
     if first is not None:
-        yield b"data: " + first.model_dump_json().encode() + b"\n\n"
+        yield _frame(first)
         async for chunk in chunks:
-            yield b"data: " + chunk.model_dump_json().encode() + b"\n\n"
+            yield _frame(chunk)
     yield b"data: [DONE]\n\n"
 
 
-async def sse_response(chunks: AsyncIterator[BaseModel]) -> StreamingResponse:
+async def sse_response(chunks: AsyncIterator[BaseModel | bytes]) -> StreamingResponse:
     """Starts the stream once its first chunk exists: an error raised before it
-    (overload, engine failure) still becomes a JSON error response."""
+    (overload, engine failure) still becomes a JSON error response. A chunk is a model, or
+    its JSON already rendered."""
     first = await anext(chunks, None)
     return StreamingResponse(
         _frames(first, chunks),

@@ -2,7 +2,9 @@
 request in, Mistral's completion or chunks out, whichever backend serves the model."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+
+from pydantic_core import to_json
 
 from alize.engine.chat_model import ChatModel
 from alize.errors import EngineFailure, InvalidRequest
@@ -91,9 +93,26 @@ class ChatService:
             choices=[_choice(gen, text, end) for end, text in ends], usage=usage)
 
     async def stream(self, gen: Generation, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
+        async for chunk in self.frames(gen, include_usage, rendered=False):
+            assert isinstance(chunk, ChatCompletionChunk)
+            yield chunk
+
+    async def frames(self, gen: Generation, include_usage: bool,
+                     rendered: bool = True) -> AsyncIterator[ChatCompletionChunk | bytes]:
+        """The stream's chunks; with `rendered`, those of plain content already as their
+        JSON (ContentChunks), which is what most of a stream is."""
         def chunk(choices: list[ChunkChoice], usage_info: UsageInfo | None = None) -> ChatCompletionChunk:
             return ChatCompletionChunk(id=gen.id, created=gen.created, model=gen.model_id,
                                        choices=choices, usage=usage_info)
+
+        def content(index: int, text: str) -> ChatCompletionChunk | bytes:
+            if not rendered:
+                return chunk([ChunkChoice(index=index, delta=DeltaMessage(content=text))])
+            if index not in templates:
+                templates[index] = ContentChunks(chunk, index)
+            return templates[index].render(text)
+
+        templates: dict[int, ContentChunks] = {}
 
         pieces = await gen.start()
         for i in range(gen.n):
@@ -108,7 +127,7 @@ class ChatService:
             if piece.finish is None:
                 out = text.feed(piece.text)
                 if out:
-                    yield chunk([ChunkChoice(index=piece.index, delta=DeltaMessage(content=out))])
+                    yield content(piece.index, out)
                 continue
             delta, reason = text.finish(piece.text, piece.finish, piece.calls)
             end = ChunkChoice(index=piece.index, delta=delta, finish_reason=stream_finish_reason(reason))
@@ -127,6 +146,22 @@ class ChatService:
         yield chunk([last] if last is not None else [], None if include_usage else final)
         if include_usage:
             yield chunk([], final)
+
+
+class ContentChunks:
+    """The JSON of one choice's content chunks, from a template: the chunk rendered once by
+    its model with a marker for the text, which each token then replaces with its own JSON
+    string. The same bytes as ChatCompletionChunk.model_dump_json(), without building and
+    serializing three models a token (a tenth of the event loop's time at one stream)."""
+
+    _MARKER = "\ue000alize-content\ue000"
+
+    def __init__(self, chunk: Callable[[list[ChunkChoice]], ChatCompletionChunk], index: int):
+        whole = chunk([ChunkChoice(index=index, delta=DeltaMessage(content=self._MARKER))]).model_dump_json().encode()
+        self._head, self._tail = whole.split(to_json(self._MARKER))
+
+    def render(self, text: str) -> bytes:
+        return self._head + to_json(text) + self._tail
 
 
 def _prediction(request: ChatCompletionRequest, model: ChatModel) -> list[int] | None:

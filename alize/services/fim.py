@@ -79,5 +79,5 @@ class FIMService:
     async def complete(self, request: FIMCompletionRequest, call: Call) -> ChatCompletionResponse:
         return await self.chat.respond(await self.generation(request, call, stream=False))
 
-    def stream(self, gen: Generation, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
-        return self.chat.stream(gen, include_usage)
+    def frames(self, gen: Generation, include_usage: bool) -> AsyncIterator[ChatCompletionChunk | bytes]:
+        return self.chat.frames(gen, include_usage)

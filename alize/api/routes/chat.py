@@ -27,7 +27,7 @@ async def chat_answer(body: ChatCompletionRequest, call: Call, platform: Platfor
     """A chat completion's answer, streamed or whole (agents completions make one too)."""
     gen = await platform.chat.generation(body, call, stream=bool(body.stream))
     if body.stream:
-        return await sse_response(platform.chat.stream(gen, _include_usage(body)))
+        return await sse_response(platform.chat.frames(gen, _include_usage(body)))
     result = await unless_client_leaves(request, platform.chat.respond(gen))
     return JSONResponse(result.model_dump(mode="json"))
 
@@ -36,7 +36,7 @@ async def chat_answer(body: ChatCompletionRequest, call: Call, platform: Platfor
 async def fim_completion(body: FIMCompletionRequest, call: CallDep, platform: PlatformDep, request: Request) -> Response:
     gen = await platform.fim.generation(body, call, stream=bool(body.stream))
     if body.stream:
-        return await sse_response(platform.fim.stream(gen, _include_usage(body)))
+        return await sse_response(platform.fim.frames(gen, _include_usage(body)))
     result = await unless_client_leaves(request, platform.chat.respond(gen))
     return JSONResponse(result.model_dump(mode="json"))
 
