@@ -105,14 +105,14 @@ class ChatService:
             return ChatCompletionChunk(id=gen.id, created=gen.created, model=gen.model_id,
                                        choices=choices, usage=usage_info)
 
+        templates: dict[int, ContentChunks] = {}  # by choice index
+
         def content(index: int, text: str) -> ChatCompletionChunk | bytes:
             if not rendered:
                 return chunk([ChunkChoice(index=index, delta=DeltaMessage(content=text))])
             if index not in templates:
                 templates[index] = ContentChunks(chunk, index)
             return templates[index].render(text)
-
-        templates: dict[int, ContentChunks] = {}
 
         pieces = await gen.start()
         for i in range(gen.n):

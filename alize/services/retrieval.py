@@ -100,7 +100,7 @@ class Retriever:
             found = await asyncio.to_thread(vectors.nearest, self.db, libraries, vector, k)
             hits = [Hit(chunk, score) for chunk, score in found]
         else:
-            chunks = await asyncio.to_thread(store.chunks, self.db, call.key.workspace.id, libraries)
+            chunks = await asyncio.to_thread(store.chunks_of, self.db, libraries)
             if not chunks:
                 return Retrieval(query, [])
             matrix = np.frombuffer(b"".join(c.vector for c in chunks), dtype="<f4").reshape(len(chunks), -1)

@@ -397,7 +397,11 @@ def seen(db: Database, workspace_id: str, library_ids: list[str]) -> list[str]:
 
 def chunks(db: Database, workspace_id: str, library_ids: list[str]) -> list[ChunkHit]:
     """Every chunk of the libraries the workspace sees among `library_ids`."""
-    visible_ids = seen(db, workspace_id, library_ids)
+    return chunks_of(db, seen(db, workspace_id, library_ids))
+
+
+def chunks_of(db: Database, visible_ids: list[str]) -> list[ChunkHit]:
+    """Every current chunk of these libraries, already checked with seen()."""
     with db.session() as session:
         rows = session.execute(select(LibraryChunk.document_id, LibraryDocument.name, LibraryChunk.position,
                                       LibraryChunk.text, LibraryChunk.vector)
