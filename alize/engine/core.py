@@ -90,6 +90,8 @@ class EngineCore:
             self._finish(seq, FinishReason.ABORT)
 
     def _drain_inbox(self, block: bool) -> None:
+        if not block and self._inbox.empty():  # most steps: no exception raised and caught
+            return
         try:
             command, arg = self._inbox.get(block=block)
             while True:
