@@ -128,3 +128,26 @@ def test_mailbox_delivers_in_order_and_wakes_the_loop_once_for_what_waits(loop_k
     got, drains = (uvloop.run if loop_kind == "uvloop" else asyncio.run)(main())
     assert got == {k: list(range(100)) for k in range(3)}
     assert drains == 1
+
+
+def test_events_wait_for_a_put_and_a_cancelled_consumer_does_not_break_the_next_put():
+    from alize.engine.client import Events
+
+    async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
+        events = Events(loop)
+        events.put("ready")  # put before anyone waits: returned at once
+        got = [await events.get()]
+        waiting = asyncio.ensure_future(events.get())
+        await asyncio.sleep(0)
+        loop.call_later(0.01, events.put, "later")
+        got.append(await asyncio.wait_for(waiting, 5))
+        cancelled = asyncio.ensure_future(events.get())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        events.put("after")  # its waiter is done: no InvalidStateError, the item stays
+        got.append(await events.get())
+        return got
+
+    assert asyncio.run(main()) == ["ready", "later", "after"]

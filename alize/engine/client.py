@@ -44,6 +44,29 @@ class Mailbox:
             deliver(item)
 
 
+class Events:
+    """One consumer's events, put by the mailbox's drain on the loop: a deque and at most
+    one waiting future (what asyncio.Queue does, without its task accounting and putters,
+    a token at a time)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():  # done: its consumer was cancelled
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        return self._items.popleft()
+
+
 _mailboxes: dict[asyncio.AbstractEventLoop, Mailbox] = {}
 _mailboxes_lock = threading.Lock()
 
@@ -97,12 +120,12 @@ class AsyncEngine:
         admitted together or not at all: the capacity check and the booking happen with no
         await between them, so no other request can take the room in between."""
         self.check_capacity(len(requests))
-        box = mailbox(asyncio.get_running_loop())
-        events: asyncio.Queue[tuple[int, TokenEvent]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        box, events = mailbox(loop), Events(loop)
 
         def sink_of(index: int) -> Callable[[TokenEvent], None]:
             def sink(event: TokenEvent) -> None:  # called on the engine thread
-                box.send(events.put_nowait, (index, event))
+                box.send(events.put, (index, event))
             return sink
 
         self.num_inflight += len(requests)
