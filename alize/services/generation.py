@@ -113,24 +113,21 @@ async def stream_events(*preps: Prepared) -> AsyncIterator[tuple[int, TokenEvent
         yield index, event
 
 
-async def started(*preps: Prepared) -> AsyncIterator[tuple[int, TokenEvent]]:
+Started = tuple[list[tuple[int, TokenEvent]], AsyncIterator[tuple[int, TokenEvent]]]  # (those read, the rest)
+
+
+async def started(*preps: Prepared) -> Started:
     """stream_events, once the engine has answered: a request it refused (queue timeout,
     failure, shutdown) raises here, before anything was sent, so that it still gets a JSON
-    error status. Every streaming use case begins with it."""
+    error status. Every streaming use case begins with it. The first event comes back
+    apart from the rest (not chained back in front of them: a generator more a token)."""
     events = stream_events(*preps)
     first = await anext(events)
     failure = failure_of(first[1])
     if failure is not None and first[1].num_completion_tokens == 0:
         raise failure
     preps[0].call.delivering = True
-    return _chain(first, events)
-
-
-async def _chain(first: tuple[int, TokenEvent],
-                 rest: AsyncIterator[tuple[int, TokenEvent]]) -> AsyncIterator[tuple[int, TokenEvent]]:
-    yield first
-    async for item in rest:
-        yield item
+    return [first], events
 
 
 def groups(preps: list[Prepared]) -> Iterator[tuple[int, list[Prepared]]]:
@@ -157,31 +154,35 @@ class LocalGeneration(Generation):
         await admit(self.preps)
         return self
 
-    async def _events(self, group: list[Prepared]) -> AsyncIterator[tuple[int, TokenEvent]]:
+    async def _events(self, group: list[Prepared]) -> Started:
         # streamed, a refusal raises before anything is sent, and what is delivered is billed
-        return await started(*group) if self.stream else stream_events(*group)
+        return await started(*group) if self.stream else ([], stream_events(*group))
 
     async def start(self) -> AsyncIterator[Piece]:
         parts = list(groups(self.preps))
         return self._pieces(parts, await self._events(parts[0][1]))
 
-    async def _pieces(self, parts: list[tuple[int, list[Prepared]]],
-                      events: AsyncIterator[tuple[int, TokenEvent]]) -> AsyncIterator[Piece]:
+    async def _pieces(self, parts: list[tuple[int, list[Prepared]]], events: Started) -> AsyncIterator[Piece]:
         for number, (offset, group) in enumerate(parts):
-            if number:
-                events = await self._events(group)
-            async for index, event in events:
-                if event.finish_reason is None:
-                    if event.text:
-                        yield Piece(offset + index, event.text)
-                    continue
-                self.num_completion += event.num_completion_tokens
-                self.num_accepted += event.num_draft_accepted
-                self.num_rejected += event.num_draft_rejected
-                if holds_cache(index, self.n):
-                    self.num_cached += event.num_cached_tokens
-                yield Piece(offset + index, event.text, wire_finish_reason(event.finish_reason),
-                            failure=failure_of(event))
+            read, rest = await self._events(group) if number else events
+            for index, event in read:
+                if (piece := self._piece(offset + index, index, event)) is not None:
+                    yield piece
+            async for index, event in rest:
+                if (piece := self._piece(offset + index, index, event)) is not None:
+                    yield piece
+
+    def _piece(self, number: int, index: int, event: TokenEvent) -> Piece | None:
+        """Choice `number`'s piece for an event of its group (`index` in the group); None
+        for an empty one."""
+        if event.finish_reason is None:
+            return Piece(number, event.text) if event.text else None
+        self.num_completion += event.num_completion_tokens
+        self.num_accepted += event.num_draft_accepted
+        self.num_rejected += event.num_draft_rejected
+        if holds_cache(index, self.n):
+            self.num_cached += event.num_cached_tokens
+        return Piece(number, event.text, wire_finish_reason(event.finish_reason), failure=failure_of(event))
 
     def usage(self) -> UsageInfo:
         usage = usage_info(sum(len(p.prompt_tokens) for p in self.preps), self.num_completion, self.num_cached)
