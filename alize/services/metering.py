@@ -42,6 +42,7 @@ def is_billed(status: int) -> bool:
 LEASE_S = 30  # a stream's progress not renewed for this long belongs to a dead server
 PROGRESS_S = 1  # how often streams' progress is written (a crash loses at most this much)
 RECLAIM_EVERY = 5  # progress writes between two looks for dead servers
+GAPS_AT_ONCE = 32  # inter-token gaps a stream notes before it puts them in the histogram
 # The metered paths and the endpoint name their usage records carry (batch lines too).
 ENDPOINT_NAMES = {
     "/v1/chat/completions": "chat.completions",
@@ -99,6 +100,7 @@ class Call:
     _progress: dict[str, int] = field(default_factory=dict)
     _last_piece: dict[str, float] = field(default_factory=dict)  # by part: when its last piece came
     _gaps: Any = None  # the inter-token histogram of its model
+    _unobserved: list[float] = field(default_factory=list)  # gaps not yet in it (observe_gaps)
     span: Any = None  # its trace span, when tracing (services/tracing.py)
     marks: dict[str, float] = field(default_factory=dict)  # when it passed each stage (monotonic), for its trace
     upstream_replica: str | None = None
@@ -150,8 +152,20 @@ class Call:
                 telemetry.ttft.labels(self.model_label).observe(now - self._started)
                 self._gaps = telemetry.itl.labels(self.model_label)  # looked up once, not per token
         elif last is not None and self._gaps is not None:
-            self._gaps.observe(now - last)
+            self._unobserved.append(now - last)
+            if len(self._unobserved) >= GAPS_AT_ONCE:
+                self.observe_gaps()
         self._last_piece[part] = self.marks["last_piece"] = now
+
+    def observe_gaps(self) -> None:
+        """Puts the gaps noted since the last time in the histogram. A stream observes them
+        a few dozen at a time, and the rest when it is recorded: observed one by one, each
+        token ran the histogram's code anew, evicted from the caches by the decode step
+        before it (about 20 µs a token at one stream, against 7 ms for the token)."""
+        if self._gaps is not None:
+            for gap in self._unobserved:
+                self._gaps.observe(gap)
+        self._unobserved.clear()
 
     def queued(self, seconds: float) -> None:
         """How long the engine kept a part waiting for a slot."""
@@ -209,6 +223,7 @@ class Call:
     async def abandon(self) -> None:
         """Records nothing and releases the reservation: the work was thrown away."""
         self.recorded = True
+        self.observe_gaps()
         if self._reservation is not None and self.meter is not None:
             self.meter.live.pop(self.id, None)
             await self.meter.limiter.settle(self._reservation, 0, 0)
@@ -267,6 +282,7 @@ class Meter:
     async def record(self, call: Call, status: int,
                      write: Callable[[usage_store.Usage], bool] | None = None) -> bool:
         self.live.pop(call.id, None)
+        call.observe_gaps()
         row = call.usage(status)
         written = False
         try:
