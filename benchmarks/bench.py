@@ -127,6 +127,35 @@ async def one_request(client: httpx.AsyncClient, body: dict) -> tuple[float, flo
     return ttft or 0.0, time.perf_counter() - started, usage_tokens or tokens
 
 
+def request_body(tag: str, i: int, num_tokens: int) -> dict:
+    return {"model": "mistral-small-latest", "stream": True, "max_tokens": num_tokens,
+            **SAMPLER, "logit_bias": BANNED, "stream_options": {"include_usage": True},
+            # the same sampler chain everywhere: no repetition penalty (Alizé's field, and the
+            # llama.cpp servers' name for it)
+            "repetition_penalty": 1.0, "repeat_penalty": 1.0,
+            "messages": [{"role": "user", "content": f"[{tag} {i}] Tell me about the number {i}."}]}
+
+
+async def paired(up: dict[str, tuple[str, str]], pairs: int, num_tokens: int, tag: str) -> dict[str, float]:
+    """One stream, request by request, the servers alternated A B, B A, A B...: drift within
+    the run (this machine's speed moves ±5% in seconds) falls on both sides alike. Returns
+    each server's tokens per second of its requests' time."""
+    clients = {name: httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600)
+               for name, (base, key) in up.items()}
+    tokens = dict.fromkeys(up, 0)
+    seconds = dict.fromkeys(up, 0.0)
+    try:
+        for i in range(pairs):
+            for name in (list(up) if i % 2 == 0 else list(up)[::-1]):
+                _, latency, count = await one_request(clients[name], request_body(tag, i, num_tokens))
+                tokens[name] += count
+                seconds[name] += latency
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return {name: tokens[name] / seconds[name] for name in up}
+
+
 async def load(base: str, key: str, concurrency: int, num_tokens: int, tag: str) -> Level:
     num_requests = max(4, 2 * concurrency)
     headers = {"Authorization": f"Bearer {key}"}
@@ -140,13 +169,7 @@ async def load(base: str, key: str, concurrency: int, num_tokens: int, tag: str)
         async def worker() -> None:
             while not queue.empty():
                 i = queue.get_nowait()
-                body = {"model": "mistral-small-latest", "stream": True, "max_tokens": num_tokens,
-                        **SAMPLER, "logit_bias": BANNED, "stream_options": {"include_usage": True},
-                        # the same sampler chain everywhere: no repetition penalty (Alizé's
-                        # field, and the llama.cpp servers' name for it)
-                        "repetition_penalty": 1.0, "repeat_penalty": 1.0,
-                        "messages": [{"role": "user", "content": f"[{tag} {i}] Tell me about the number {i}."}]}
-                results.append(await one_request(client, body))
+                results.append(await one_request(client, request_body(tag, i, num_tokens)))
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -169,7 +192,8 @@ async def prefix_ttft(base: str, key: str, tag: str) -> tuple[float, float]:
     return times[0], times[1]
 
 
-def run_suite(servers: dict[str, Callable], levels: list[int], num_tokens: int, run: int) -> dict[str, dict]:
+def run_suite(servers: dict[str, Callable], levels: list[int], num_tokens: int, run: int,
+              pairs: int = 0) -> dict[str, dict]:
     """One run: every server up at once (idle ones cost nothing), each level run on each
     server in turn, so that the servers compared at a level are measured seconds apart
     on this shared, noisy machine rather than minutes apart."""
@@ -184,6 +208,10 @@ def run_suite(servers: dict[str, Callable], levels: list[int], num_tokens: int, 
                 # The same prompts for every server (each is a fresh process, so none has seen
                 # them); new ones each run and level, so no prompt cache carries over.
                 out[name]["levels"].append(asyncio.run(load(base, key, c, num_tokens, f"run-{run}-{c}")))
+        if pairs:
+            print(f"run {run + 1}: one stream, {pairs} requests each, alternated", file=sys.stderr, flush=True)
+            for name, rate in asyncio.run(paired(up, pairs, num_tokens, f"paired-{run}")).items():
+                out[name]["paired"] = rate
         for name, (base, key) in up.items():
             if name != "llama-cpp-python":  # its server has no prefix cache across requests
                 out[name]["prefix"] = asyncio.run(prefix_ttft(base, key, f"run-{run}"))
@@ -257,6 +285,14 @@ def report(results: dict[str, list[dict]], levels: list[int], bench_tg: list[flo
             cold = statistics.median(p[0] for p in pairs)
             warm = statistics.median(p[1] for p in pairs)
             lines.append(f"| {name} | {cold:.2f} | {warm:.2f} | {warm / cold:.2f} |")
+    if all("paired" in r for r in results["alize"]):
+        lines += ["", "| one stream, requests alternated | " + " | ".join(results) + " | ratio Alizé/peer |",
+                  "|---|" + "---|" * (len(results) + 1)]
+        for peer in (p for p in results if p != "alize"):
+            ratios = [a["paired"] / b["paired"] for a, b in zip(results["alize"], results[peer], strict=True)]
+            lines.append("| tok/s (median of runs) | " + " | ".join(
+                f"{statistics.median(r['paired'] for r in results[n]):.1f}" for n in results)
+                + f" | {statistics.median(ratios):.3f}x (runs {', '.join(f'{r:.3f}' for r in ratios)}) |")
     if bench_tg:
         lines += ["", f"llama-bench tg128 (raw single stream): {statistics.median(bench_tg):.1f} tok/s"]
     return "\n".join(lines)
@@ -271,6 +307,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--servers", nargs="+", default=["alize", "llama-server", "llama-cpp-python"])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--paired", type=int, default=0, metavar="N",
+                        help="also one stream with the servers alternated request by request, N requests each")
     parser.add_argument("--temperature", type=float, default=0.0,
                         help="sample at this temperature (top_p 1, top_k 0, min_p 0); 0: greedy")
     args = parser.parse_args()
@@ -289,7 +327,7 @@ def main() -> None:
     bench_tg: list[float] = []
     for run in range(args.runs):
         for name, result in run_suite({n: start[n] for n in args.servers}, args.concurrency, args.tokens,
-                                      run).items():
+                                      run, args.paired).items():
             results[name].append(result)
         bench_tg.append(llama_bench(peers, model, args.threads))
     print(f"SmolLM2-135M-Instruct Q4_1, {args.threads} threads, {args.tokens} tokens per request, sampler {SAMPLER}, "
@@ -297,7 +335,7 @@ def main() -> None:
     print(report(results, args.concurrency, bench_tg))
     if args.json:
         args.json.write_text(json.dumps({k: [{"levels": [lv.__dict__ for lv in r["levels"]],
-                                               "prefix": r.get("prefix")} for r in v]
+                                               "prefix": r.get("prefix"), "paired": r.get("paired")} for r in v]
                                          for k, v in results.items()}, indent=2))
 
 
