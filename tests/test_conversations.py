@@ -27,18 +27,20 @@ def client(server):
     return Mistral(api_key=server.key, server_url=server.url)
 
 
-def _post(server, path: str, body: dict) -> dict:
-    with server.client() as http:
+def _post(server, path: str, body: dict, key: str | None = None) -> dict:
+    with server.client(key) as http:
         r = http.post(path, json=body)
     assert r.status_code == 200, r.text
     assert_valid(r.json(), "ConversationResponse")
     return r.json()
 
 
-def test_a_conversation_is_started_appended_restarted_read_and_deleted(client, server):
+def test_a_conversation_is_started_appended_restarted_read_and_deleted(server):
+    own = create_key(server)  # its usage rows are this test's alone, whatever ran before
+    client = Mistral(api_key=own["secret"], server_url=server.url)
     first = _post(server, "/v1/conversations", {"model": "mistral-small-latest", "inputs": "Say hello.",
                                                 "completion_args": ARGS, "name": "greetings",
-                                                "metadata": {"topic": "hello"}})
+                                                "metadata": {"topic": "hello"}}, key=own["secret"])
     conversation_id = first["conversation_id"]
     assert [o["type"] for o in first["outputs"]] == ["message.output"]
     assert 0 < first["usage"]["completion_tokens"] <= 10
@@ -46,7 +48,7 @@ def test_a_conversation_is_started_appended_restarted_read_and_deleted(client, s
     second = client.beta.conversations.append(conversation_id=conversation_id, inputs="Once more.")
     assert second.conversation_id == conversation_id and second.outputs[0].content
 
-    with server.client() as http:
+    with server.client(own["secret"]) as http:
         history = http.get(f"/v1/conversations/{conversation_id}/history").json()
         assert_valid(history, "ConversationHistory")
         messages = http.get(f"/v1/conversations/{conversation_id}/messages").json()
@@ -76,9 +78,9 @@ def test_a_conversation_is_started_appended_restarted_read_and_deleted(client, s
         client.beta.conversations.get(conversation_id=conversation_id)
     assert gone.value.status_code == 404
 
-    # one usage record per turn, at the model's price
-    billed = usage_rows(sqlite_url(server), endpoint="conversations")
-    assert len(billed) >= 3 and all(r.status == 200 and r.cost_nano > 0 for r in billed)
+    # one usage record per turn (start, append, restart), at the model's price
+    billed = usage_rows(sqlite_url(server), endpoint="conversations", key_id=own["id"])
+    assert len(billed) == 3 and all(r.status == 200 and r.cost_nano > 0 for r in billed)
 
 
 def test_an_agents_conversation_answers_as_the_agent(client, server):
