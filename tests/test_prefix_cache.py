@@ -2,7 +2,7 @@
 
 import httpx
 
-from alize.engine.kv_cache import SlotCache
+from alize.engine.kv_cache import MIN_REUSE, SlotCache
 from tests.server import alize
 
 SYSTEM = "You are a museum guide. " + " ".join(f"Room {i} holds paintings from century {i}." for i in range(60))
@@ -51,6 +51,34 @@ def test_slot_cache_picks_the_longest_prefix_in_scope():
     assert cache.allocate("k1", [1, 2, 7, 8])[1] == 3  # a full match still leaves one token to compute
     cache.release(slot, "k1", None)  # KV not trusted (failed step): nothing kept
     assert cache.allocate("k1", [1, 2, 3, 4, 5])[1] == 0
+
+
+def test_slot_cache_keeps_a_long_conversation_from_a_short_shared_opening():
+    cache = SlotCache(3)
+    header, conversation = [1, 2, 3], [1, 2, 3] + list(range(10, 60))
+    long_slot, _ = cache.allocate("k", conversation)
+    cache.release(long_slot, "k", conversation)
+    # a new conversation sharing only the template's opening takes an empty slot, not the long cache
+    new_slot, cached = cache.allocate("k", header + [99, 98])
+    assert new_slot != long_slot and cached == 0
+    # ... and the long one's next turn still finds it whole
+    assert cache.allocate("k", conversation + [7, 8]) == (long_slot, len(conversation))
+    # with no empty slot, the oldest cache gives way, not the one with a longer short match
+    cache = SlotCache(2)
+    first, _ = cache.allocate("k", conversation)
+    other = header + [99, 98] + list(range(100, 140))
+    second, _ = cache.allocate("k", other)
+    cache.release(first, "k", conversation)
+    cache.release(second, "k", other)
+    assert cache.allocate("k", header + [99, 98, 42]) == (first, 3)
+    # a prefix worth the slot: MIN_REUSE tokens or more (a system prompt), or half the cache
+    # (an edited last turn)
+    cache = SlotCache(3)
+    slot, _ = cache.allocate("k", conversation)
+    cache.release(slot, "k", conversation)
+    assert cache.allocate("k", conversation[:MIN_REUSE] + [5]) == (slot, MIN_REUSE)
+    cache.release(slot, "k", conversation[:10])
+    assert cache.allocate("k", conversation[:5] + [5]) == (slot, 5)
 
 
 def test_slot_cache_keeps_running_slots_consecutive():

@@ -4,10 +4,16 @@ Each running sequence owns one slot (a llama.cpp sequence id with its own KV buf
 When a sequence ends its KV stays in the slot, labelled with the tokens it holds and
 the scope (by default the API key) that produced them. A new request takes the free
 slot whose cached tokens share the longest prefix with its prompt *within the same
-scope*, so only the rest of the prompt is computed. Another scope never sees it."""
+scope* (when that prefix is worth the slot: SlotCache.choose), so only the rest of the
+prompt is computed. Another scope never sees it."""
 
 import itertools
 from dataclasses import dataclass
+
+# A cached prefix shorter than this takes its slot only if it is half of what the slot holds:
+# a few tokens (the chat template's opening) save a few milliseconds of prefill, while the
+# cache they would throw away may hold a whole conversation.
+MIN_REUSE = 16
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -50,14 +56,21 @@ class SlotCache:
 
     def choose(self, scope: str | None, prompt: list[int]) -> tuple[int, int]:
         """The free slot allocate() would take, and the prompt tokens its cache holds.
-        Preference: the longest cached prefix in scope, then the slot with the most
-        running neighbours, then the slot whose cache is oldest (or empty)."""
+        Preference: the longest cached prefix in scope that is worth its slot, then the
+        slot with the most running neighbours, then the slot whose cache is oldest (or
+        empty). A prefix is worth its slot when it has MIN_REUSE tokens or more (a system
+        prompt), or at least half of what the slot holds (then it saves no fewer tokens
+        than it throws away). So a new conversation that shares only the chat template's
+        first tokens with a cached one takes an empty slot or the oldest cache, and leaves
+        that one whole for its next turn."""
         matches = {slot: self._reuse(slot, scope, prompt) for slot in self._free}
 
         def rank(slot: int) -> tuple[int, int, int]:
             cached = self._free[slot]
             age = -1 if cached is None else cached.released_at
-            return matches[slot], self._running_neighbours(slot), -age
+            match = matches[slot]
+            worth = match if cached is not None and (match >= MIN_REUSE or 2 * match >= len(cached.tokens)) else 0
+            return worth, self._running_neighbours(slot), -age
 
         best_slot = max(self._free, key=rank)
         return best_slot, matches[best_slot]

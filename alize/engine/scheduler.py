@@ -77,8 +77,8 @@ class Scheduler:
 
     def _longest_prefix(self, seq: Sequence) -> tuple[int | None, int, int]:
         """(slot, length, cells the slot holds) of the longest prefix of the prompt held by a
-        running sequence's KV. (No free slot holds a longer one: allocate() already took the
-        free slot that does.)"""
+        running sequence's KV. (Free slots' caches are not copied from: allocate() took the
+        one worth taking, and another sequence admitted in the same step may take the rest.)"""
         scope, prompt = seq.request.cache_scope, seq.request.prompt_tokens
         if scope is None:
             return None, 0, 0
