@@ -2,7 +2,7 @@
 
 import httpx
 
-from alize.engine.kv_cache import MIN_REUSE, SlotCache
+from alize.engine.kv_cache import SlotCache
 from tests.server import alize
 
 SYSTEM = "You are a museum guide. " + " ".join(f"Room {i} holds paintings from century {i}." for i in range(60))
@@ -53,32 +53,39 @@ def test_slot_cache_picks_the_longest_prefix_in_scope():
     assert cache.allocate("k1", [1, 2, 3, 4, 5])[1] == 0
 
 
-def test_slot_cache_keeps_a_long_conversation_from_a_short_shared_opening():
+def test_slot_cache_keeps_a_long_conversation_from_a_short_shared_prefix():
     cache = SlotCache(3)
-    header, conversation = [1, 2, 3], [1, 2, 3] + list(range(10, 60))
+    system, conversation = [1, 2, 3], [1, 2, 3] + list(range(10, 60))
     long_slot, _ = cache.allocate("k", conversation)
     cache.release(long_slot, "k", conversation)
-    # a new conversation sharing only the template's opening takes an empty slot, not the long cache
-    new_slot, cached = cache.allocate("k", header + [99, 98])
+    # a new conversation sharing a prefix shorter than half the cache takes an empty slot
+    # (the scheduler copies the prefix there: longest_free_prefix)
+    new_slot, cached = cache.allocate("k", system + [99, 98])
     assert new_slot != long_slot and cached == 0
+    assert cache.longest_free_prefix("k", system + [99, 98]) == (long_slot, 3, len(conversation))
     # ... and the long one's next turn still finds it whole
     assert cache.allocate("k", conversation + [7, 8]) == (long_slot, len(conversation))
     # with no empty slot, the oldest cache gives way, not the one with a longer short match
     cache = SlotCache(2)
     first, _ = cache.allocate("k", conversation)
-    other = header + [99, 98] + list(range(100, 140))
+    other = system + [99, 98] + list(range(100, 140))
     second, _ = cache.allocate("k", other)
     cache.release(first, "k", conversation)
     cache.release(second, "k", other)
-    assert cache.allocate("k", header + [99, 98, 42]) == (first, 3)
-    # a prefix worth the slot: MIN_REUSE tokens or more (a system prompt), or half the cache
-    # (an edited last turn)
+    assert cache.allocate("k", system + [99, 98, 42]) == (first, 3)
+    # a prefix of at least half the cache is worth its slot (an edited last turn)
     cache = SlotCache(3)
     slot, _ = cache.allocate("k", conversation)
     cache.release(slot, "k", conversation)
-    assert cache.allocate("k", conversation[:MIN_REUSE] + [5]) == (slot, MIN_REUSE)
-    cache.release(slot, "k", conversation[:10])
-    assert cache.allocate("k", conversation[:5] + [5]) == (slot, 5)
+    assert cache.allocate("k", conversation[:27] + [5]) == (slot, 27)
+    # a pinned slot (a copy source this step) is neither taken nor emptied
+    cache.release(slot, "k", conversation)
+    cache.pin(slot)
+    assert cache.allocate("k", conversation + [1])[0] != slot and cache.evict_oldest(keep=-1) is None
+    assert cache.allocate("k", conversation + [1])[0] != slot
+    assert not cache.can_allocate()  # the last free slot is pinned
+    cache.unpin_all()
+    assert cache.allocate("k", conversation + [1]) == (slot, len(conversation))
 
 
 def test_slot_cache_keeps_running_slots_consecutive():
@@ -146,3 +153,36 @@ def test_a_running_request_lends_its_prefix_to_a_new_one(server):
                       headers={"Authorization": f"Bearer {other}"}).json()
     assert cold["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
     assert warm["choices"][0]["message"]["content"].split()[:3] == cold["choices"][0]["message"]["content"].split()[:3]
+
+
+def test_a_new_conversation_borrows_a_cached_system_prompt_without_evicting_it(server):
+    """A finished conversation's cache holds a short system prompt and a long first turn. A
+    new conversation with the same system prompt copies that prefix into another slot, and
+    answers as a cold start does; the first conversation's next turn still reuses its whole
+    first prompt (taking its slot, the new one would have thrown that away)."""
+    key = alize("keys", "create", "--name", "borrower", "--data-dir", str(server.data_dir)).stdout.strip()
+    system = "You are a museum guide. Answer in one short sentence, naming the room."
+    long_turn = "Here is my visit so far. " + " ".join(f"I saw room {i} and its paintings." for i in range(40))
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def chat(messages: list[dict], auth: dict = headers) -> dict:
+        r = httpx.post(server.url + "/v1/chat/completions", headers=auth, timeout=120, json={
+            "model": "mistral-small-latest", "temperature": 0, "max_tokens": 8,
+            "messages": [{"role": "system", "content": system}, *messages]})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    first_turn = [{"role": "user", "content": long_turn}]
+    first = chat(first_turn)
+    assert first["usage"]["prompt_tokens"] > 300
+    question = [{"role": "user", "content": "Where are the maps?"}]
+    borrowed = chat(question)
+    shared = borrowed["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert 16 <= shared < borrowed["usage"]["prompt_tokens"]  # the system prompt, copied
+    again = chat([*first_turn, {"role": "assistant", "content": first["choices"][0]["message"]["content"]},
+                  {"role": "user", "content": "Which room was the last?"}])
+    assert again["usage"]["prompt_tokens_details"]["cached_tokens"] >= first["usage"]["prompt_tokens"] - 1
+    other = alize("keys", "create", "--name", "borrower-ref", "--data-dir", str(server.data_dir)).stdout.strip()
+    cold = chat(question, {"Authorization": f"Bearer {other}"})
+    assert cold["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert borrowed["choices"][0]["message"]["content"].split()[:3] == cold["choices"][0]["message"]["content"].split()[:3]

@@ -87,6 +87,31 @@ def test_a_prefix_is_copied_only_when_it_saves_more_than_the_copy_moves():
         assert started[name].copy_kv_from is None and started[name].num_cached == 0, name
 
 
+def test_a_free_slots_cache_lends_its_prefix_and_stays_whole():
+    """A new conversation sharing a system prompt with a long cached one copies that prefix
+    into another slot: the cached conversation's next turn still reuses all of it, and no
+    sequence admitted in the same step takes or empties the slot before it is copied."""
+    system, history = list(range(40)), list(range(1000, 1400))
+    scheduler = Scheduler(max_sequences=2, token_budget=4096)
+    scheduler.add(sequence("conversation", prompt=system + history, scope="k"))
+    decode_once(scheduler)  # the whole prompt in one step, and a first token
+    held = scheduler.running[0]
+    scheduler.deallocate(held)  # its KV stays in its slot
+    scheduler.add(sequence("new", prompt=system + [-1] * 10, scope="k"))
+    other = sequence("other", prompt=[-2] * 30, scope="k")  # would take the only other slot
+    scheduler.add(other)
+    scheduler.schedule()
+    new = scheduler.running[0]
+    assert (new.request_id, new.copy_kv_from, new.num_cached) == ("new", held.slot, len(system))
+    assert new.slot != held.slot and [s.request_id for s in scheduler.waiting] == ["other"]
+    scheduler.deallocate(new)
+    scheduler.deallocate(other)  # (gone: else, first in line, it would take the oldest cache)
+    turn = sequence("next-turn", prompt=held.tokens_in_kv + [5, 6], scope="k")
+    scheduler.add(turn)
+    scheduler.schedule()  # the copy is made: the slot may be taken again, by the cache's own next turn
+    assert (turn.slot, turn.num_cached, turn.copy_kv_from) == (held.slot, len(held.tokens_in_kv), None)
+
+
 def test_drafts_share_what_one_token_per_decoding_sequence_leaves():
     from alize.engine.drafting import Drafter
 

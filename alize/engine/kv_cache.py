@@ -4,16 +4,12 @@ Each running sequence owns one slot (a llama.cpp sequence id with its own KV buf
 When a sequence ends its KV stays in the slot, labelled with the tokens it holds and
 the scope (by default the API key) that produced them. A new request takes the free
 slot whose cached tokens share the longest prefix with its prompt *within the same
-scope* (when that prefix is worth the slot: SlotCache.choose), so only the rest of the
-prompt is computed. Another scope never sees it."""
+scope* (when that prefix is worth the slot: SlotCache.choose; otherwise the prefix is
+copied into another slot), so only the rest of the prompt is computed. Another scope
+never sees it."""
 
 import itertools
 from dataclasses import dataclass
-
-# A cached prefix shorter than this takes its slot only if it is half of what the slot holds:
-# a few tokens (the chat template's opening) save a few milliseconds of prefill, while the
-# cache they would throw away may hold a whole conversation.
-MIN_REUSE = 16
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -37,9 +33,20 @@ class SlotCache:
         self.num_slots = num_slots
         self._free: dict[int, _Cached | None] = dict.fromkeys(range(num_slots))
         self._clock = itertools.count()
+        # free slots whose cache a sequence admitted this step copies its prefix from: no
+        # other takes or empties them before the engine has made the copy (unpin_all)
+        self._pinned: set[int] = set()
 
     def can_allocate(self) -> bool:
-        return bool(self._free)
+        return len(self._free) > len(self._pinned)
+
+    def pin(self, slot: int) -> None:
+        assert slot in self._free
+        self._pinned.add(slot)
+
+    def unpin_all(self) -> None:
+        """The copies of the last step are made: every free slot may be taken again."""
+        self._pinned.clear()
 
     def _running_neighbours(self, slot: int) -> int:
         """llama.cpp decodes each run of consecutive running slots in its own micro-batch:
@@ -58,22 +65,31 @@ class SlotCache:
         """The free slot allocate() would take, and the prompt tokens its cache holds.
         Preference: the longest cached prefix in scope that is worth its slot, then the
         slot with the most running neighbours, then the slot whose cache is oldest (or
-        empty). A prefix is worth its slot when it has MIN_REUSE tokens or more (a system
-        prompt), or at least half of what the slot holds (then it saves no fewer tokens
-        than it throws away). So a new conversation that shares only the chat template's
-        first tokens with a cached one takes an empty slot or the oldest cache, and leaves
-        that one whole for its next turn."""
-        matches = {slot: self._reuse(slot, scope, prompt) for slot in self._free}
+        empty). A prefix is worth its slot when it is at least half of what the slot holds:
+        it then saves no fewer tokens than it throws away. A shorter one (a system prompt
+        shared with a long conversation) is copied into another slot instead (the
+        scheduler's allocate), and the conversation's next turn still finds its cache whole."""
+        candidates = [slot for slot in self._free if slot not in self._pinned]
+        matches = {slot: self._reuse(slot, scope, prompt) for slot in candidates}
 
         def rank(slot: int) -> tuple[int, int, int]:
             cached = self._free[slot]
             age = -1 if cached is None else cached.released_at
-            match = matches[slot]
-            worth = match if cached is not None and (match >= MIN_REUSE or 2 * match >= len(cached.tokens)) else 0
+            worth = matches[slot] if cached is not None and 2 * matches[slot] >= len(cached.tokens) else 0
             return worth, self._running_neighbours(slot), -age
 
-        best_slot = max(self._free, key=rank)
+        best_slot = max(candidates, key=rank)
         return best_slot, matches[best_slot]
+
+    def longest_free_prefix(self, scope: str | None, prompt: list[int]) -> tuple[int | None, int, int]:
+        """(slot, length, cells it holds) of the free slot whose cache holds the longest
+        prefix of the prompt in scope: (None, 0, 0) when none holds any."""
+        best: tuple[int | None, int, int] = None, 0, 0
+        for slot, cached in self._free.items():
+            n = self._reuse(slot, scope, prompt)
+            if cached is not None and n > best[1]:
+                best = slot, n, len(cached.tokens)
+        return best
 
     def cached_cells(self, slot: int) -> int:
         """Cells a free slot's cache holds (0 for a slot in use or empty)."""
@@ -85,9 +101,11 @@ class SlotCache:
         return sum(len(c.tokens) for c in self._free.values() if c is not None)
 
     def evict_oldest(self, keep: int) -> int | None:
-        """Empties the oldest cache of a free slot other than `keep`; returns that slot
-        (whose KV the runner must then drop), or None when no other cache is left."""
-        cached = [(c.released_at, slot) for slot, c in self._free.items() if c is not None and slot != keep]
+        """Empties the oldest cache of a free slot other than `keep` (and not pinned);
+        returns that slot (whose KV the runner must then drop), or None when no such cache
+        is left."""
+        cached = [(c.released_at, slot) for slot, c in self._free.items()
+                  if c is not None and slot != keep and slot not in self._pinned]
         if not cached:
             return None
         slot = min(cached)[1]

@@ -59,14 +59,23 @@ class Scheduler:
 
     def allocate(self, seq: Sequence, copy_from: Sequence | None = None) -> None:
         """Gives the sequence a slot and the longest prompt prefix whose KV it can have:
-        the slot's own cache, a copy of a running sequence's KV in the same scope, or the
-        prompt KV of `copy_from` (another choice of the same request, its prompt computed)."""
-        seq.slot, seq.num_cached = self.slots.allocate(seq.request.cache_scope, seq.request.prompt_tokens)
+        the slot's own cache, a copy of a running sequence's KV or of a free slot's cache
+        in the same scope, or the prompt KV of `copy_from` (another choice of the same
+        request, its prompt computed)."""
+        scope, prompt = seq.request.cache_scope, seq.request.prompt_tokens
+        seq.slot, seq.num_cached = self.slots.allocate(scope, prompt)
         source, length, cells = ((copy_from.slot, seq.num_prompt_tokens, copy_from.num_kv_tokens) if copy_from
                                  else self._longest_prefix(seq))
+        free_source, free_length, free_cells = (self.slots.longest_free_prefix(scope, prompt) if copy_from is None
+                                                else (None, 0, 0))
+        from_free = free_length > length
+        if from_free:
+            source, length, cells = free_source, free_length, free_cells
         length = min(length, seq.num_prompt_tokens - 1)  # the last prompt token is decoded for its logits
         if source is not None and self._is_copy_worth(length - seq.num_cached, cells):
             seq.copy_kv_from, seq.num_cached = source, length
+            if from_free:
+                self.slots.pin(source)  # kept as it is until the engine has copied it
         seq.num_prefilled = seq.num_kv_tokens = seq.num_cached
         seq.status = SequenceStatus.RUNNING
         seq.started_at = time.monotonic()
@@ -77,8 +86,7 @@ class Scheduler:
 
     def _longest_prefix(self, seq: Sequence) -> tuple[int | None, int, int]:
         """(slot, length, cells the slot holds) of the longest prefix of the prompt held by a
-        running sequence's KV. (Free slots' caches are not copied from: allocate() took the
-        one worth taking, and another sequence admitted in the same step may take the rest.)"""
+        running sequence's KV (free slots' caches: SlotCache.longest_free_prefix)."""
         scope, prompt = seq.request.cache_scope, seq.request.prompt_tokens
         if scope is None:
             return None, 0, 0
@@ -141,7 +149,8 @@ class Scheduler:
         # the slot it takes keeps only the prefix it reuses, which its need already counts
         while running + self.slots.held_cells() - self.slots.cached_cells(slot) + self.need(seq) > self.kv_pool:
             evicted = self.slots.evict_oldest(keep=slot)
-            assert evicted is not None  # every other cache can go, and the running ones fit
+            if evicted is None:  # what is left is pinned for a copy this step: room next step
+                return False
             self.cleared.append(evicted)
         return True
 
@@ -184,6 +193,7 @@ class Scheduler:
     def schedule(self) -> tuple[list[Sequence], list[BatchItem]]:
         """One token for every decoding sequence, then prompt chunks with the budget left,
         for the sequences whose priority runs this step (_cutoff)."""
+        self.slots.unpin_all()  # the engine copied last step's prefixes before this step
         self._admit()
         cutoff = self._cutoff()
         runs = [s for s in self.running if cutoff is None or s.request.priority <= cutoff]
