@@ -53,6 +53,23 @@ def test_cached_prefixes_give_way_oldest_first():
     assert scheduler.slots.choose("k2", list(range(100, 130)))[0] == kept  # the newer one is still there
 
 
+def test_a_cache_lending_its_prefix_this_step_does_not_give_way_until_the_next():
+    scheduler = Scheduler(max_sequences=4, token_budget=512, kv_pool=200)
+    system, history = list(range(20)), list(range(1000, 1080))
+    scheduler.add(sequence("conversation", prompt=system + history, scope="k"))
+    decode_once(scheduler)
+    lender = scheduler.running[0]
+    scheduler.deallocate(lender)  # its slot keeps 101 cells
+    scheduler.add(sequence("borrower", prompt=system + [-1] * 20, scope="k"))  # copies the 20, may use 48
+    scheduler.add(sequence("big", prompt_len=100, scope="other"))  # may use 108: only with the cache gone
+    scheduler.schedule()
+    assert [s.request_id for s in scheduler.running] == ["borrower"] and scheduler.cleared == []
+    assert scheduler.running[0].copy_kv_from == lender.slot
+    scheduler.schedule()  # the engine made the copy: now the cache gives way
+    assert [s.request_id for s in scheduler.running] == ["borrower", "big"]
+    assert scheduler.cleared == [lender.slot]
+
+
 def test_the_engine_never_decodes_past_the_pool_and_finishes_every_request():
     runner = FakeRunner(lambda prompt: [WORDS.index(" Bonjour")] * 20, kv_pool_cells=64)
     core = EngineCore(runner, Scheduler(4, 64, queue_timeout_s=5, kv_pool=64), "fake")
