@@ -112,6 +112,22 @@ def test_a_free_slots_cache_lends_its_prefix_and_stays_whole():
     assert (turn.slot, turn.num_cached, turn.copy_kv_from) == (held.slot, len(held.tokens_in_kv), None)
 
 
+def test_a_shorter_prefix_is_copied_when_the_longest_is_not_worth_its_copy():
+    system = list(range(40))
+    scheduler = Scheduler(max_sequences=3, token_budget=8192)
+    scheduler.add(sequence("huge", prompt=system + [1] + list(range(1000, 7000)), scope="k"))
+    decode_once(scheduler)
+    huge = scheduler.running[0]
+    scheduler.deallocate(huge)  # a free slot holding 6,042 cells: 41 shared tokens do not pay for moving them
+    scheduler.add(sequence("running", prompt=system + [2] * 30, scope="k"))
+    decode_once(scheduler)
+    lender = next(s for s in scheduler.running if s.request_id == "running")
+    scheduler.add(sequence("new", prompt=system + [1] + [3] * 10, scope="k"))
+    scheduler.schedule()
+    new = next(s for s in scheduler.running if s.request_id == "new")
+    assert (new.copy_kv_from, new.num_cached) == (lender.slot, len(system))
+
+
 def test_drafts_share_what_one_token_per_decoding_sequence_leaves():
     from alize.engine.drafting import Drafter
 

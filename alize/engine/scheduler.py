@@ -64,18 +64,16 @@ class Scheduler:
         request, its prompt computed)."""
         scope, prompt = seq.request.cache_scope, seq.request.prompt_tokens
         seq.slot, seq.num_cached = self.slots.allocate(scope, prompt)
-        source, length, cells = ((copy_from.slot, seq.num_prompt_tokens, copy_from.num_kv_tokens) if copy_from
-                                 else self._longest_prefix(seq))
-        free_source, free_length, free_cells = (self.slots.longest_free_prefix(scope, prompt) if copy_from is None
-                                                else (None, 0, 0))
-        from_free = free_length > length
-        if from_free:
-            source, length, cells = free_source, free_length, free_cells
-        length = min(length, seq.num_prompt_tokens - 1)  # the last prompt token is decoded for its logits
-        if source is not None and self._is_copy_worth(length - seq.num_cached, cells):
-            seq.copy_kv_from, seq.num_cached = source, length
-            if from_free:
-                self.slots.pin(source)  # kept as it is until the engine has copied it
+        # (slot, prefix length, cells the slot holds, whether the slot is free), longest first
+        sources = ([(copy_from.slot, seq.num_prompt_tokens, copy_from.num_kv_tokens, False)] if copy_from
+                   else [(*self._longest_prefix(seq), False), (*self.slots.longest_free_prefix(scope, prompt), True)])
+        for source, length, cells, is_free in sorted(sources, key=lambda option: -option[1]):
+            length = min(length, seq.num_prompt_tokens - 1)  # the last prompt token is decoded for its logits
+            if source is not None and self._is_copy_worth(length - seq.num_cached, cells):
+                seq.copy_kv_from, seq.num_cached = source, length
+                if is_free:  # kept as it is until the engine has copied it
+                    self.slots.pin(source)
+                break
         seq.num_prefilled = seq.num_kv_tokens = seq.num_cached
         seq.status = SequenceStatus.RUNNING
         seq.started_at = time.monotonic()
