@@ -57,36 +57,52 @@ class SlotCache:
     def allocate(self, scope: str | None, prompt: list[int]) -> tuple[int, int]:
         """Takes a free slot; returns it and how many prompt tokens its KV already holds.
         At least one prompt token is always left to compute (its logits are needed)."""
-        slot, match = self.choose(scope, prompt)
+        slot, cached, _ = self.take(scope, prompt)
+        return slot, cached
+
+    def take(self, scope: str | None, prompt: list[int]) -> tuple[int, int, tuple[int | None, int, int]]:
+        """allocate(), and what longest_free_prefix() then gives, from one comparison of
+        the prompt with each free slot's cache (the engine thread does it between steps)."""
+        matches = self._matches(scope, prompt)
+        slot = self._pick(matches)
         del self._free[slot]
-        return slot, min(match, len(prompt) - 1)
+        return slot, min(matches.pop(slot), len(prompt) - 1), self._longest(matches)
 
     def choose(self, scope: str | None, prompt: list[int]) -> tuple[int, int]:
-        """The free slot allocate() would take, and the prompt tokens its cache holds.
-        Preference: the longest cached prefix in scope that is worth its slot, then the
-        slot with the most running neighbours, then the slot whose cache is oldest (or
-        empty). A prefix is worth its slot when it is at least half of what the slot holds:
-        it then saves no fewer tokens than it throws away. A shorter one (a system prompt
-        shared with a long conversation) is copied into another slot instead (the
-        scheduler's allocate), and the conversation's next turn still finds its cache whole."""
-        candidates = [slot for slot in self._free if slot not in self._pinned]
-        matches = {slot: self._reuse(slot, scope, prompt) for slot in candidates}
+        """The free slot allocate() would take, and the prompt tokens its cache holds."""
+        matches = self._matches(scope, prompt)
+        slot = self._pick(matches)
+        return slot, matches[slot]
 
+    def longest_free_prefix(self, scope: str | None, prompt: list[int]) -> tuple[int | None, int, int]:
+        """(slot, length, cells it holds) of the free slot whose cache holds the longest
+        prefix of the prompt in scope: (None, 0, 0) when none holds any."""
+        return self._longest(self._matches(scope, prompt))
+
+    def _matches(self, scope: str | None, prompt: list[int]) -> dict[int, int]:
+        """How many prompt tokens each free slot's cache holds for this scope."""
+        return {slot: self._reuse(slot, scope, prompt) for slot in self._free}
+
+    def _pick(self, matches: dict[int, int]) -> int:
+        """Of the free slots not pinned: the longest cached prefix in scope that is worth
+        its slot, then the slot with the most running neighbours, then the slot whose
+        cache is oldest (or empty). A prefix is worth its slot when it is at least half of
+        what the slot holds: it then saves no fewer tokens than it throws away. A shorter
+        one (a system prompt shared with a long conversation) is copied into another slot
+        instead (the scheduler's allocate), and the conversation's next turn still finds
+        its cache whole."""
         def rank(slot: int) -> tuple[int, int, int]:
             cached = self._free[slot]
             age = -1 if cached is None else cached.released_at
             worth = matches[slot] if cached is not None and 2 * matches[slot] >= len(cached.tokens) else 0
             return worth, self._running_neighbours(slot), -age
 
-        best_slot = max(candidates, key=rank)
-        return best_slot, matches[best_slot]
+        return max((slot for slot in matches if slot not in self._pinned), key=rank)
 
-    def longest_free_prefix(self, scope: str | None, prompt: list[int]) -> tuple[int | None, int, int]:
-        """(slot, length, cells it holds) of the free slot whose cache holds the longest
-        prefix of the prompt in scope: (None, 0, 0) when none holds any."""
+    def _longest(self, matches: dict[int, int]) -> tuple[int | None, int, int]:
         best: tuple[int | None, int, int] = None, 0, 0
-        for slot, cached in self._free.items():
-            n = self._reuse(slot, scope, prompt)
+        for slot, n in matches.items():
+            cached = self._free[slot]
             if cached is not None and n > best[1]:
                 best = slot, n, len(cached.tokens)
         return best

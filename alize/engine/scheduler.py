@@ -63,10 +63,10 @@ class Scheduler:
         in the same scope, or the prompt KV of `copy_from` (another choice of the same
         request, its prompt computed)."""
         scope, prompt = seq.request.cache_scope, seq.request.prompt_tokens
-        seq.slot, seq.num_cached = self.slots.allocate(scope, prompt)
+        seq.slot, seq.num_cached, lender = self.slots.take(scope, prompt)
         # (slot, prefix length, cells the slot holds, whether the slot is free), longest first
         sources = ([(copy_from.slot, seq.num_prompt_tokens, copy_from.num_kv_tokens, False)] if copy_from
-                   else [(*self._longest_prefix(seq), False), (*self.slots.longest_free_prefix(scope, prompt), True)])
+                   else [(*self._longest_prefix(seq), False), (*lender, True)])
         for source, length, cells, is_free in sorted(sources, key=lambda option: -option[1]):
             length = min(length, seq.num_prompt_tokens - 1)  # the last prompt token is decoded for its logits
             if source is not None and self._is_copy_worth(length - seq.num_cached, cells):
@@ -84,7 +84,7 @@ class Scheduler:
 
     def _longest_prefix(self, seq: Sequence) -> tuple[int | None, int, int]:
         """(slot, length, cells the slot holds) of the longest prefix of the prompt held by a
-        running sequence's KV (free slots' caches: SlotCache.longest_free_prefix)."""
+        running sequence's KV (free slots' caches: SlotCache.take)."""
         scope, prompt = seq.request.cache_scope, seq.request.prompt_tokens
         if scope is None:
             return None, 0, 0
