@@ -14,8 +14,6 @@ header and this converter's version, so a model is converted once (about a secon
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import gguf
 import numpy as np
 from safetensors.numpy import load_file
 
+from alize.engine.gguf_cache import cached
 from alize.errors import ConfigError
 
 VERSION = 2  # bump when the output changes: cached files of other versions are not used
@@ -46,17 +45,7 @@ def converted(folder: Path, cache_dir: Path, bf16: bool = False) -> Path:
     with weights.open("rb") as f:
         header = f.read(8 + int.from_bytes(f.read(8), "little"))
     digest = hashlib.sha256(header + f"{weights.stat().st_size}:{VERSION}:{bf16}".encode()).hexdigest()[:16]
-    target = cache_dir / f"{_model_name(folder)}-{digest}.gguf"
-    if not target.is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".part")
-        os.close(fd)
-        try:
-            write_gguf(folder, Path(tmp), bf16)
-            os.replace(tmp, target)  # atomic: another process never sees half a file
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    return target
+    return cached(cache_dir / f"{_model_name(folder)}-{digest}.gguf", lambda out: write_gguf(folder, out, bf16))
 
 
 def _model_name(folder: Path) -> str:
