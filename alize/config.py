@@ -8,13 +8,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from platformdirs import user_data_path
+from platformdirs import user_cache_path, user_data_path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # One place for every command (the server, the CLI, from any folder): the user's data dir,
 # e.g. ~/.local/share/alize on Linux.
 DEFAULT_DATA_DIR = user_data_path("alize", appauthor=False)
+# Model files derived from others (converted, rewritten): the user's cache, shared by data dirs.
+DEFAULT_MODEL_CACHE_DIR = user_cache_path("alize", appauthor=False) / "models"
 # Where versions before 0.2 kept it: ./data, relative to wherever the command ran.
 LEGACY_DATA_DIR = Path("data")
 
@@ -27,6 +29,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=DEFAULT_DATA_DIR, description=(
         "The SQLite database and the files' bytes (`--data-dir`); the default is the user's data "
         "dir, e.g. `~/.local/share/alize`."))
+    model_cache_dir: Path = Field(default=DEFAULT_MODEL_CACHE_DIR, description=(
+        "Model files Alizé derives once from the ones it is given (the embedding model as GGUF, the "
+        "built-in chat model's weights as Q8_0: docs/models.md); the default is the user's cache dir, "
+        "e.g. `~/.cache/alize/models`."))
     config_file: Path | None = Field(default=None, description=(
         "A model registry (TOML) that extends the built-in one (`--config`); docs/models.md."))
     database_url: str | None = Field(default=None, description=(
@@ -110,6 +116,8 @@ def settings_table() -> str:
         shown = "unset" if default is None else f"`{default}`"
         if name == "data_dir":
             shown = "the user's data dir"
+        if name == "model_cache_dir":
+            shown = "the user's cache dir"
         rows.append(f"| `ALIZE_{name.upper()}` | {shown} | {field.description} |")
     return "\n".join(rows) + "\n"
 

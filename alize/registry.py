@@ -66,6 +66,10 @@ class Backend(BaseModel):
     # How prompts are written: "auto" uses Mistral's own tokenizer (mistral-common) for a
     # Mistral-family model whose vocabulary it matches, and the chat template otherwise.
     prompt_format: Literal["auto", "template", "mistral-common"] = "auto"
+    # kind = "chat": "q8_0" rewrites Q4_1 and Q5_1 weights as Q8_0 once (cached), for which
+    # llama.cpp's CPU backend has kernels that take several tokens at once: prompts about
+    # twice as fast, at 1.5x the file's size (engine/requantize.py, docs/models.md)
+    requantize: Literal["no", "q8_0"] = "no"
     # kind = "upstream": where the engine is, the name it knows the model by, its key
     url: str = ""
     model: str = ""
@@ -90,6 +94,8 @@ class Backend(BaseModel):
                 raise ValueError("an upstream backend has a url, not a path")
         elif not self.path:
             raise ValueError(f"a {self.kind} backend needs a path (a model file, or builtin:NAME)")
+        if self.requantize != "no" and self.kind != "chat":
+            raise ValueError("requantize applies to a chat backend's GGUF file")
         return self
 
     @property

@@ -10,10 +10,12 @@ of structured output per token."""
 import argparse
 import time
 
+from alize.config import Settings
 from alize.engine.grammar import schema_to_gbnf
 from alize.engine.params import BatchItem, EngineConfig, SamplingParams
 from alize.engine.runner import LlamaRunner
 from alize.registry import Registry
+from alize.services.models import local_model_file
 
 
 def main() -> None:
@@ -36,7 +38,7 @@ def main() -> None:
     registry = Registry.load()
     backend = registry.backends["smollm2-135m-instruct"]
     config = EngineConfig(args.context, max(args.slots, args.sequences), 512, threads=args.threads, kv_unified=args.unified)
-    runner = LlamaRunner(registry.resolve_path(backend), config)
+    runner = LlamaRunner(local_model_file(registry, backend, Settings().model_cache_dir), config)
     bias = tuple((t, float("-inf")) for t in runner.eog_tokens)
     grammar = None
     if args.grammar:

@@ -3,12 +3,14 @@
 import logging
 import os
 import time
+from pathlib import Path
 
 from alize.config import Settings
 from alize.engine.chat_model import ChatModel
 from alize.engine.core import EngineStats
 from alize.engine.embedder import Embedder
 from alize.engine.params import EngineConfig
+from alize.engine.requantize import rewritten
 from alize.engine.token_count import TokenCounter
 from alize.errors import InvalidRequest, ModelNotFound, Unsupported
 from alize.protocol.models import CAPABILITY_FLAGS, ModelCapabilities, ModelCard
@@ -43,6 +45,13 @@ def kv_cache_sizes(settings: Settings) -> tuple[int, int, int]:
         return chosen, 0, 0
     eighth = machine_memory() // 8
     return min(DEFAULT_KV_CACHE_MB * 2**20, eighth), eighth, 0
+
+
+def local_model_file(registry: Registry, backend: Backend, cache_dir: Path) -> Path:
+    """The file a local backend runs: its own, or for `requantize = "q8_0"` a copy with its
+    Q4_1/Q5_1 weights as Q8_0, written into `cache_dir` on first use (engine/requantize.py)."""
+    path = registry.resolve_path(backend)
+    return rewritten(path, cache_dir) if backend.requantize == "q8_0" else path
 
 
 def may_use(entry: ModelEntry, allowed: tuple[str, ...]) -> bool:
@@ -108,8 +117,8 @@ class ModelHub:
                 for model_id, pool in self.pools.items()]
 
     def _load(self, backend: Backend) -> None:
-        path = self.registry.resolve_path(backend)
         started = time.monotonic()
+        path = local_model_file(self.registry, backend, self.settings.model_cache_dir)
         if backend.kind == "chat":
             s = self.settings
             kv_bytes, kv_bytes_for_context, kv_budget = kv_cache_sizes(s)
@@ -122,9 +131,9 @@ class ModelHub:
             self._chat[backend.name] = ChatModel.load(backend.name, path, config, self.registry.chat_template(backend),
                                                  backend.prompt_format)
         else:
-            # a sentence-transformers folder is converted to GGUF once, kept with the data
+            # a sentence-transformers folder is converted to GGUF once, kept in the model cache
             self._embedders[backend.name] = Embedder(backend.name, path, self._threads,
-                                                     self.settings.data_dir / "models")
+                                                     self.settings.model_cache_dir)
         log.info("loaded %s from %s in %.1f s", backend.name, path, time.monotonic() - started)
 
     def stop_generating(self) -> None:
