@@ -85,6 +85,16 @@ def test_assembler_holds_split_characters():
     assert out == ["", "é", "", "", "", "🎉"]
 
 
+def test_an_answer_cut_inside_a_character_ends_before_it():
+    asm = TextAssembler()
+    assert asm.feed("très".encode()) == "très"
+    assert asm.feed("🎉".encode()[:2]) == ""
+    assert asm.finish() == "" and asm.text == "très"
+    # bytes that can never be UTF-8 are the model's output: replaced where they stand
+    asm = TextAssembler()
+    assert asm.feed(b"a\xffb") == "a\ufffdb" and asm.finish() == ""
+
+
 def test_assembler_cuts_at_stop_strings_across_tokens():
     asm = TextAssembler(stop=("END",))
     assert asm.feed(b"abc E") == "abc "

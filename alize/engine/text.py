@@ -30,10 +30,12 @@ class TextAssembler:
         return self._release(len(self.text) - self._held_suffix())
 
     def finish(self) -> str:
-        """Flushes whatever is held (an incomplete character becomes U+FFFD)."""
+        """Flushes the text held back for stop strings. The bytes of a character the answer
+        ended inside (cut by max_tokens) are dropped: they are not text, and a U+FFFD at the
+        end of an answer would look like the model's (finish_reason says it was cut)."""
         if self.is_stopped:
             return ""
-        self.text += self._decoder.decode(b"", final=True)
+        self._decoder.reset()
         cut = self._find_stop()
         if cut is not None:
             self.is_stopped = True
