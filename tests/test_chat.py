@@ -2,6 +2,7 @@
 
 import httpx
 
+from tests.server import alize
 from tests.spec import assert_valid
 from tests.sse import stream_chat
 
@@ -172,13 +173,18 @@ def test_stream_include_usage_adds_an_empty_choices_chunk(http):
     assert [c for c in chunks if c.get("usage")] == [chunks[-1]]
 
 
-def test_french_stream_never_splits_a_character(http):
+def test_french_stream_never_splits_a_character(http, server):
     # Accents and emoji span several bytes and often several tokens: every delta must be
-    # whole UTF-8 text, and the stream must equal the non-streamed answer.
+    # whole UTF-8 text, and the stream must equal the non-streamed answer. (Each under a new
+    # key, so that both compute the whole prompt: over a cached part a near-tie may go the
+    # other way, docs/tuning.md.)
     req = {"model": MODEL, "max_tokens": 40, "temperature": 0, "messages": [
         {"role": "user", "content": "Répète exactement : « Élève, où êtes-vous allé ? Très ému, ça a été ! 🎉 »"}]}
-    full = http.post("/v1/chat/completions", json=req).json()["choices"][0]["message"]["content"]
-    with http.stream("POST", "/v1/chat/completions", json={**req, "stream": True}) as r:
+    plain, streamed = ({"Authorization": "Bearer " + alize("keys", "create", "--name", name, "--data-dir",
+                                                           str(server.data_dir)).stdout.strip()}
+                       for name in ("french-plain", "french-stream"))
+    full = http.post("/v1/chat/completions", json=req, headers=plain).json()["choices"][0]["message"]["content"]
+    with http.stream("POST", "/v1/chat/completions", json={**req, "stream": True}, headers=streamed) as r:
         raw = b"".join(r.iter_bytes())
     text = raw.decode("utf-8")  # raises on any broken UTF-8
     assert "\ufffd" not in text
