@@ -1,18 +1,17 @@
 """Predicted outputs on a copy-heavy edit: one `alize serve` on the built-in model, asked to
 rename a function in a file of about 1,000 tokens at temperature 0 (the reply's start is
-given: a code fence and the first function renamed; the built-in 135M model then copies the
-rest, though it does not rename the calls; every request computes its prompt), without a
-prediction and with three: the model's own answer (every draft holds: the mechanism's
-ceiling on this machine), the file renamed (what an editor would send; how much of it the
-model copies is the model's), and a wrong one (unrelated prose). Each in turn, the order
-alternated; prints the median of the per-run time ratios against no prediction, and
-whether every answer is the same text.
+given: a code fence and the first function renamed; every request computes its prompt),
+without a prediction and with three: the model's own answer (every draft holds: the
+mechanism's ceiling on this machine), the file renamed (what an editor would send; how much
+of it the model copies is the model's), and a wrong one (unrelated prose). Each case is
+timed right beside a request without a prediction, the pair's order and the cases' order
+alternated from run to run (this machine's speed drifts by ±10% within a minute); prints the
+median of the per-pair time ratios, and whether every answer is the same text.
 
     benchmarks/predicted_outputs.py --runs 5 [--prompt-lookup]
 
-With --prompt-lookup the server drafts from the prompt when there is no prediction
-(ALIZE_PROMPT_LOOKUP): "without" then measures prompt-lookup decoding against a second
-server that does not."""
+With --prompt-lookup a second server drafts from the prompt when there is no prediction
+(ALIZE_PROMPT_LOOKUP), paired the same way with the first server answering without one."""
 
 import argparse
 import statistics
@@ -84,41 +83,36 @@ def main() -> None:
     parser.add_argument("--prompt-lookup", action="store_true")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="alize-predicted-bench-"))
-    cases = {"without": None, "own": "", "right": REST, "wrong": WRONG}
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    texts: dict[str, set[str]] = {name: set() for name in cases}
+    labels = {"own": "the answer itself as the prediction", "right": "the file renamed as the prediction",
+              "wrong": "a wrong prediction", "lookup": "prompt lookup, no prediction"}
+    predictions = {"own": "", "right": REST, "wrong": WRONG, "lookup": None}
+    ratios: dict[str, list[float]] = {name: [] for name in labels if name != "lookup" or args.prompt_lookup}
+    texts: set[str] = set()
     with ExitStack() as stack:
         plain = stack.enter_context(alize(logs, args.threads, False))
         looking = stack.enter_context(alize(logs, args.threads, True)) if args.prompt_lookup else None
         for server in (plain, looking) if looking else (plain,):  # warm up
             ask(*server, None, 8)
-        cases["own"] = ask(*plain, None, args.max_tokens)[1].removeprefix("```python\n" + FIRST)
+        predictions["own"] = ask(*plain, None, args.max_tokens)[1].removeprefix("```python\n" + FIRST)
         for run in range(args.runs):
-            order = list(cases) if run % 2 == 0 else list(reversed(cases))
-            for name in order:
-                base, key = looking if (looking and name == "without") else plain
-                if looking and name == "without":  # prompt lookup against the plain server, seconds apart
-                    seconds, text, usage = ask(*plain, None, args.max_tokens)
-                    times.setdefault("plain", []).append(seconds)
-                    texts.setdefault("plain", set()).add(text)
-                seconds, text, usage = ask(base, key, cases[name], args.max_tokens)
-                times[name].append(seconds)
-                texts[name].add(text)
-                details = usage.get("completion_tokens_details") or {}
-                print(f"run {run + 1} {name}: {seconds:.2f} s, {usage['completion_tokens']} tokens, accepted "
-                      f"{details.get('accepted_prediction_tokens')}, rejected {details.get('rejected_prediction_tokens')}",
-                      file=sys.stderr, flush=True)
-    same = len(set().union(*texts.values())) == 1
-    base_times = times["plain"] if args.prompt_lookup else times["without"]
-    print(f"answers identical in every case and run: {same}")
-    labels = {"own": "the answer itself as the prediction", "right": "the file renamed as the prediction",
-              "wrong": "a wrong prediction", "without": "prompt lookup, no prediction"}
-    for name in ("own", "right", "wrong") + (("without",) if args.prompt_lookup else ()):
-        ratios = [b / t for b, t in zip(base_times, times[name], strict=True)]
-        label = labels[name]
-        print(f"| {label}: speed-up over no prediction | {statistics.median(ratios):.2f}x "
-              f"(runs: {', '.join(f'{r:.2f}' for r in ratios)}) |")
-
+            order = list(ratios) if run % 2 == 0 else list(reversed(ratios))
+            for i, name in enumerate(order):
+                seconds = {}
+                for side in ("without", name) if (run + i) % 2 == 0 else (name, "without"):
+                    server = looking if side == "lookup" else plain
+                    took, text, usage = ask(*server, None if side in ("without", "lookup") else predictions[name],
+                                            args.max_tokens)
+                    seconds[side] = took
+                    texts.add(text)
+                    details = usage.get("completion_tokens_details") or {}
+                    print(f"run {run + 1}, {name} pair, {side}: {took:.2f} s, {usage['completion_tokens']} tokens, "
+                          f"accepted {details.get('accepted_prediction_tokens')}, rejected "
+                          f"{details.get('rejected_prediction_tokens')}", file=sys.stderr, flush=True)
+                ratios[name].append(seconds["without"] / seconds[name])
+    print(f"answers identical in every case and run: {len(texts) == 1}")
+    for name, found in ratios.items():
+        print(f"| {labels[name]}: speed-up over no prediction | {statistics.median(found):.2f}x "
+              f"(pairs: {', '.join(f'{r:.2f}' for r in found)}) |")
 
 if __name__ == "__main__":
     main()
