@@ -333,7 +333,7 @@ def main() -> None:
                                       run, args.paired).items():
             results[name].append(result)
         bench_tg.append(llama_bench(peers, model, args.threads))
-    print(f"SmolLM2-135M-Instruct Q4_1, {args.threads} threads, {args.tokens} tokens per request, sampler {SAMPLER}, "
+    print(f"{model.name}, {args.threads} threads, {args.tokens} tokens per request, sampler {SAMPLER}, "
           f"median of {args.runs} runs (logs: {logs})\n")
     print(report(results, args.concurrency, bench_tg))
     if args.json:
