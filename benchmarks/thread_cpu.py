@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402  (the same load, prompts and sampler settings)
+import bench
 
 
 def pid_listening(port: int) -> int:
