@@ -85,7 +85,7 @@ def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="alize-predicted-bench-"))
     labels = {"own": "the answer itself as the prediction", "right": "the file renamed as the prediction",
               "wrong": "a wrong prediction", "lookup": "prompt lookup, no prediction"}
-    predictions = {"own": "", "right": REST, "wrong": WRONG, "lookup": None}
+    predictions = {"own": "", "right": REST, "wrong": WRONG}  # "without" and "lookup" send none
     ratios: dict[str, list[float]] = {name: [] for name in labels if name != "lookup" or args.prompt_lookup}
     texts: set[str] = set()
     with ExitStack() as stack:
@@ -100,8 +100,7 @@ def main() -> None:
                 seconds = {}
                 for side in ("without", name) if (run + i) % 2 == 0 else (name, "without"):
                     server = looking if side == "lookup" else plain
-                    took, text, usage = ask(*server, None if side in ("without", "lookup") else predictions[name],
-                                            args.max_tokens)
+                    took, text, usage = ask(*server, predictions.get(side), args.max_tokens)
                     seconds[side] = took
                     texts.add(text)
                     details = usage.get("completion_tokens_details") or {}

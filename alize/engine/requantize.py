@@ -84,7 +84,7 @@ def write_q8_0(src: Path, out: Path) -> None:
             writer.add_tensor_info(tensor.name, shape, np.dtype(np.uint8), int(np.prod(shape)), Q.Q8_0)
         else:
             writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes,
-                                   None if tensor.tensor_type in (Q.F32, Q.F16) else tensor.tensor_type)
+                                   tensor.tensor_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
