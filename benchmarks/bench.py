@@ -315,13 +315,9 @@ def main() -> None:
     if args.temperature:
         SAMPLER.update(temperature=args.temperature, top_p=1, top_k=0, min_p=0)
     sys.path.insert(0, str(ROOT))
-    from alize.config import Settings
-    from alize.registry import Registry
-    from alize.services.models import local_model_file
+    from alize.services.models import builtin_chat_file
 
-    registry = Registry.load()
-    # the file Alizé serves (the built-in model's weights as Q8_0): every engine gets the same
-    model = local_model_file(registry, registry.backends["smollm2-135m-instruct"], Settings().model_cache_dir)
+    model = builtin_chat_file()  # the file Alizé serves: every engine gets the same
     peers = Path(subprocess.run([str(ROOT / "benchmarks/build_peers.sh")], capture_output=True, text=True,
                                 check=True).stdout.strip().splitlines()[-1])
     logs = Path(tempfile.mkdtemp(prefix="alize-bench-logs-"))

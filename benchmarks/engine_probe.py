@@ -10,12 +10,10 @@ of structured output per token."""
 import argparse
 import time
 
-from alize.config import Settings
 from alize.engine.grammar import schema_to_gbnf
 from alize.engine.params import BatchItem, EngineConfig, SamplingParams
 from alize.engine.runner import LlamaRunner
-from alize.registry import Registry
-from alize.services.models import local_model_file
+from alize.services.models import builtin_chat_file
 
 
 def main() -> None:
@@ -35,10 +33,8 @@ def main() -> None:
     parser.add_argument("--unseeded", action="store_true",
                         help="no seed: sampled draws in numpy (engine/draw.py) rather than llama.cpp's chain")
     args = parser.parse_args()
-    registry = Registry.load()
-    backend = registry.backends["smollm2-135m-instruct"]
     config = EngineConfig(args.context, max(args.slots, args.sequences), 512, threads=args.threads, kv_unified=args.unified)
-    runner = LlamaRunner(local_model_file(registry, backend, Settings().model_cache_dir), config)
+    runner = LlamaRunner(builtin_chat_file(), config)
     bias = tuple((t, float("-inf")) for t in runner.eog_tokens)
     grammar = None
     if args.grammar:

@@ -10,11 +10,9 @@ import argparse
 import statistics
 import time
 
-from alize.config import Settings
 from alize.engine.params import BatchItem, EngineConfig, SamplingParams
 from alize.engine.runner import LlamaRunner
-from alize.registry import Registry
-from alize.services.models import local_model_file
+from alize.services.models import builtin_chat_file
 
 VARIANTS = {"f16, per sequence": "f16", "f16, pool": "f16", "q8_0, pool": "q8_0"}
 
@@ -57,9 +55,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pool-mb", type=int, default=320, help="the pools' size (it must hold every sequence)")
     args = parser.parse_args()
-    registry = Registry.load()
-    # the file Alizé serves (the built-in model's weights as Q8_0): every engine gets the same
-    path = local_model_file(registry, registry.backends["smollm2-135m-instruct"], Settings().model_cache_dir)
+    path = builtin_chat_file()
     runners = {name: LlamaRunner(path, EngineConfig(8192, args.sequences, 512, threads=2, kv_type=kind, kv_bytes=(
         args.pool_mb * 2**20 if "pool" in name else 0))) for name, kind in VARIANTS.items()}
     filler = " ".join(f"word{j % 97}" for j in range(args.prompt_words))

@@ -232,13 +232,9 @@ def main() -> None:
     args = parser.parse_args()
     peers = Path(subprocess.run([str(ROOT / "benchmarks/build_peers.sh")], capture_output=True, text=True,
                                 check=True).stdout.strip())
-    from alize.config import Settings
-    from alize.registry import Registry  # the built-in model's file, wherever its package put it
-    from alize.services.models import local_model_file
+    from alize.services.models import builtin_chat_file
 
-    registry = Registry.load()
-    # the file Alizé serves (the built-in model's weights as Q8_0): every engine gets the same
-    model = local_model_file(registry, registry.backends["smollm2-135m-instruct"], Settings().model_cache_dir)
+    model = builtin_chat_file()  # the file Alizé serves: every engine gets the same
     logs = Path(tempfile.mkdtemp(prefix="alize-upstream-bench-"))
     data = logs / "data"
     with ExitStack() as stack:

@@ -15,11 +15,9 @@ import time
 
 import llama_cpp as lc
 
-from alize.config import Settings
 from alize.engine.params import BatchItem, EngineConfig, SamplingParams
 from alize.engine.runner import LlamaRunner
-from alize.registry import Registry
-from alize.services.models import local_model_file
+from alize.services.models import builtin_chat_file
 
 
 def main() -> None:
@@ -29,8 +27,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    registry = Registry.load()
-    path = local_model_file(registry, registry.backends["smollm2-135m-instruct"], Settings().model_cache_dir)
+    path = builtin_chat_file()
     runner = LlamaRunner(path, EngineConfig(args.context + 512, 1, 512, threads=args.threads))
     prompt = runner.tokenize("word " * args.context, True)[:args.context]
     for at in range(0, len(prompt), 512):

@@ -4,22 +4,18 @@ import asyncio
 
 import pytest
 
-from alize.config import Settings
 from alize.engine.params import EngineConfig, GenerationRequest, SamplingParams
 from alize.engine.text import TextAssembler
 from alize.registry import Registry
-from alize.services.models import local_model_file
+from alize.services.models import builtin_chat_file
 
 
 @pytest.fixture(scope="module")
 def chat_model():
     from alize.engine.chat_model import ChatModel
 
-    registry = Registry.load()
-    backend = registry.backends["smollm2-135m-instruct"]
     config = EngineConfig(context_per_sequence=2048, max_sequences=4, threads=2)
-    # the file the server runs: the built-in model's weights as Q8_0
-    model = ChatModel.load("smollm2", local_model_file(registry, backend, Settings().model_cache_dir), config)
+    model = ChatModel.load("smollm2", builtin_chat_file(), config)  # the file the server runs
     yield model
     model.close()
 

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as Q
 
-from alize.config import Settings
 from alize.engine import requantize
 from alize.engine.params import BatchItem, EngineConfig, SamplingParams
 from alize.errors import ConfigError
 from alize.registry import Registry
-from alize.services.models import local_model_file
+from alize.services.models import builtin_chat_file
 
 RNG = np.random.default_rng(7)
 WEIGHTS = (RNG.standard_normal((8, 64)) * 0.05 + 0.01).astype(np.float32)
@@ -98,8 +97,7 @@ def test_the_built_in_model_decodes_each_position_the_same_alone_or_in_a_step_of
     logits a one-token step gives (bit for bit), so greedy answers never depend on batching."""
     from alize.engine.runner import LlamaRunner
 
-    registry = Registry.load()
-    path = local_model_file(registry, registry.backends["smollm2-135m-instruct"], Settings().model_cache_dir)
+    path = builtin_chat_file()
     assert gguf.GGUFReader(path).fields[requantize.SOURCE_TYPE_KEY].contents() == "MOSTLY_Q4_1"
     runner = LlamaRunner(path, EngineConfig(1024, 1, 512, threads=2))
     sampler = runner.create_sampler(SamplingParams(max_tokens=1, temperature=0.0))

@@ -54,6 +54,16 @@ def local_model_file(registry: Registry, backend: Backend, cache_dir: Path) -> P
     return rewritten(path, cache_dir) if backend.requantize == "q8_0" else path
 
 
+BUILTIN_CHAT_BACKEND = "smollm2-135m-instruct"
+
+
+def builtin_chat_file() -> Path:
+    """The file the server runs for the built-in chat model (its weights as Q8_0, rewritten on
+    first use): what benchmarks and engine tests load, so that every engine gets the same."""
+    registry = Registry.load()
+    return local_model_file(registry, registry.backends[BUILTIN_CHAT_BACKEND], Settings().model_cache_dir)
+
+
 def may_use(entry: ModelEntry, allowed: tuple[str, ...]) -> bool:
     """Whether a key limited to `allowed` model ids (empty: all) may use this model."""
     return not allowed or entry.id in allowed or entry.canonical_id in allowed
