@@ -7,7 +7,7 @@ alone (logits for every row, as a verification asks), then the sampling of every
 A draft of k tokens all kept gives k+1 tokens for the step's cost: the ceiling of predicted
 outputs and prompt-lookup decoding on this machine is (k+1) / cost(k+1). The rounds alternate
 the sizes; medians. LLAMA_CPP_LIB_PATH points llama-cpp-python at another build of llama.cpp
-(e.g. one with scripts/experimental/*.patch applied) to compare."""
+(another patch under test) to compare."""
 
 import argparse
 import statistics

@@ -2,6 +2,7 @@
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from alize.engine.params import EngineConfig, GenerationRequest, SamplingParams
@@ -133,3 +134,39 @@ def test_kv_cache_is_resident_only_where_sequences_write():
         model.close()
     assert loaded < 400, f"loading made {loaded:.0f} MB resident: the 1,440 MB KV cache was touched"
     assert used < 400, f"one {len(prompt)}-token request left {used:.0f} MB resident"
+
+
+@pytest.mark.parametrize("kv_bytes", [0, 200_000_000], ids=["a buffer per sequence", "a shared KV pool"])
+def test_a_positions_logits_are_the_same_alone_with_a_draft_or_beside_others(kv_bytes):
+    # What makes a prediction's answer the very answer without it: attention sums a row's
+    # cells in the same order however many rows the step holds (scripts/llama-cpp-*-attention.patch).
+    from alize.engine.params import BatchItem
+    from alize.engine.runner import LlamaRunner
+
+    runner = LlamaRunner(builtin_chat_file(), EngineConfig(2048, 3, 512, threads=2, kv_bytes=kv_bytes))
+    greedy = runner.create_sampler(SamplingParams(max_tokens=1, temperature=0))
+    try:
+        text = runner.tokenize("The quick brown fox jumps over the lazy dog. " * 150, True)
+        prompt, draft = text[:1200], text[1200:1217]  # past 512 cells, and not on a 64-cell tile edge
+        for seq in (0, 1):
+            for at in range(0, len(prompt), 512):
+                runner.run([BatchItem(seq, prompt[at:at + 512], at, False)], [])
+        runner.run([BatchItem(2, prompt[:40], 0, False)], [])
+        start = len(prompt)
+
+        def logits(items: list[BatchItem], count: int) -> np.ndarray:
+            runner.run(items, [greedy] * len(items))
+            return np.stack([runner._logits(row).copy() for row in range(count)])
+
+        together = logits([BatchItem(0, draft, start, True, num_draft=16)], 17)
+        runner.trim_sequence(0, start)
+        alone = np.concatenate([logits([BatchItem(0, [token], start + i, True)], 1) for i, token in enumerate(draft)])
+        runner.trim_sequence(0, start)
+        # written in slot order, whatever the items' order: sequence 0's rows come first
+        beside = logits([BatchItem(1, [7], start, True), BatchItem(0, draft, start, True, num_draft=16),
+                         BatchItem(2, [9], 40, True)], 17)
+    finally:
+        runner.free_sampler(greedy)
+        runner.close()
+    assert np.array_equal(together, alone)
+    assert np.array_equal(beside, together)
