@@ -9,6 +9,7 @@ llama.cpp would, so the scheduler's prefix cache and n > 1 choices behave for re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from alize.engine.drafting import FREE, StepCost
 from alize.engine.params import BatchItem, SamplingParams
 from alize.errors import EngineFailure
 
@@ -74,8 +75,8 @@ class FakeRunner:
     def free_sampler(self, sampler: FakeSampler) -> None:
         pass
 
-    def draft_cost(self) -> float:
-        return 0.0  # a draft costs nothing here: every useful one is made
+    def step_cost(self) -> StepCost:
+        return FREE  # a draft costs nothing here: every useful one is made
 
     def copy_sequence(self, src: int, dst: int) -> None:
         self.kv[dst] = list(self.kv[src])

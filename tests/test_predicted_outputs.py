@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from alize.engine.drafting import Drafter, draft_length
+from alize.engine.drafting import MAX_DRAFT, Drafter, StepCost, draft_length
 from alize.engine.params import FinishReason, GenerationRequest, SamplingParams
 from tests.fake_runner import WORDS, FakeRunner
 from tests.server import start_server
@@ -60,10 +60,10 @@ def test_the_answer_is_the_same_whatever_the_prediction(name, prediction):
     assert texts == ALONE
     final = finals[0]
     assert final.finish_reason is FinishReason.STOP and final.num_completion_tokens == len(SCRIPT)
-    if name == "exact":  # the prompt's step, then drafts of 16 and 2 tokens: all kept
-        assert steps == 3 < ALONE_STEPS == len(SCRIPT) + 1
-        # every token but the first (the prompt's step) and the one sampled after the first draft
-        assert (final.num_draft_accepted, final.num_draft_rejected) == (len(SCRIPT) - 2, 0)
+    if name == "exact":  # the prompt's step, then one draft of the rest: all kept
+        assert steps == 2 < ALONE_STEPS == len(SCRIPT) + 1
+        # every token but the first (the prompt's step); the end was sampled after the draft
+        assert (final.num_draft_accepted, final.num_draft_rejected) == (len(SCRIPT) - 1, 0)
     if name == "edited":  # found again after each edit
         assert final.num_draft_accepted == 11 and steps < ALONE_STEPS / 2  # 2 tokens in common resync
     if name == "wrong":
@@ -104,21 +104,28 @@ def test_the_drafter_follows_the_output_and_finds_it_again_after_an_edit():
 
 
 def test_drafts_are_as_long_as_they_pay_for_themselves():
-    assert draft_length(0.9, 0.0, 40) == 16  # free (a GPU, the fake): as long as allowed
-    assert draft_length(0.9, 0.0, 3) == 3
-    assert 1 <= draft_length(0.9, 0.6, 16) <= 4  # a small model on two CPU cores: short drafts
-    assert draft_length(0.999, 0.6, 16) == 16  # unless the source is nearly always right
-    assert draft_length(0.5, 0.6, 16) == 0  # and none when it is often wrong
+    free = StepCost()
+    cpu = StepCost(((1, 1.0), (2, 1.75), (9, 3.6), (49, 11.8)))  # the built-in model on two CPU cores
+    assert draft_length(0.9, free, 60) == MAX_DRAFT  # free (a GPU, the fake): as long as allowed
+    assert draft_length(0.9, free, 3) == 3
+    assert 2 <= draft_length(0.8, cpu, 48) <= 6  # on two CPU cores: short drafts from a source often wrong
+    assert draft_length(0.999, cpu, 48) == 48  # long ones from a source nearly always right
+    assert draft_length(0.5, cpu, 48) == 0  # and none from one wrong every other token
+    assert draft_length(0.97, cpu, 48) > 3 * draft_length(0.97, StepCost.linear(0.75), 48)  # not every token costs the 2nd's
+    assert draft_length(0.9, cpu, 48, others=15) < draft_length(0.9, cpu, 48)  # a step of 16 must save more
+    assert draft_length(0.999, StepCost.linear(float("inf")), 48) == 0  # no measure: no drafts
+    assert cpu(1) == 1.0 and cpu(5) == pytest.approx(1.75 + 1.85 * 3 / 7) and cpu(60) == pytest.approx(11.8 + 8.2 * 11 / 40)
+    linear = StepCost.linear(0.6)  # every token past the first costs 0.6 of a step
     source = [1, 2, 3, 4] * 10
     drafter = Drafter.looking_up(source)
     for step in range(4):  # the output is found in the source, then departs from it
-        assert drafter.propose([3, 4], 16, cost=0.6) == ([1] if step == 0 else [])
+        assert drafter.propose([3, 4], 16, cost=linear) == ([1] if step == 0 else [])
         drafter.update(0, 0, [9])
     assert drafter.keep < 0.5  # departures weigh: no draft pays any more
     for _ in range(12):  # the source foresees the output again, undrafted: it earns its trust back
-        drafter.propose([3, 4], 16, cost=0.6)
+        drafter.propose([3, 4], 16, cost=linear)
         drafter.update(0, 0, [1, 2, 3, 4])
-    assert drafter.keep > 0.85 and len(drafter.propose([3, 4], 16, cost=0.6)) > 1
+    assert drafter.keep > 0.85 and len(drafter.propose([3, 4], 16, cost=linear)) > 1
 
 
 def test_prompt_lookup_drafts_from_the_prompt():

@@ -129,7 +129,7 @@ def test_a_shorter_prefix_is_copied_when_the_longest_is_not_worth_its_copy():
 
 
 def test_drafts_share_what_one_token_per_decoding_sequence_leaves():
-    from alize.engine.drafting import Drafter
+    from alize.engine.drafting import Drafter, StepCost
 
     scheduler = Scheduler(max_sequences=4, token_budget=24)
     seqs = [sequence(f"s{i}", prompt_len=4) for i in range(4)]
@@ -140,14 +140,14 @@ def test_drafts_share_what_one_token_per_decoding_sequence_leaves():
     decode_once(scheduler)  # the prompts
     seqs_run, items = scheduler.schedule()
     assert len(items) == 4  # every sequence decodes, drafts or not
-    assert [len(i.tokens) for i in items] == [1 + 16, 1 + 4, 1, 1]  # 24 tokens: 4 pending, 20 drafted
-    assert [i.num_draft for i in items] == [16, 4, 0, 0]
+    assert [len(i.tokens) for i in items] == [1 + 20, 1, 1, 1]  # 24 tokens: 4 pending, 20 drafted
+    assert [i.num_draft for i in items] == [20, 0, 0, 0]
     short = sequence("short", prompt_len=8)
     short.request.params = SamplingParams(max_tokens=3)
     short.drafter = Drafter.following([7] * 40)
     short.output_tokens = [7]
     assert Scheduler._draft(short, 100) == [7]  # never past max_tokens: 1 written, 1 pending, 1 drafted
-    costly = Scheduler(max_sequences=4, token_budget=512, draft_cost=0.6)
+    costly = Scheduler(max_sequences=4, token_budget=512, step_cost=StepCost.linear(0.6))
     for seq in seqs:
         seq.drafter = Drafter.following([7] * 40)
         costly.add(seq)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from alize.engine.drafting import Drafter
+from alize.engine.drafting import Drafter, StepCost
 from alize.engine.params import BatchItem, FinishReason, GenerationRequest, TokenEvent
 from alize.engine.runner_protocol import Runner
 from alize.engine.scheduler import Scheduler
@@ -72,10 +72,10 @@ class EngineCore:
         # llama.cpp's OpenMP workers of that thread spinning beside this one's (one stream
         # went from 120 to 80 tok/s on two cores when the load thread measured it).
         try:
-            self.scheduler.draft_cost = self.runner.draft_cost()
+            self.scheduler.step_cost = self.runner.step_cost()
         except AlizeError as exc:
             log.error("could not measure what a draft costs (%s): no drafts", exc.message)
-            self.scheduler.draft_cost = float("inf")
+            self.scheduler.step_cost = StepCost.linear(float("inf"))
         while not self._is_stopping:
             self._drain_inbox(block=not self.scheduler.has_work)
             if self.scheduler.has_work:

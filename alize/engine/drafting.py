@@ -12,21 +12,55 @@ edit the client did not predict) it is found again by matching the output's last
 against the reference, as prompt-lookup decoding does. Pure Python."""
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 NGRAMS = (4, 3, 2)  # the output's last n tokens looked up in the reference, longest first
-MAX_DRAFT = 16  # drafted tokens per step, at most
+# Drafted tokens per step, at most: with the pending token 49 query rows, under the 64 at
+# which llama.cpp's attention takes its tiled path, which sums in another order.
+MAX_DRAFT = 48
 MARGIN = 1.05  # a draft is made when it is expected to give at least 5% more tokens per second
 
 
-def draft_length(keep: float, cost: float, most: int, others: int = 0) -> int:
+@dataclass(frozen=True)
+class StepCost:
+    """What a step costs by how many tokens it decodes, in one-token steps: measured points
+    (tokens, cost), joined by straight lines and continued past the last by the last slope.
+    On a few CPU cores a second token costs most of a step and later ones far less (the
+    weights' product gets cheaper per token); on a GPU nearly nothing."""
+
+    points: tuple[tuple[int, float], ...] = ((1, 1.0), (2, 1.0))
+
+    @classmethod
+    def linear(cls, per_token: float) -> "StepCost":
+        """Each token past the first costs `per_token` of a step (inf: drafts never pay)."""
+        return cls(((1, 1.0), (2, 1.0 + per_token)))
+
+    def __call__(self, tokens: int) -> float:
+        points = self.points
+        if tokens <= points[0][0]:
+            return points[0][1]
+        for (t0, c0), (t1, c1) in pairwise(points):
+            if tokens <= t1:
+                return c0 + (c1 - c0) * (tokens - t0) / (t1 - t0)
+        (t0, c0), (t1, c1) = points[-2], points[-1]
+        return c1 + (c1 - c0) / (t1 - t0) * (tokens - t1)
+
+
+FREE = StepCost()  # a step costs the same whatever its tokens (nearly so on a GPU; the fake runner)
+
+
+def draft_length(keep: float, cost: StepCost, most: int, others: int = 0) -> int:
     """How many tokens to draft: the length with the most expected tokens per unit of step
-    time for the whole step (the sequence and `others` decoding one token each), each drafted
-    token kept with probability `keep` if the one before it was, each costing `cost` of the
-    step without it; 0 when no length gains MARGIN."""
+    time for the whole step (the sequence and `others` decoding one token each, `cost` what
+    a step of so many tokens costs), each drafted token kept with probability `keep` if the
+    one before it was; 0 when no length gains MARGIN."""
     best, best_gain, expected = 0, MARGIN, 1.0
+    without = cost(others + 1)
+    if cost(others + 2) == float("inf"):
+        return 0
     for k in range(1, min(most, MAX_DRAFT) + 1):
         expected += keep ** k  # the pending token's successor, then the draft's tokens kept
-        gain = (others + expected) / ((others + 1) * (1 + cost * k))
+        gain = (others + expected) / (others + 1) * without / cost(others + 1 + k)
         if gain > best_gain:
             best, best_gain = k, gain
     return best
@@ -61,9 +95,9 @@ class Drafter:
         """The chance that a drafted token is kept, the one before it having been."""
         return (self.kept + self.prior_kept) / (self.kept + self.misses + self.prior_kept + 1)
 
-    def propose(self, output: list[int], most: int, cost: float = 0.0, others: int = 0) -> list[int]:
+    def propose(self, output: list[int], most: int, cost: StepCost = FREE, others: int = 0) -> list[int]:
         """The draft for the tokens after `output`: at most `most` tokens, maybe none, as
-        many as pay for what each costs (draft_length: `cost` of the step per drafted token,
+        many as pay for what they cost (draft_length: `cost` of a step by its tokens,
         `others` sequences decoding in the same step)."""
         if most <= 0:
             return []

@@ -17,6 +17,7 @@ from typing import Any, cast
 import llama_cpp as lc
 import numpy as np
 
+from alize.engine.drafting import MAX_DRAFT, StepCost
 from alize.engine.draw import TemperatureDraw
 from alize.engine.params import KV_TYPES, BatchItem, EngineConfig, SamplingParams
 from alize.engine.penalties import Penalties
@@ -25,6 +26,8 @@ from alize.errors import ConfigError, EngineFailure
 _backend_lock = threading.Lock()
 log = logging.getLogger(__name__)
 
+# the step sizes at which step_cost measures a step: the rest is read between them
+STEP_COST_TOKENS = (1, 2, 9, MAX_DRAFT + 1)
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
 # llama_get_logits_ith returning the address as an int (the binding's own returns a ctypes
 # pointer, which numpy then wraps in ~30 µs a row right after a decode)
@@ -171,7 +174,7 @@ class LlamaRunner:
         self._valid_grammars: set[str] = set()
         self.penalties_in_c = False  # llama.cpp's own samplers for bias and penalties (to compare)
         self.numpy_draw = True  # greedy picks and unseeded draws in numpy (False: llama.cpp's, to compare)
-        self._draft_cost: float | None = None
+        self._step_cost: StepCost | None = None
 
     def _pool_cells(self, config: EngineConfig, pool_bytes: int) -> int:
         """As many cells as pool_bytes hold, or one full context if the pool may grow to it;
@@ -440,30 +443,29 @@ class LlamaRunner:
             return token
         return int(lc.llama_sampler_sample(sampler, self._ctx, row))
 
-    def draft_cost(self) -> float:
-        """How much longer a step of one sequence runs per extra token decoded with its
-        pending one, relative to a one-token step: measured once, in slot 0 over a short
-        prompt (1 and 5 tokens, the best of three each), then the slot is emptied. Near 0
-        where a step's time is reading the weights (GPUs, large models), near 1 where it is
-        arithmetic (a small model on a few CPU cores: drafts must then be mostly right)."""
-        if self._draft_cost is None:
-            params = SamplingParams(max_tokens=1, temperature=0.0)
-            sampler = self.create_sampler(params)
-            prompt = [max(0, self.special_token("bos"))] * 32
-            self.run([BatchItem(0, prompt, 0, False)], [None])
+    def step_cost(self) -> StepCost:
+        """What a step of one sequence costs by how many tokens it decodes, in one-token
+        steps: measured once, in slot 0 over a short prompt, at STEP_COST_TOKENS (the best of
+        three each), then the slot is emptied. Near 1 whatever the tokens where a step's time
+        is reading the weights (GPUs, large models); on a small model on a few CPU cores a
+        second token costs most of a step and each one after it about a quarter."""
+        if self._step_cost is None:
+            sampler = self.create_sampler(SamplingParams(max_tokens=1, temperature=0.0))
+            prompt = [max(0, self.special_token("bos"))] * 64
+            self.run([BatchItem(0, prompt[:16], 0, False)], [None])
             times = {}
-            for n in (1, 5):
+            for n in STEP_COST_TOKENS:
                 best = float("inf")
                 for _ in range(3):
                     started = time.perf_counter()
-                    self.run([BatchItem(0, prompt[:n], len(prompt), True, n - 1)], [sampler])
+                    self.run([BatchItem(0, prompt[:n], 16, True, n - 1)], [sampler])
                     best = min(best, time.perf_counter() - started)
-                    self.trim_sequence(0, len(prompt))
+                    self.trim_sequence(0, 16)
                 times[n] = best
             self.trim_sequence(0, 0)
             self.free_sampler(sampler)
-            self._draft_cost = max(0.0, (times[5] / times[1] - 1) / 4)
-        return self._draft_cost
+            self._step_cost = StepCost(tuple((n, max(1.0, times[n] / times[1])) for n in STEP_COST_TOKENS))
+        return self._step_cost
 
     def copy_sequence(self, src: int, dst: int) -> None:
         """Gives `dst` a copy of `src`'s KV, at once. In a unified KV buffer that only labels

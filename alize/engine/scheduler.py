@@ -7,6 +7,7 @@ admitted first, and background ones (batch jobs) mostly wait while they run. Pur
 import time
 from collections import deque
 
+from alize.engine.drafting import FREE, StepCost
 from alize.engine.kv_cache import SlotCache, common_prefix
 from alize.engine.params import BatchItem
 from alize.engine.sequence import Sequence, SequenceStatus
@@ -28,11 +29,11 @@ BACKGROUND_SHARE = 8
 class Scheduler:
     def __init__(self, max_sequences: int, token_budget: int, queue_timeout_s: float = float("inf"),
                  min_copy: int = MIN_COPY, background_share: int = BACKGROUND_SHARE, kv_pool: int | None = None,
-                 draft_cost: float = 0.0):
+                 step_cost: StepCost = FREE):
         self.token_budget = token_budget
-        # How much longer a one-token step runs per extra token decoded with it (the runner
-        # measures it): drafts are made only where what they are expected to save pays for it.
-        self.draft_cost = draft_cost
+        # What a step costs by how many tokens it decodes (the runner measures it): drafts are
+        # made only where what they are expected to save pays for what they add.
+        self.step_cost = step_cost
         # One KV pool of this many cells for every sequence (None: a buffer per slot): a
         # sequence is admitted when what it may use, prompt + max_tokens, fits beside what
         # the running ones may use; free slots' cached prefixes give way, oldest first.
@@ -200,11 +201,9 @@ class Scheduler:
         budget = self.token_budget
         decoding = [s for s in runs if not s.is_prefilling][:budget]
         spare = budget - len(decoding)  # drafts share what one token per decoding sequence leaves
-        # an extra token's cost relative to this step's: the more sequences, the more it must save
-        cost = self.draft_cost / (1 + self.draft_cost * (len(decoding) - 1)) if decoding else 0.0
-        for seq in decoding:
+        for seq in decoding:  # a draft must pay for what it adds to the whole step's time
             pos = seq.num_context_tokens - 1
-            draft = self._draft(seq, spare, cost, len(decoding) - 1)
+            draft = self._draft(seq, spare, self.step_cost, len(decoding) - 1)
             items.append(BatchItem(seq.slot, [seq.output_tokens[-1], *draft], pos, True, len(draft)))
             seqs.append(seq)
             spare -= len(draft)
@@ -220,7 +219,7 @@ class Scheduler:
         return seqs, items
 
     @staticmethod
-    def _draft(seq: Sequence, spare: int, cost: float = 0.0, others: int = 0) -> list[int]:
+    def _draft(seq: Sequence, spare: int, cost: StepCost = FREE, others: int = 0) -> list[int]:
         """Tokens to verify after the sequence's pending one: none past max_tokens (nor,
         while end-of-generation is banned, past min_tokens), within the budget, and as many
         as pay for their `cost` (engine/drafting.py)."""
