@@ -6,7 +6,8 @@ mechanism's ceiling on this machine), the file renamed (what an editor would sen
 of it the model copies is the model's), and a wrong one (unrelated prose). Each case is
 timed right beside a request without a prediction, the pair's order and the cases' order
 alternated from run to run (this machine's speed drifts by ±10% within a minute); prints the
-median of the per-pair time ratios, and whether every answer is the same text.
+median of the per-pair time ratios, end to end and from the first text on (the prompt, about 1,100
+tokens, computed alike with or without), and whether every answer is the same text.
 
     benchmarks/predicted_outputs.py --runs 5 [--prompt-lookup]
 
@@ -14,6 +15,7 @@ With --prompt-lookup a second server drafts from the prompt when there is no pre
 (ALIZE_PROMPT_LOOKUP), paired the same way with the first server answering without one."""
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -63,16 +65,28 @@ FIRST = RENAMED.split("\n\n\n")[0] + "\n\n\n"  # the reply's start, given: the b
 REST = RENAMED[len(FIRST):] + "\n```"  # what an editor would predict after it
 
 
-def ask(base: str, key: str, prediction: str | None, max_tokens: int) -> tuple[float, str, dict]:
+def ask(base: str, key: str, prediction: str | None, max_tokens: int) -> tuple[float, float, str, dict]:
+    """(seconds to the first text, seconds in all, the answer, usage) of one streamed request."""
     messages = [{"role": "user", "content": PROMPT},
                 {"role": "assistant", "content": "```python\n" + FIRST, "prefix": True}]
-    body = {"model": "mistral-small-latest", "messages": messages, "temperature": 0, "max_tokens": max_tokens}
+    body = {"model": "mistral-small-latest", "messages": messages, "temperature": 0, "max_tokens": max_tokens,
+            "stream": True}
     if prediction is not None:
         body["prediction"] = {"type": "content", "content": prediction}
-    started = time.perf_counter()
-    answer = httpx.post(f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
-                        timeout=600).json()
-    return time.perf_counter() - started, answer["choices"][0]["message"]["content"], answer["usage"]
+    started, first, parts, usage = time.perf_counter(), None, [], {}
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=600,
+                      headers={"Authorization": f"Bearer {key}"}) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                if choice["delta"].get("content"):
+                    first = first or time.perf_counter() - started
+                    parts.append(choice["delta"]["content"])
+    return first or 0.0, time.perf_counter() - started, "".join(parts), usage
 
 
 def main() -> None:
@@ -87,31 +101,35 @@ def main() -> None:
               "wrong": "a wrong prediction", "lookup": "prompt lookup, no prediction"}
     predictions = {"own": "", "right": REST, "wrong": WRONG}  # "without" and "lookup" send none
     ratios: dict[str, list[float]] = {name: [] for name in labels if name != "lookup" or args.prompt_lookup}
+    after_first: dict[str, list[float]] = {name: [] for name in ratios}  # the same, from the first text on
     texts: set[str] = set()
     with ExitStack() as stack:
         plain = stack.enter_context(alize(logs, args.threads, False))
         looking = stack.enter_context(alize(logs, args.threads, True)) if args.prompt_lookup else None
         for server in (plain, looking) if looking else (plain,):  # warm up
             ask(*server, None, 8)
-        predictions["own"] = ask(*plain, None, args.max_tokens)[1].removeprefix("```python\n" + FIRST)
+        predictions["own"] = ask(*plain, None, args.max_tokens)[2].removeprefix("```python\n" + FIRST)
         for run in range(args.runs):
             order = list(ratios) if run % 2 == 0 else list(reversed(ratios))
             for i, name in enumerate(order):
-                seconds = {}
+                seconds, decoding = {}, {}
                 for side in ("without", name) if (run + i) % 2 == 0 else (name, "without"):
                     server = looking if side == "lookup" else plain
-                    took, text, usage = ask(*server, predictions.get(side), args.max_tokens)
-                    seconds[side] = took
+                    first, took, text, usage = ask(*server, predictions.get(side), args.max_tokens)
+                    seconds[side], decoding[side] = took, took - first
                     texts.add(text)
                     details = usage.get("completion_tokens_details") or {}
-                    print(f"run {run + 1}, {name} pair, {side}: {took:.2f} s, {usage['completion_tokens']} tokens, "
+                    print(f"run {run + 1}, {name} pair, {side}: {took:.2f} s ({first:.2f} s to the first text), "
+                          f"{usage['completion_tokens']} tokens, "
                           f"accepted {details.get('accepted_prediction_tokens')}, rejected "
                           f"{details.get('rejected_prediction_tokens')}", file=sys.stderr, flush=True)
                 ratios[name].append(seconds["without"] / seconds[name])
+                after_first[name].append(decoding["without"] / decoding[name])
     print(f"answers identical in every case and run: {len(texts) == 1}")
     for name, found in ratios.items():
         print(f"| {labels[name]}: speed-up over no prediction | {statistics.median(found):.2f}x "
-              f"(pairs: {', '.join(f'{r:.2f}' for r in found)}) |")
+              f"(pairs: {', '.join(f'{r:.2f}' for r in found)}) | after the first text: "
+              f"{statistics.median(after_first[name]):.2f}x |")
 
 if __name__ == "__main__":
     main()
