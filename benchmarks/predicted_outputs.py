@@ -104,10 +104,13 @@ def main() -> None:
     after_first: dict[str, list[float]] = {name: [] for name in ratios}  # the same, from the first text on
     texts: set[str] = set()
     with ExitStack() as stack:
+        # each server warmed up before the next starts: its engine prices drafts by timing steps
+        # when it starts (runner.step_cost), which another server loading beside it would skew
         plain = stack.enter_context(alize(logs, args.threads, False))
+        ask(*plain, None, 8)
         looking = stack.enter_context(alize(logs, args.threads, True)) if args.prompt_lookup else None
-        for server in (plain, looking) if looking else (plain,):  # warm up
-            ask(*server, None, 8)
+        if looking:
+            ask(*looking, None, 8)
         predictions["own"] = ask(*plain, None, args.max_tokens)[2].removeprefix("```python\n" + FIRST)
         for run in range(args.runs):
             order = list(ratios) if run % 2 == 0 else list(reversed(ratios))

@@ -170,3 +170,21 @@ def test_a_positions_logits_are_the_same_alone_with_a_draft_or_beside_others(kv_
         runner.close()
     assert np.array_equal(together, alone)
     assert np.array_equal(beside, together)
+
+
+def test_the_step_cost_is_measured_where_a_step_has_room():
+    from alize.engine.drafting import MAX_DRAFT
+    from alize.engine.runner import STEP_COST_TOKENS, LlamaRunner
+
+    runner = LlamaRunner(builtin_chat_file(), EngineConfig(256, 1, 512, threads=2))
+    try:
+        cost = runner.step_cost()
+    finally:
+        runner.close()
+    assert [n for n, _ in cost.points] == list(STEP_COST_TOKENS) and STEP_COST_TOKENS[-1] == MAX_DRAFT + 1
+    assert cost(1) == 1.0 < cost(MAX_DRAFT + 1)  # on CPU cores a 49-token step costs more than one of one
+    small = LlamaRunner(builtin_chat_file(), EngineConfig(256, 1, 8, threads=2))  # a step of 8 tokens at most
+    try:
+        assert [n for n, _ in small.step_cost().points] == [1, 2]  # measured up to what fits
+    finally:
+        small.close()

@@ -445,26 +445,32 @@ class LlamaRunner:
 
     def step_cost(self) -> StepCost:
         """What a step of one sequence costs by how many tokens it decodes, in one-token
-        steps: measured once, in slot 0 over a short prompt, at STEP_COST_TOKENS (the best of
-        three each), then the slot is emptied. Near 1 whatever the tokens where a step's time
-        is reading the weights (GPUs, large models); on a small model on a few CPU cores a
-        second token costs most of a step and each one after it about a quarter."""
+        steps: measured once, in slot 0 over a short prompt, at STEP_COST_TOKENS (those a
+        step and a sequence have room for; the best of three each), then the slot is emptied.
+        Near 1 whatever the tokens where a step's time is reading the weights (GPUs, large
+        models); on a small model on a few CPU cores a second token costs most of a step and
+        each one after it about a quarter."""
+        lead = min(16, self.config.batch_tokens)  # the prompt the steps follow
+        sizes = [n for n in STEP_COST_TOKENS if n <= min(self.config.batch_tokens, self.config.context_per_sequence - lead)]
+        if self._step_cost is None and len(sizes) < 2:  # no room for a draft: none is made
+            self._step_cost = StepCost.linear(float("inf"))
         if self._step_cost is None:
             sampler = self.create_sampler(SamplingParams(max_tokens=1, temperature=0.0))
             prompt = [max(0, self.special_token("bos"))] * 64
-            self.run([BatchItem(0, prompt[:16], 0, False)], [None])
-            times = {}
-            for n in STEP_COST_TOKENS:
-                best = float("inf")
-                for _ in range(3):
+            self.run([BatchItem(0, prompt[:lead], 0, False)], [None])
+            times = dict.fromkeys(sizes, float("inf"))
+            for _ in range(3):  # the sizes alternated: a burst of other work slows all of them
+                for n in sizes:
                     started = time.perf_counter()
-                    self.run([BatchItem(0, prompt[:n], 16, True, n - 1)], [sampler])
-                    best = min(best, time.perf_counter() - started)
-                    self.trim_sequence(0, 16)
-                times[n] = best
+                    self.run([BatchItem(0, prompt[:n], lead, True, n - 1)], [sampler])
+                    times[n] = min(times[n], time.perf_counter() - started)
+                    self.trim_sequence(0, lead)
             self.trim_sequence(0, 0)
             self.free_sampler(sampler)
-            self._step_cost = StepCost(tuple((n, max(1.0, times[n] / times[1])) for n in STEP_COST_TOKENS))
+            self._step_cost = StepCost(tuple((n, max(1.0, times[n] / times[1])) for n in sizes))
+            log.info("a step of %s tokens costs %s one-token steps (%.1f ms): drafts are priced so",
+                     "/".join(map(str, sizes)), "/".join(f"{c:.2f}" for _, c in self._step_cost.points),
+                     times[1] * 1e3)
         return self._step_cost
 
     def copy_sequence(self, src: int, dst: int) -> None:
