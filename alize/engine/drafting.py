@@ -12,6 +12,7 @@ edit the client did not predict) it is found again by matching the output's last
 against the reference, as prompt-lookup decoding does. Pure Python."""
 
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import pairwise
 
 NGRAMS = (4, 3, 2)  # the output's last n tokens looked up in the reference, longest first
@@ -35,6 +36,7 @@ class StepCost:
         """Each token past the first costs `per_token` of a step (inf: drafts never pay)."""
         return cls(((1, 1.0), (2, 1.0 + per_token)))
 
+    @cache  # noqa: B019 (a few instances, each alive as long as the engine): asked every step
     def __call__(self, tokens: int) -> float:
         points = self.points
         if tokens <= points[0][0]:
