@@ -66,22 +66,33 @@ def test_q4_1_weights_become_q8_0_and_everything_else_is_copied(tmp_path):
     assert fields["tokenizer.ggml.tokens"].contents() == ["<s>", "a", "b"]
 
 
-def test_the_rewrite_is_made_once_and_again_when_the_source_changes(tmp_path, monkeypatch):
+def test_the_rewrite_is_made_once_per_content_and_again_when_the_content_changes(tmp_path, monkeypatch):
+    """A fresh install (another path, another time, the same package file) reuses the rewrite;
+    a rewrite of an earlier version is removed when a new one is written."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "tiny-q8_0-0123456789abcdef.gguf").write_bytes(b"an earlier version's rewrite")
     source = small_gguf(tmp_path / "tiny.gguf")
-    first = requantize.rewritten(source, tmp_path / "cache")
+    first = requantize.rewritten(source, cache)
+    assert not (cache / "tiny-q8_0-0123456789abcdef.gguf").exists()
     monkeypatch.setattr(requantize, "write_q8_0", lambda src, out: pytest.fail("rewritten again"))
-    assert requantize.rewritten(source, tmp_path / "cache") == first
+    assert requantize.rewritten(source, cache) == first
+    (tmp_path / "elsewhere").mkdir()
+    copy = small_gguf(tmp_path / "elsewhere" / "tiny.gguf")
+    os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 10**9))
+    assert requantize.rewritten(copy, cache) == first
     monkeypatch.undo()
-    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
-    second = requantize.rewritten(source, tmp_path / "cache")
-    assert second != first and second.is_file()
-    assert not list((tmp_path / "cache").glob("*.part"))
+    changed = small_gguf(tmp_path / "elsewhere" / "tiny.gguf", weight_type=Q.Q5_1)
+    second = requantize.rewritten(changed, cache)
+    assert second != first and second.is_file() and first.is_file()
+    assert tensors(second)["blk.0.ffn_up.weight"].tensor_type == Q.Q8_0
+    assert not list(cache.glob("*.part"))
 
 
 def test_a_file_with_batched_kernels_already_is_used_as_it_is(tmp_path):
     source = small_gguf(tmp_path / "tiny.gguf", weight_type=Q.Q8_0)
     assert requantize.rewritten(source, tmp_path / "cache") == source
-    assert not (tmp_path / "cache").exists()
+    assert not list((tmp_path / "cache").glob("*.gguf"))
 
 
 def test_requantize_is_for_chat_backends(tmp_path):

@@ -16,8 +16,9 @@ Q4_1 has and float16 and bfloat16 rewrites do not.
 The values are the same weights up to Q8_0's rounding (at most 1/254 of each block of 32's
 largest value); the logits' KL divergence to the exactly dequantized model is 0.005,
 against 0.004 for the Q4_1 file itself (whose activations llama.cpp rounds to 8 bits).
-The result is cached (`rewritten(...)`), keyed by the source file's path, size and time
-and this module's version: written once, about 5 s for the built-in model."""
+The result is cached (`rewritten(...)`), named by the source file's content and this
+module's version: written once (about 5 s for the built-in model) and shared by every
+install of the same file; rewrites of earlier versions are removed when one is written."""
 
 import hashlib
 import logging
@@ -32,7 +33,7 @@ from alize.engine.gguf_cache import cached
 
 log = logging.getLogger(__name__)
 
-VERSION = 1  # bump when the output changes: cached files of other versions are not used
+VERSION = 2  # bump when the output changes: cached files of other versions are removed
 # weight types without a many-column CPU kernel in llama.cpp (tinyBLAS or repack), as of 0.3.36
 UNBATCHED = (Q.Q4_1, Q.Q5_1)
 SOURCE_TYPE_KEY = "alize.requantized_from"
@@ -46,9 +47,7 @@ def needs_rewrite(path: Path) -> bool:
 def rewritten(path: Path, cache_dir: Path) -> Path:
     """The GGUF file at `path` with its Q4_1 and Q5_1 tensors as Q8_0, written on first use
     under `cache_dir`; `path` itself when it has none."""
-    stat = path.stat()
-    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{VERSION}"
-    target = cache_dir / f"{path.stem}-q8_0-{hashlib.sha256(key.encode()).hexdigest()[:16]}.gguf"
+    target = cache_dir / f"{path.stem}-q8_0-v{VERSION}-{content_digest(path, cache_dir)}.gguf"
     if target.is_file():
         return target
     if not needs_rewrite(path):
@@ -57,7 +56,24 @@ def rewritten(path: Path, cache_dir: Path) -> Path:
     cached(target, lambda out: write_q8_0(path, out))
     log.info("rewrote %s with its Q4_1/Q5_1 weights as Q8_0 in %.1f s (once): %s", path.name,
              time.monotonic() - started, target)
+    for stale in cache_dir.glob("*-q8_0-*.gguf"):
+        if f"-q8_0-v{VERSION}-" not in stale.name:  # an earlier version's (a server still
+            stale.unlink(missing_ok=True)           # running on it keeps its mapping)
     return target
+
+
+def content_digest(path: Path, cache_dir: Path) -> str:
+    """The file's SHA-256 (16 hex digits), remembered under `cache_dir` by path, size and
+    time so that a start reads the file again only when it is new or changed."""
+    stat = path.stat()
+    where = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    memo = cache_dir / "digests" / hashlib.sha256(where.encode()).hexdigest()[:32]
+    if memo.is_file():
+        return memo.read_text().strip()
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    cached(memo, lambda out: out.write_text(digest))
+    return digest
 
 
 def write_q8_0(src: Path, out: Path) -> None:
