@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def cached(target: Path, write: Callable[[Path], None]) -> Path:
+def cached(target: Path, write: Callable[[Path], object]) -> Path:
     """`target`, written by `write(path)` unless it exists: into a temporary file beside it,
     then renamed, so that another process never sees half a file (two writing at once
     each write their own, and the last rename wins with the same content)."""
