@@ -3,12 +3,14 @@ created, listed, paged, changed and deleted; Markdown, HTML and PDF documents up
 processed in the background into embedded chunks, read back and removed; an agent's
 document_library tool retrieving the right document into a conversation (whole and
 streamed, with tool.execution entries and tool_reference chunks) and into
-/v1/agents/completions; sharing with another workspace as Viewer and Editor, and nothing
+/v1/agents/completions; a search that asks the client first (tool_configuration), allowed or
+denied with tool_confirmations, also through the SDK's run_async and after a handoff; sharing with another workspace as Viewer and Editor, and nothing
 seen without it; bad input refused by name, changing nothing; processing and searches
 metered. Every answer validates against the spec (tests/mistral-api/openapi-libraries.yaml).
 A second server on PostgreSQL runs the upload-to-answer path there, and refuses an oversized
 upload."""
 
+import asyncio
 import json
 import os
 import signal
@@ -219,6 +221,163 @@ def test_a_streamed_turn_announces_the_search_and_ends_with_references(client, s
     text = "".join(d["content"] for d in deltas if isinstance(d["content"], str))
     assert stored[-1].content[0].text == text
     client.beta.agents.delete(agent_id=agent.id)
+    client.beta.libraries.delete(library_id=library.id)
+
+
+ASKS_FIRST = {"requires_confirmation": ["document_library"]}
+
+
+def _pass_library(client, name: str):
+    library = client.beta.libraries.create(name=name)
+    assert processed(client, library.id, upload(client, library.id, "pass.md", PASS.encode())) == "done"
+    return library
+
+
+def test_a_search_that_asks_first_waits_for_the_clients_confirmation(client, server):
+    """tool_configuration.requires_confirmation: the turn stops at a pending function.call
+    (nothing searched, no model run); tool_confirmations allow it (the search runs with the
+    query it showed, then the model) or deny it (the model answers without it), and the
+    stored call says which. Going on without an answer is refused by name."""
+    library = _pass_library(client, "guarded shelf")
+    agent = client.beta.agents.create(model="mistral-small-latest", name="careful", completion_args=ARGS, tools=[
+        {"type": "document_library", "library_ids": [library.id], "tool_configuration": ASKS_FIRST}])
+    searches = len(usage_rows(sqlite_url(server), endpoint="libraries"))
+    with server.client() as http:
+        r = http.post("/v1/conversations", json={"agent_id": agent.id, "inputs": "How high is the Zephyr pass?"})
+        assert r.status_code == 200, r.text
+        paused = r.json()
+        assert_valid(paused, "ConversationResponse")
+        [call] = paused["outputs"]
+        assert (call["type"], call["name"], call["confirmation_status"]) == ("function.call", "document_library",
+                                                                             "pending")
+        assert json.loads(call["arguments"]) == {"query": "How high is the Zephyr pass?"}
+        conversation = paused["conversation_id"]
+        for body, named in (({"inputs": "Hello?"}, call["tool_call_id"]),
+                            ({"inputs": [], "tool_confirmations": [{"tool_call_id": "call_nope",
+                                                                    "confirmation": "allow"}]}, "call_nope"),
+                            ({"inputs": [], "tool_confirmations": [{"tool_call_id": call["tool_call_id"],
+                                                                    "confirmation": "maybe"}]}, "confirmation")):
+            refused = http.post(f"/v1/conversations/{conversation}", json=body)
+            assert refused.status_code in (400, 422) and named in refused.text, refused.text
+            assert refused.json()["object"] == "error"
+    assert len(client.beta.conversations.get_history(conversation_id=conversation).entries) == 2
+    assert len(usage_rows(sqlite_url(server), endpoint="libraries")) == searches  # nothing searched yet
+
+    resumed = client.beta.conversations.append(conversation_id=conversation, inputs=[], tool_confirmations=[
+        {"tool_call_id": call["tool_call_id"], "confirmation": "allow"}])
+    tool, message = resumed.outputs
+    assert tool.type == "tool.execution" and json.loads(tool.arguments) == {"query": "How high is the Zephyr pass?"}
+    assert tool.info["results"][0]["document_name"] == "pass.md"
+    assert message.type == "message.output" and message.content[1].title == "pass.md"
+    assert len(usage_rows(sqlite_url(server), endpoint="libraries")) == searches + 1
+
+    again = client.beta.conversations.append(conversation_id=conversation, inputs="When is it closed?")
+    [second] = again.outputs
+    assert second.type == "function.call" and second.confirmation_status == "pending"
+    denied = client.beta.conversations.append(conversation_id=conversation, inputs=[], tool_confirmations=[
+        {"tool_call_id": second.tool_call_id, "confirmation": "deny"}])
+    [answer] = denied.outputs
+    assert answer.type == "message.output" and isinstance(answer.content, str)  # no search, no references
+    assert len(usage_rows(sqlite_url(server), endpoint="libraries")) == searches + 1
+    history = client.beta.conversations.get_history(conversation_id=conversation)
+    assert_valid(history.model_dump(mode="json", by_alias=True), "ConversationHistory")
+    assert [(e.type, getattr(e, "confirmation_status", None)) for e in history.entries] == [
+        ("message.input", None), ("function.call", "allowed"), ("tool.execution", None), ("message.output", None),
+        ("message.input", None), ("function.call", "denied"), ("message.output", None)]
+    with pytest.raises(mistral_errors.SDKError) as refused:  # no way to ask the client there
+        client.agents.complete(agent_id=agent.id, messages=[{"role": "user", "content": "How high?"}])
+    assert refused.value.status_code == 400 and "/v1/conversations" in refused.value.body
+    client.beta.agents.delete(agent_id=agent.id)
+    client.beta.libraries.delete(library_id=library.id)
+
+
+def test_the_sdks_run_defers_a_search_that_asks_first_then_runs_it_once_confirmed(client, server):
+    """The SDK's RunContext flow: run_async raises DeferredToolCallsException for the pending
+    call; run_async with its confirm() sends tool_confirmations and returns the answer; a
+    streamed turn announces the pending call as a function.call.delta."""
+    from mistralai.extra.exceptions import DeferredToolCallsException
+    from mistralai.extra.run.context import RunContext
+
+    library = _pass_library(client, "run shelf")
+    agent = client.beta.agents.create(model="mistral-small-latest", name="runner", completion_args=ARGS, tools=[
+        {"type": "document_library", "library_ids": [library.id], "tool_configuration": ASKS_FIRST}])
+
+    async def run():
+        async with RunContext(agent_id=agent.id) as ctx:
+            with pytest.raises(DeferredToolCallsException) as deferred:
+                await client.beta.conversations.run_async(run_ctx=ctx, inputs="How high is the Zephyr pass?")
+            [pending] = deferred.value.deferred_calls
+            assert pending.tool_name == "document_library"
+            return await client.beta.conversations.run_async(run_ctx=ctx, inputs=[pending.confirm()])
+
+    result = asyncio.run(run())
+    assert [e.type for e in result.output_entries] == ["tool.execution", "message.output"]
+    assert result.output_entries[0].info["results"][0]["document_name"] == "pass.md"
+
+    with server.client() as http:
+        events = conversation_events(http, {"agent_id": agent.id, "inputs": "How high is the Zephyr pass?"})
+    assert [e["type"] for e in events] == ["conversation.response.started", "function.call.delta",
+                                           "conversation.response.done"]
+    assert events[1]["confirmation_status"] == "pending" and events[1]["name"] == "document_library"
+    client.beta.agents.delete(agent_id=agent.id)
+    client.beta.libraries.delete(library_id=library.id)
+
+
+def test_an_agent_handed_to_asks_first_and_answers_once_confirmed(client, server):
+    """The expert's search asks first: the turn stops after the handoff, and the confirmation
+    resumes it with the expert (the conversation's own agent is the triage)."""
+    library = _pass_library(client, "expert shelf")
+    expert = client.beta.agents.create(model="mistral-small-latest", name="guarded expert", completion_args=ARGS,
+                                       description="Answers questions about mountain passes.", tools=[{
+                                           "type": "document_library", "library_ids": [library.id],
+                                           "tool_configuration": ASKS_FIRST}])
+    triage = client.beta.agents.create(model="mistral-small-latest", name="guarded triage", handoffs=[expert.id],
+                                       completion_args={"temperature": 0, "max_tokens": 100, "tool_choice": "any"})
+    with server.client() as http:
+        r = http.post("/v1/conversations", json={"agent_id": triage.id, "inputs": "How high is the Zephyr pass?"})
+        assert r.status_code == 200, r.text
+        assert_valid(r.json(), "ConversationResponse")
+        handoff, call = r.json()["outputs"]
+        assert handoff["type"] == "agent.handoff" and handoff["next_agent_id"] == expert.id
+        assert call["confirmation_status"] == "pending" and call["agent_id"] == expert.id
+        assert len(usage_rows(sqlite_url(server), endpoint="conversations",
+                              request_id=r.headers["x-request-id"])) == 1  # the triage's model call only
+        events = conversation_events(http, {"agent_id": triage.id, "inputs": "How high is the Zephyr pass?"})
+    assert [e["type"] for e in events] == ["conversation.response.started", "agent.handoff.started",
+                                           "agent.handoff.done", "function.call.delta", "conversation.response.done"]
+    assert events[3]["output_index"] == 1 and events[3]["confirmation_status"] == "pending"
+    resumed = client.beta.conversations.append(conversation_id=r.json()["conversation_id"], inputs=[],
+                                               tool_confirmations=[{"tool_call_id": call["tool_call_id"],
+                                                                    "confirmation": "allow"}])
+    tool, message = resumed.outputs
+    assert tool.type == "tool.execution" and tool.agent_id == expert.id
+    assert message.type == "message.output" and message.agent_id == expert.id
+    for agent in (triage, expert):
+        client.beta.agents.delete(agent_id=agent.id)
+    client.beta.libraries.delete(library_id=library.id)
+
+
+def test_tool_configuration_include_and_exclude_turn_the_search_off_and_bad_names_are_refused(client, server):
+    library = _pass_library(client, "switched shelf")
+    for config in ({"exclude": ["document_library"]}, {"include": []}):
+        answer = client.beta.conversations.start(model="mistral-small-latest", inputs="How high is the Zephyr pass?",
+                                                 completion_args=ARGS, tools=[{
+                                                     "type": "document_library", "library_ids": [library.id],
+                                                     "tool_configuration": config}])
+        assert [e.type for e in answer.outputs] == ["message.output"], config
+    kept = client.beta.conversations.start(model="mistral-small-latest", inputs="How high is the Zephyr pass?",
+                                           completion_args=ARGS, tools=[{
+                                               "type": "document_library", "library_ids": [library.id],
+                                               "tool_configuration": {"include": ["document_library"]}}])
+    assert [e.type for e in kept.outputs] == ["tool.execution", "message.output"]
+    with server.client() as http:
+        for config, named in (({"include": ["web_search"]}, "web_search"), ({"colour": ["x"]}, "colour"),
+                              ({"exclude": "document_library"}, "exclude"), ("all", "tool_configuration")):
+            tools = [{"type": "document_library", "library_ids": [library.id], "tool_configuration": config}]
+            for r in (http.post("/v1/agents", json={"model": "mistral-small-latest", "name": "x", "tools": tools}),
+                      http.post("/v1/conversations", json={"model": "mistral-small-latest", "inputs": "hi",
+                                                           "tools": tools})):
+                assert r.status_code == 400 and named in r.text, r.text
     client.beta.libraries.delete(library_id=library.id)
 
 

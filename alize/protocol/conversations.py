@@ -9,13 +9,20 @@ from alize.protocol.common import Metadata, Request
 Inputs = str | list[dict[str, Any]]
 
 
+class ToolCallConfirmation(Request):
+    """The client's answer to a server-side tool call that waits for it (confirmation_status
+    pending): run it, or not."""
+    tool_call_id: str
+    confirmation: Literal["allow", "deny"]
+
+
 class AppendConversationRequest(Request):
     inputs: Inputs = ""
     stream: bool | None = False
     store: bool | None = True
     handoff_execution: Literal["client", "server"] | None = "server"
     completion_args: CompletionArgs | None = None
-    tool_confirmations: list[dict[str, Any]] | None = None
+    tool_confirmations: list[ToolCallConfirmation] | None = None
 
 
 class ConversationRequest(AppendConversationRequest):

@@ -14,7 +14,8 @@ from alize.protocol.agents import AgentFields, AgentsCompletionRequest, Completi
 from alize.protocol.chat import ChatCompletionRequest
 from alize.services.libraries import check_libraries
 from alize.services.models import ModelHub
-from alize.services.retrieval import library_ids
+from alize.services.retrieval import TOOL as RETRIEVAL_TOOL
+from alize.services.retrieval import library_ids, needs_confirmation
 from alize.services.tools import functions_of
 from alize.store import agents as agent_store
 from alize.store.accounts import KeyInfo
@@ -44,8 +45,31 @@ def check_tools(tools: list[dict[str, Any]]) -> None:
                     isinstance(x, str) for x in tool["library_ids"]):
                 raise InvalidRequest(f"tools[{i}]: a document_library tool needs library_ids, a list of library ids",
                                      param="tools")
+            _check_configuration(i, tool.get("tool_configuration"))
     # the rest must be functions: names, schemas, no name twice
     functions_of([t for t in tools if not (isinstance(t, dict) and t.get("type") == "document_library")])
+
+
+def _check_configuration(i: int, config: Any) -> None:
+    """A document_library tool's tool_configuration: lists of the names of its functions,
+    of which it has one, document_library (what include, exclude and requires_confirmation
+    name)."""
+    if config is None:
+        return
+    where = f"tools[{i}].tool_configuration"
+    if not isinstance(config, dict):
+        raise InvalidRequest(f"{where} must be an object", param="tools")
+    for name, names in config.items():
+        if name not in ("include", "exclude", "requires_confirmation"):
+            raise InvalidRequest(f"{where}: unknown field {name!r} (include, exclude, requires_confirmation)",
+                                 param="tools")
+        if names is None:
+            continue
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InvalidRequest(f"{where}.{name} must be a list of tool names", param="tools")
+        for other in set(names) - {RETRIEVAL_TOOL}:
+            raise InvalidRequest(f"{where}.{name}: the document_library tool has one function, "
+                                 f"{RETRIEVAL_TOOL}, and no {other!r}", param="tools")
 
 
 def check_guardrails(guardrails: list[dict[str, Any]] | None) -> None:
@@ -176,6 +200,10 @@ class AgentService:
         the first system message, its function tools before the request's, its completion
         arguments where the request leaves them unset) and the libraries it searches."""
         agent = self.record(workspace_id, request.agent_id).config
+        if needs_confirmation(agent.get("tools")):
+            raise InvalidRequest("the agent's document_library tool waits for the client's confirmation before it "
+                                 "searches (tool_configuration.requires_confirmation), which only a conversation can "
+                                 "ask for: use /v1/conversations", param="agent_id")
         given = request.model_dump(exclude_unset=True, exclude={"agent_id", "model"})
         return (ChatCompletionRequest.model_validate(chat_body(agent, given.pop("messages"), given)),
                 library_ids(agent.get("tools")))

@@ -14,6 +14,7 @@ from alize.protocol.conversations import (
     ConversationRequest,
     Inputs,
     RestartConversationRequest,
+    ToolCallConfirmation,
 )
 from alize.services.agents import AgentService, check_guardrails
 from alize.services.chat import ChatService
@@ -54,14 +55,16 @@ class ConversationService:
             self.agents.check_model(key, request.model)
             self.agents.check_tools(key, request.tools or [])
         return self._prepared(Turn(key.workspace.id, new_id("conv"), settings, {}, [], self._inputs(request.inputs),
-                                   request.store is not False, True, args, _execution(request)))
+                                   request.store is not False, True, args, _execution(request)),
+                              request.tool_confirmations)
 
     def append(self, key: KeyInfo, conversation_id: str, request: AppendConversationRequest) -> Turn:
         record = self._record(key.workspace.id, conversation_id)
         history = self._entries(key.workspace.id, conversation_id)
         return self._prepared(Turn(key.workspace.id, conversation_id, record.settings, {}, history,
-                                   self._inputs(request.inputs), request.store is not False, False, _args(request),
-                                   _execution(request)))
+                                   self._inputs(request.inputs, bool(request.tool_confirmations)),
+                                   request.store is not False, False, _args(request), _execution(request)),
+                              request.tool_confirmations)
 
     def restart(self, key: KeyInfo, conversation_id: str, request: RestartConversationRequest) -> Turn:
         check_guardrails(request.guardrails)
@@ -73,13 +76,16 @@ class ConversationService:
         history = [{**e, "id": new_id(e["id"].split("_", 1)[0])}  # a new conversation: its entries' own ids
                    for e in self._entries(key.workspace.id, conversation_id, through=request.from_entry_id)]
         return self._prepared(Turn(key.workspace.id, new_id("conv"), settings, {}, history,
-                                   self._inputs(request.inputs), request.store is not False, True, _args(request),
-                                   _execution(request)))
+                                   self._inputs(request.inputs, bool(request.tool_confirmations)),
+                                   request.store is not False, True, _args(request), _execution(request)),
+                              request.tool_confirmations)
 
-    def _prepared(self, turn: Turn) -> Turn:
+    def _prepared(self, turn: Turn, confirmations: list[ToolCallConfirmation] | None = None) -> Turn:
         """The turn with what it runs with: the agent's version (its model, instructions,
         tools, handoffs) with the conversation's own completion_args over its own; or the
-        conversation's model, instructions, tools and completion_args."""
+        conversation's model, instructions, tools and completion_args. A search that waited
+        for a confirmation is answered, and resumes with the agent that asked for it."""
+        _confirm(turn, confirmations or [])
         settings = turn.settings
         if not settings.get("agent_id"):
             turn.config = {k: settings.get(k) for k in ("model", "instructions", "tools", "completion_args")}
@@ -87,6 +93,12 @@ class ConversationService:
         self._activate(turn, self.agents.record(turn.workspace_id, settings["agent_id"], settings.get("agent_version")))
         args = {**(turn.config.get("completion_args") or {}), **(settings.get("completion_args") or {})}
         turn.config = {**turn.config, "completion_args": args}
+        asker = (turn.confirmed or {}).get("agent_id")
+        if asker and turn.agent is not None and asker != turn.agent.id:  # an agent handed to, in the turn that paused
+            try:
+                self._activate(turn, self.agents.record(turn.workspace_id, asker))
+            except NotFound:
+                pass  # deleted since: the conversation's agent answers
         return turn
 
     def _activate(self, turn: Turn, agent: AgentRecord) -> None:
@@ -102,8 +114,9 @@ class ConversationService:
         turn.handoffs = handoffs_of(reachable)
 
     @staticmethod
-    def _inputs(inputs: Inputs) -> list[dict[str, Any]]:
-        """The new entries, each with its id and time: a string is one user message."""
+    def _inputs(inputs: Inputs, may_be_empty: bool = False) -> list[dict[str, Any]]:
+        """The new entries, each with its id and time: a string is one user message. None
+        are needed when the request answers a tool call that waits for a confirmation."""
         if isinstance(inputs, str):
             inputs = [{"role": "user", "content": inputs}] if inputs else []
         now, out = now_text(), []
@@ -112,15 +125,16 @@ class ConversationService:
             if kind not in ENTRY_TYPES:
                 raise InvalidRequest(f"inputs[{i}]: entries of type {kind!r} are not taken here (only "
                                      f"{', '.join(ENTRY_TYPES)})", param="inputs")
-            entry = {k: v for k, v in given.items() if v is not None}
+            # ids are the server's own (entries are found by them), whatever the client sent, and
+            # so is the confirmation status of the server's own tool calls
+            entry = {k: v for k, v in given.items() if v is not None and k != "confirmation_status"}
             prefix = {"function.result": "fr", "function.call": "fc"}.get(kind, "msg")
-            # ids are the server's own (entries are found by them), whatever the client sent
             entry.update(object="entry", type=kind, id=new_id(prefix), created_at=now, completed_at=now)
             if kind == "message.output":
                 entry["role"] = "assistant"
             _check_entry(i, entry)
             out.append(entry)
-        if not out:
+        if not out and not may_be_empty:
             raise InvalidRequest("inputs must hold at least one entry", param="inputs")
         return out
 
@@ -133,7 +147,8 @@ class ConversationService:
             store.create(self.db, turn.workspace_id, turn.conversation_id, turn.settings,
                          [*turn.history, *turn.inputs, *outputs], now)
         else:
-            store.append(self.db, turn.workspace_id, turn.conversation_id, [*turn.inputs, *outputs], now)
+            store.append(self.db, turn.workspace_id, turn.conversation_id, [*turn.inputs, *outputs], now,
+                         [turn.confirmed] if turn.confirmed is not None else [])
 
     # -- reading ------------------------------------------------------------------
     def _record(self, workspace_id: str, conversation_id: str) -> store.ConversationRecord:
@@ -183,6 +198,31 @@ def _args(request: AppendConversationRequest) -> dict[str, Any]:
 
 def _execution(request: AppendConversationRequest) -> str:
     return request.handoff_execution or "server"
+
+
+def _confirm(turn: Turn, confirmations: list[ToolCallConfirmation]) -> None:
+    """Applies the request's tool_confirmations to the server-side tool call the conversation
+    waits on (the turn resumes with it, turn.confirmed): each must name that call, and the
+    call must be answered before the conversation goes on."""
+    pending = {e["tool_call_id"]: e for e in turn.history
+               if e["type"] == "function.call" and e.get("confirmation_status") == "pending"}
+    answered: set[str] = set()
+    for i, confirmation in enumerate(confirmations):
+        entry = pending.get(confirmation.tool_call_id)
+        if entry is None:
+            raise InvalidRequest(f"tool_confirmations[{i}]: no tool call {confirmation.tool_call_id!r} of this "
+                                 "conversation waits for a confirmation", param="tool_confirmations")
+        if confirmation.tool_call_id in answered:
+            raise InvalidRequest(f"tool_confirmations[{i}]: tool call {confirmation.tool_call_id!r} is answered twice",
+                                 param="tool_confirmations")
+        answered.add(confirmation.tool_call_id)
+        entry["confirmation_status"] = "allowed" if confirmation.confirmation == "allow" else "denied"
+        turn.confirmed = entry
+    for tool_call_id, entry in pending.items():
+        if tool_call_id not in answered:
+            raise InvalidRequest(f"this conversation waits for a confirmation of tool call {tool_call_id!r} "
+                                 f"({entry['name']}): send tool_confirmations with allow or deny",
+                                 param="tool_confirmations")
 
 
 def _check_entry(i: int, entry: dict[str, Any]) -> None:

@@ -66,9 +66,28 @@ class Retrieval:
         return list(seen.values())
 
 
+def _searching(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The document_library tools among `tools` whose tool_configuration leaves the search on
+    (`include` names it, or is unset; `exclude` does not name it)."""
+    out = []
+    for tool in tools or []:
+        if isinstance(tool, dict) and tool.get("type") == TOOL:
+            config = tool.get("tool_configuration") or {}
+            if (config.get("include") is None or TOOL in config["include"]) and TOOL not in (config.get("exclude") or []):
+                out.append(tool)
+    return out
+
+
 def library_ids(tools: list[dict[str, Any]] | None) -> list[str]:
-    """The libraries named by the document_library tools among `tools`."""
-    return [i for t in tools or [] if isinstance(t, dict) and t.get("type") == TOOL for i in t.get("library_ids") or []]
+    """The libraries the document_library tools among `tools` search."""
+    return [i for t in _searching(tools) for i in t.get("library_ids") or []]
+
+
+def needs_confirmation(tools: list[dict[str, Any]] | None) -> bool:
+    """Whether a search waits for the client's confirmation first (the tool's
+    tool_configuration.requires_confirmation names it): conversations ask for it."""
+    return any(TOOL in ((t.get("tool_configuration") or {}).get("requires_confirmation") or [])
+               for t in _searching(tools))
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str | None:

@@ -4,6 +4,7 @@ as the spec's events. When the model hands off to another agent (services/handof
 next agent answers in the same turn, each model call metered as a request of its own."""
 
 import asyncio
+import json
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,15 @@ from alize.services.backend import Generation
 from alize.services.chat import ChatService
 from alize.services.handoffs import MAX_HANDOFFS, Handoff, handoff_entry
 from alize.services.metering import Call
-from alize.services.retrieval import TOOL, Retrieval, Retriever, grounded, last_user_text, library_ids
+from alize.services.retrieval import (
+    TOOL,
+    Retrieval,
+    Retriever,
+    grounded,
+    last_user_text,
+    library_ids,
+    needs_confirmation,
+)
 from alize.store.agents import AgentRecord
 
 ENDPOINT = "conversations"
@@ -47,6 +56,7 @@ class Turn:
     execution: str = "server"  # who runs handoffs
     agent: AgentRecord | None = None  # the agent answering now (another after a handoff)
     handoffs: dict[str, Handoff] = field(default_factory=dict)  # its handoff tools
+    confirmed: dict[str, Any] | None = None  # the search that waited for the client, answered by this request
     retrieval: Retrieval | None = None  # what its document_library tool found for this turn
     found: dict[str, Any] | None = None  # that search as the entry before the answer
     outputs: list[dict[str, Any]] = field(default_factory=list)  # the entries made so far
@@ -67,16 +77,29 @@ class TurnRunner:
         self.activate = activate  # makes an agent the turn's (its config and handoffs), reading the store
         self.save = save  # stores the turn's inputs and outputs
 
-    async def begin(self, turn: Turn, call: Call, stream: bool) -> Generation:
-        """The turn's first model call, admitted (a refusal is still an HTTP error)."""
-        await self._retrieve(turn, call)
+    async def begin(self, turn: Turn, call: Call, stream: bool) -> Generation | None:
+        """The turn's first model call, admitted (a refusal is still an HTTP error); none
+        when the search waits for the client's confirmation (the turn pauses)."""
+        if not await self._retrieve(turn, call, turn.confirmed):
+            return None
         return await self.chat.generation(self._request(turn, stream), call, stream=stream)
 
-    async def _retrieve(self, turn: Turn, call: Call) -> None:
-        libraries = library_ids(turn.config.get("tools"))
+    async def _retrieve(self, turn: Turn, call: Call, answered: dict[str, Any] | None = None) -> bool:
+        """The document_library search for the user's latest message, if the agent has one;
+        False, with a pending function.call entry among the outputs, where the tool wants the
+        client's confirmation first. `answered`: that call, now allowed or denied."""
+        tools = turn.config.get("tools")
+        libraries = library_ids(tools)
         query = last_user_text(messages_of([*turn.history, *turn.inputs])) if libraries else None
-        turn.retrieval = await self.retriever.search(call, libraries, query) if query else None
+        if answered is not None:
+            query = json.loads(answered["arguments"])["query"] if answered["confirmation_status"] == "allowed" else None
+        elif query and needs_confirmation(tools):
+            turn.retrieval = turn.found = None
+            turn.outputs.append(search_call_entry(turn, query))
+            return False
+        turn.retrieval = await self.retriever.search(call, libraries, query) if query and libraries else None
         turn.found = tool_entry(turn, now_text()) if turn.retrieval is not None else None
+        return True
 
     def _request(self, turn: Turn, stream: bool) -> ChatCompletionRequest:
         messages = messages_of([*turn.history, *turn.inputs])
@@ -94,8 +117,10 @@ class TurnRunner:
         return next((turn.handoffs[c["function"]["name"]] for c in calls or [] if c["function"]["name"] in
                      turn.handoffs), None)
 
-    async def _hand_over(self, turn: Turn, handoff: Handoff, call: Call, stream: bool, started: str) -> Generation:
-        """Records the handoff, makes the next agent the turn's, and starts its model call."""
+    async def _hand_over(self, turn: Turn, handoff: Handoff, call: Call, stream: bool,
+                         started: str) -> Generation | None:
+        """Records the handoff, makes the next agent the turn's, and starts its model call
+        (none if its search waits for the client's confirmation)."""
         previous = turn.agent
         assert previous is not None
         turn.outputs += [*_found(turn), handoff_entry(new_id("handoff"), previous, handoff, now_text())]
@@ -103,15 +128,17 @@ class TurnRunner:
         assert call.meter is not None and call.key is not None
         follow = call.meter.open(ENDPOINT, call.key, call.cache_scope, call.request_id)
         try:
-            await self._retrieve(turn, follow)
+            if not await self._retrieve(turn, follow):
+                await follow.abandon()  # no model call: nothing to record
+                return None
             return await self.chat.generation(self._request(turn, stream), follow, stream=stream)
         except BaseException:
             await follow.finish(500)
             raise
 
-    async def respond(self, turn: Turn, gen: Generation, call: Call) -> dict[str, Any]:
+    async def respond(self, turn: Turn, gen: Generation | None, call: Call) -> dict[str, Any]:
         started, usage = now_text(), _Usage()
-        while True:
+        while gen is not None:
             answer = await self.chat.respond(gen)
             usage.add(answer.usage)
             message = answer.choices[0].message
@@ -124,16 +151,21 @@ class TurnRunner:
         return {"object": "conversation.response", "conversation_id": turn.conversation_id, "outputs": turn.outputs,
                 "usage": usage.out()}
 
-    async def stream(self, turn: Turn, gen: Generation, call: Call) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def stream(self, turn: Turn, gen: Generation | None,
+                     call: Call) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """The run as the spec's events: conversation.response.started; tool.execution.*
-        for a search; message.output.delta or function.call.delta; agent.handoff.* for a
-        handoff, then the next agent's; conversation.response.done (with the usage)."""
+        for a search; message.output.delta or function.call.delta (a search that waits for
+        the client's confirmation is one, pending); agent.handoff.* for a handoff, then the
+        next agent's; conversation.response.done (with the usage)."""
         started, usage = now_text(), _Usage()
         yield "conversation.response.started", {"type": "conversation.response.started",
                                                 "conversation_id": turn.conversation_id, "created_at": started}
         while True:
             for name, event in _search_events(turn):
                 yield name, event
+            if gen is None:  # the search waits for the client's confirmation
+                yield "function.call.delta", _call_event(turn.outputs[-1], len(turn.outputs) - 1)
+                break
             index = len(turn.outputs) + (turn.retrieval is not None)  # the output index of what the model says
             message_id, text, calls, handoff = new_id("msg"), "", [], None
             async for chunk in self.chat.stream(gen, include_usage=True):
@@ -144,16 +176,15 @@ class TurnRunner:
                         if handoff is None:
                             entry = call_entry(turn, tool_call)  # kept: the stored entry is the one announced
                             calls.append(entry)
-                            yield "function.call.delta", {**{k: entry[k] for k in (
-                                "id", "name", "tool_call_id", "arguments", "agent_id", "model", "created_at")},
-                                "type": "function.call.delta", "output_index": index + len(calls) - 1}
+                            yield "function.call.delta", _call_event(entry, index + len(calls) - 1)
                     if choice.delta.content:
                         text += choice.delta.content
                         yield "message.output.delta", _delta(turn, message_id, started, index, 0, choice.delta.content)
             if handoff is not None:
                 gen = await self._hand_over(turn, handoff, call, True, started)
-                entry = turn.outputs[-1]
-                common = {"id": entry["id"], "created_at": entry["created_at"], "output_index": len(turn.outputs) - 1}
+                at = max(i for i, o in enumerate(turn.outputs) if o["type"] == "agent.handoff")
+                entry = turn.outputs[at]
+                common = {"id": entry["id"], "created_at": entry["created_at"], "output_index": at}
                 yield "agent.handoff.started", {"type": "agent.handoff.started", **common, **{
                     k: entry[k] for k in ("previous_agent_id", "previous_agent_name")}}
                 yield "agent.handoff.done", {"type": "agent.handoff.done", **common, **{
@@ -194,6 +225,13 @@ def _found(turn: Turn) -> list[dict[str, Any]]:
     return [turn.found] if turn.found is not None else []
 
 
+def _call_event(entry: dict[str, Any], output_index: int) -> dict[str, Any]:
+    """A function call as its function.call.delta event (whole: arguments and all)."""
+    return {**{k: entry[k] for k in ("id", "name", "tool_call_id", "arguments", "agent_id", "model", "created_at")},
+            **({"confirmation_status": entry["confirmation_status"]} if "confirmation_status" in entry else {}),
+            "type": "function.call.delta", "output_index": output_index}
+
+
 def _search_events(turn: Turn) -> list[tuple[str, dict[str, Any]]]:
     """A search as the events that announce it."""
     if turn.found is None:
@@ -223,11 +261,11 @@ def _answer(turn: Turn, answer: ChatCompletionResponse, started: str) -> list[di
 def messages_of(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The chat messages of a conversation's entries: consecutive function calls make one
     assistant message with tool calls, each result a tool message. What a server-side tool
-    found, and handoffs, were for their turn only."""
+    found, the calls it made to ask the client first, and handoffs, were for their turn only."""
     out: list[dict[str, Any]] = []
     for entry in entries:
         kind = entry["type"]
-        if kind == "function.call":
+        if kind == "function.call" and "confirmation_status" not in entry:
             call = {"id": entry["tool_call_id"], "type": "function",
                     "function": {"name": entry["name"], "arguments": entry["arguments"]}}
             if out and out[-1]["role"] == "assistant" and out[-1].get("tool_calls"):
@@ -249,6 +287,15 @@ def call_entry(turn: Turn, call: dict[str, Any]) -> dict[str, Any]:
     now = now_text()
     return {"object": "entry", "type": "function.call", "id": new_id("fc"), "tool_call_id": call["id"],
             "name": call["function"]["name"], "arguments": call["function"]["arguments"],
+            "agent_id": turn.agent_id, "model": turn.config["model"], "created_at": now, "completed_at": now}
+
+
+def search_call_entry(turn: Turn, query: str) -> dict[str, Any]:
+    """The document_library search as a function call waiting for the client's confirmation
+    (tool_configuration.requires_confirmation): the next append's tool_confirmations answer it."""
+    now = now_text()
+    return {"object": "entry", "type": "function.call", "id": new_id("fc"), "tool_call_id": new_id("call"),
+            "name": TOOL, "arguments": json.dumps({"query": query}), "confirmation_status": "pending",
             "agent_id": turn.agent_id, "model": turn.config["model"], "created_at": now, "completed_at": now}
 
 

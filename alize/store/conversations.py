@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from alize.store.accounts import aware
@@ -58,10 +58,16 @@ def create(db: Database, workspace_id: str, conversation_id: str, settings: dict
 
 
 def append(db: Database, workspace_id: str, conversation_id: str, entries: list[dict[str, Any]],
-           now: datetime) -> None:
+           now: datetime, changed: list[dict[str, Any]] | None = None) -> None:
+    """Adds `entries` after the others and stores `changed` (entries already there, found by
+    id: a tool call now confirmed or denied) in the same transaction."""
     with db.session() as session, session.begin():
         row = _row(session, workspace_id, conversation_id)
         row.updated_at = now
+        for entry in changed or []:
+            session.execute(update(ConversationEntry).where(ConversationEntry.conversation_id == conversation_id,
+                                                            ConversationEntry.id == entry["id"])
+                            .values(entry=json.dumps(entry)))
         _add_entries(session, conversation_id, entries)
 
 
