@@ -4,11 +4,11 @@ processed in the background into embedded chunks, read back and removed; an agen
 document_library tool retrieving the right document into a conversation (whole and
 streamed, with tool.execution entries and tool_reference chunks) and into
 /v1/agents/completions; a search that asks the client first (tool_configuration), allowed or
-denied with tool_confirmations, also through the SDK's run_async and after a handoff; sharing with another workspace as Viewer and Editor, and nothing
-seen without it; bad input refused by name, changing nothing; processing and searches
-metered. Every answer validates against the spec (tests/mistral-api/openapi-libraries.yaml).
-A second server on PostgreSQL runs the upload-to-answer path there, and refuses an oversized
-upload."""
+denied with tool_confirmations, also through the SDK's run_async and after a handoff;
+sharing with another workspace as Viewer and Editor, and nothing seen without it; bad input
+refused by name, changing nothing; processing and searches metered. Every answer validates
+against the spec (tests/mistral-api/openapi-libraries.yaml). A second server on PostgreSQL
+runs the upload-to-answer path there, and refuses an oversized upload."""
 
 import asyncio
 import json
