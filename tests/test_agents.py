@@ -122,7 +122,10 @@ def test_another_workspace_cannot_see_use_or_change_an_agent(client, server):
       "tools": [{"type": "function", "function": {"name": "bad name", "parameters": {}}}]}, 400, "function.name"),
     ({"model": "mistral-small-latest", "name": "x", "tools": [WEATHER, WEATHER]}, 400, "defined twice"),
     ({"model": "mistral-small-latest", "name": "x", "handoffs": ["ag_nobody"]}, 404, "ag_nobody"),
-    ({"model": "mistral-small-latest", "name": "x", "guardrails": [{"block_on_error": True}]}, 400, "guardrails"),
+    ({"model": "mistral-small-latest", "name": "x", "guardrails": [{"moderation_llm_v1": {
+        "action": "block", "custom_category_thresholds": {"colour": 0.5}}}]}, 400, "colour"),
+    ({"model": "mistral-small-latest", "name": "x", "guardrails": [{"moderation_llm_v3": {}}]}, 400,
+     "moderation_llm_v3"),
     ({"model": "mistral-small-latest", "name": "x", "completion_args": {"temperature": 1.5}}, 422, "temperature"),
     ({"model": "mistral-small-latest"}, 422, "name"),
 ])

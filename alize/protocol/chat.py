@@ -16,6 +16,7 @@ from alize.protocol.common import (
     TopP,
     UsageInfo,
 )
+from alize.protocol.guardrails import Guardrails
 
 Content = str | list[dict[str, Any]] | None
 
@@ -101,6 +102,7 @@ class ChatCompletionRequest(Request):
     metadata: Metadata = None
     prediction: Prediction | None = None
     prompt_cache_key: str | None = None
+    guardrails: Guardrails = None
 
     @model_validator(mode="after")
     def _prefix_only_last(self) -> "ChatCompletionRequest":

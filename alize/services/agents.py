@@ -12,6 +12,7 @@ from typing import Any
 from alize.errors import InvalidRequest, NotFound
 from alize.protocol.agents import AgentFields, AgentsCompletionRequest, CompletionArgs
 from alize.protocol.chat import ChatCompletionRequest
+from alize.services.guardrails import parse_guardrails
 from alize.services.libraries import check_libraries
 from alize.services.models import ModelHub
 from alize.services.retrieval import TOOL as RETRIEVAL_TOOL
@@ -72,10 +73,9 @@ def _check_configuration(i: int, config: Any) -> None:
                                  f"{RETRIEVAL_TOOL}, and no {other!r}", param="tools")
 
 
-def check_guardrails(guardrails: list[dict[str, Any]] | None) -> None:
-    if guardrails:
-        raise InvalidRequest("guardrails need a moderation model, which this server does not offer yet",
-                             param="guardrails")
+def check_guardrails(guardrails: list[dict[str, Any]] | None, hub: ModelHub) -> None:
+    """Guardrails this server can run (services/guardrails.py): a 400 that names any other."""
+    parse_guardrails(guardrails, hub)
 
 
 def _now() -> datetime:
@@ -103,7 +103,7 @@ class AgentService:
             self.check_model(key, fields.model)
         if fields.tools is not None:
             self.check_tools(key, fields.tools)
-        check_guardrails(fields.guardrails)
+        check_guardrails(fields.guardrails, self.hub)
         for handoff in fields.handoffs or []:
             if handoff == agent_id:
                 raise InvalidRequest("an agent cannot hand off to itself", param="handoffs")
@@ -212,7 +212,8 @@ class AgentService:
 def chat_body(config: dict[str, Any], messages: list[dict[str, Any]], overrides: dict[str, Any]) -> dict[str, Any]:
     """The chat completion an agent's configuration (model, instructions, tools,
     completion_args) makes of `messages`: its instructions as the first system message, its
-    function tools before those of `overrides`, whose arguments win over its own."""
+    function tools before those of `overrides`, whose arguments win over its own; its
+    guardrails and those of `overrides` all apply."""
     overrides = dict(overrides)
     args = {k: v for k, v in (config.get("completion_args") or {}).items() if v is not None and k not in overrides}
     if args.get("tool_choice") == "auto":
@@ -221,7 +222,9 @@ def chat_body(config: dict[str, Any], messages: list[dict[str, Any]], overrides:
         messages = [{"role": "system", "content": config["instructions"]}, *messages]
     tools = [*(t for t in config.get("tools") or [] if t.get("type", "function") == "function"),
              *(overrides.pop("tools", None) or [])]
-    return {**args, **overrides, "model": config["model"], "messages": messages, "tools": tools or None}
+    guardrails = [*(config.get("guardrails") or []), *(overrides.pop("guardrails", None) or [])]
+    return {**args, **overrides, "model": config["model"], "messages": messages, "tools": tools or None,
+            "guardrails": guardrails or None}
 
 
 def agent_out(record: AgentRecord) -> dict[str, Any]:

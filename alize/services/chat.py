@@ -2,7 +2,7 @@
 request in, Mistral's completion or chunks out, whichever backend serves the model."""
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from pydantic_core import to_json
 
@@ -31,13 +31,25 @@ from alize.services.upstream_chat import UpstreamChat
 log = logging.getLogger(__name__)
 
 
+Guard = Callable[[ChatCompletionRequest, Call], Awaitable[None]]
+
+
 class ChatService:
     def __init__(self, hub: ModelHub):
         self.hub = hub
         self.upstream = UpstreamChat(hub)
+        # the request's guardrails, checked (services/guardrails.py): set by the platform, since
+        # they run the moderation service, which runs on this one
+        self.guard: Guard | None = None
 
     async def generation(self, request: ChatCompletionRequest, call: Call, stream: bool) -> Generation:
-        """The request checked, admitted and ready to run on the backend that serves its model."""
+        """The request checked (its guardrails too), admitted and ready to run on the backend
+        that serves its model."""
+        if request.guardrails:
+            if self.guard is None:
+                raise InvalidRequest("guardrails are not offered here", param="guardrails")
+            self.hub.registry.get(request.model)  # an unknown model is a 404 before any screening
+            await self.guard(request, call)
         if self.hub.registry.get(request.model).is_upstream:
             return await self.upstream.generation(request, call, stream)
         prep, prefix = self.prepare(request, call)

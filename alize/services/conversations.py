@@ -28,7 +28,7 @@ from alize.store.conversations import Missing
 from alize.store.db import Database
 
 ENTRY_TYPES = ("message.input", "message.output", "function.call", "function.result")
-SETTINGS = ("agent_id", "agent_version", "model", "instructions", "tools", "completion_args", "name",
+SETTINGS = ("agent_id", "agent_version", "model", "instructions", "tools", "completion_args", "guardrails", "name",
             "description", "metadata")
 
 
@@ -50,7 +50,7 @@ class ConversationService:
                                  param="tools" if request.tools else "instructions")
         if not request.agent_id and not request.model:
             raise InvalidRequest("a conversation needs an agent_id or a model", param="model")
-        check_guardrails(request.guardrails)
+        check_guardrails(request.guardrails, self.agents.hub)
         if request.model:
             self.agents.check_model(key, request.model)
             self.agents.check_tools(key, request.tools or [])
@@ -67,12 +67,14 @@ class ConversationService:
                               request.tool_confirmations)
 
     def restart(self, key: KeyInfo, conversation_id: str, request: RestartConversationRequest) -> Turn:
-        check_guardrails(request.guardrails)
+        check_guardrails(request.guardrails, self.agents.hub)
         settings = dict(self._record(key.workspace.id, conversation_id).settings)
         if request.agent_version is not None:
             settings["agent_version"] = request.agent_version
         if request.metadata is not None:
             settings["metadata"] = request.metadata
+        if request.guardrails is not None:
+            settings["guardrails"] = request.guardrails
         history = [{**e, "id": new_id(e["id"].split("_", 1)[0])}  # a new conversation: its entries' own ids
                    for e in self._entries(key.workspace.id, conversation_id, through=request.from_entry_id)]
         return self._prepared(Turn(key.workspace.id, new_id("conv"), settings, {}, history,
@@ -88,7 +90,8 @@ class ConversationService:
         _confirm(turn, confirmations or [])
         settings = turn.settings
         if not settings.get("agent_id"):
-            turn.config = {k: settings.get(k) for k in ("model", "instructions", "tools", "completion_args")}
+            turn.config = {k: settings.get(k) for k in ("model", "instructions", "tools", "completion_args",
+                                                          "guardrails")}
             return turn
         self._activate(turn, self.agents.record(turn.workspace_id, settings["agent_id"], settings.get("agent_version")))
         args = {**(turn.config.get("completion_args") or {}), **(settings.get("completion_args") or {})}
@@ -104,7 +107,8 @@ class ConversationService:
     def _activate(self, turn: Turn, agent: AgentRecord) -> None:
         """Makes `agent` the one answering the turn, with the handoffs it offers (to agents
         that still exist)."""
-        turn.agent, turn.config = agent, dict(agent.config)
+        guardrails = [*(agent.config.get("guardrails") or []), *(turn.settings.get("guardrails") or [])]
+        turn.agent, turn.config = agent, {**agent.config, "guardrails": guardrails or None}
         reachable = []
         for agent_id in agent.config.get("handoffs") or []:
             try:
@@ -243,4 +247,4 @@ def conversation_out(record: store.ConversationRecord) -> dict[str, Any]:
     if s.get("agent_id"):
         return {**common, "agent_id": s["agent_id"], "agent_version": s.get("agent_version")}
     return {**common, "model": s["model"], "instructions": s.get("instructions"), "tools": s.get("tools") or [],
-            "completion_args": s.get("completion_args") or {}}
+            "completion_args": s.get("completion_args") or {}, "guardrails": s.get("guardrails")}

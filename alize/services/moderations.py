@@ -58,6 +58,11 @@ class ModerationService:
         return await self._moderation(request.model, [_conversation(c, i) for i, c in enumerate(conversations)],
                                       call)
 
+    async def screen(self, model_id: str, messages: list[dict[str, str]], call: Call) -> dict[str, float]:
+        """One conversation's category scores: a guardrail's check (services/guardrails.py)."""
+        scores: dict[str, float] = (await self._moderation(model_id, [messages], call))["results"][0]["category_scores"]
+        return scores
+
     async def classify(self, request: ClassificationRequest, call: Call) -> dict[str, Any]:
         texts = [request.input] if isinstance(request.input, str) else request.input
         return await self._classification(request.model, texts, call)

@@ -25,6 +25,7 @@ from alize.services.dashboard import Dashboard
 from alize.services.embeddings import EmbeddingService
 from alize.services.files import FileService
 from alize.services.fim import FIMService
+from alize.services.guardrails import GuardrailService
 from alize.services.libraries import LibraryService
 from alize.services.library_worker import DocumentWorker
 from alize.services.limits import Limiter
@@ -105,13 +106,15 @@ class Platform:
         document_worker = DocumentWorker(db, documents, hub, meter, settings.library_embedding_model,
                                          settings.resolved_worker_id, pgvector)
         retriever = Retriever(db, hub, settings.library_embedding_model, pgvector)
+        moderations = ModerationService(chat)
+        chat.guard = GuardrailService(hub, moderations).check
         return cls(settings, db, hub, AuthService(db), chat, fim, CompletionService(hub, upstream_text), embeddings,
                    counters, meter, AccountService(db), ReportService(db), files,
                    BatchService(db, hub, files, on_change=worker.wake), worker,
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
                    Dashboard(db, registry.comparison), telemetry, agents,
-                   ConversationService(db, agents, chat, retriever), ModerationService(chat),
+                   ConversationService(db, agents, chat, retriever), moderations,
                    LibraryService(db, documents, settings.max_document_bytes, on_upload=document_worker.wake),
                    document_worker, retriever)
 
