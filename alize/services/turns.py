@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from alize.errors import AlizeError
 from alize.protocol.chat import ChatCompletionRequest, ChatCompletionResponse
 from alize.protocol.common import UsageInfo
 from alize.services.agents import chat_body
@@ -132,6 +133,9 @@ class TurnRunner:
                 await follow.abandon()  # no model call: nothing to record
                 return None
             return await self.chat.generation(self._request(turn, stream), follow, stream=stream)
+        except AlizeError as exc:  # refused (its guardrails, its limits): recorded as such
+            await follow.finish(exc.status_code)
+            raise
         except BaseException:
             await follow.finish(500)
             raise
