@@ -188,3 +188,47 @@ def test_the_step_cost_is_measured_where_a_step_has_room():
         assert [n for n, _ in small.step_cost().points] == [1, 2]  # measured up to what fits
     finally:
         small.close()
+
+
+def test_a_greedy_pick_under_a_grammar_is_the_same_from_the_likeliest_tokens_first(monkeypatch):
+    """When the grammar rejects the greedy token, the runner checks the 64 likeliest first:
+    the tokens chosen are those the whole vocabulary under the grammar gives (llama.cpp's own
+    way), and the shortcut is taken."""
+    from alize.engine import runner as runner_module
+    from alize.engine.grammar import schema_to_gbnf
+    from alize.engine.params import BatchItem
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"},
+                                               "degrees": {"type": "integer"}},
+              "required": ["city", "sunny", "degrees"], "additionalProperties": False}
+    grammar = schema_to_gbnf(schema, strict=True)
+    runner = runner_module.LlamaRunner(builtin_chat_file(), EngineConfig(1024, 1, 512, threads=2))
+    prompt = runner.tokenize("<|im_start|>user\nThe weather in Lyon, as JSON, please.<|im_end|>\n"
+                             "<|im_start|>assistant\n", False)
+    shortcuts = []
+    likeliest_first = runner_module.LlamaRunner._likeliest_first
+
+    def counted(self, grammar, kept):
+        out = likeliest_first(self, grammar, kept)
+        shortcuts.append(len(out) < len(kept))
+        return out
+
+    monkeypatch.setattr(runner_module.LlamaRunner, "_likeliest_first", counted)
+
+    def answer() -> list[int]:
+        sampler = runner.create_sampler(SamplingParams(max_tokens=40, temperature=0, grammar=grammar))
+        runner.trim_sequence(0, 0)
+        tokens = [runner.run([BatchItem(0, prompt, 0, True)], [sampler])[0][0]]
+        while len(tokens) < 40 and tokens[-1] not in runner.eog_tokens:
+            tokens += runner.run([BatchItem(0, [tokens[-1]], len(prompt) + len(tokens) - 1, True)], [sampler])[0]
+        runner.free_sampler(sampler)
+        return tokens
+
+    try:
+        fast = answer()
+        monkeypatch.setattr(runner_module, "GRAMMAR_FIRST", 10**9)  # the whole vocabulary, every time
+        whole = answer()
+    finally:
+        runner.close()
+    assert fast == whole
+    assert any(shortcuts), "the grammar never rejected the greedy token: nothing was tested"
