@@ -43,7 +43,8 @@ class GrammarSampler:
     """Sampling under a grammar the way llama.cpp's own common sampler does it: sample as
     if free, check only that token against the grammar, and apply the grammar to the whole
     vocabulary only when it rejects the token (checking 49,152 candidates every token
-    would cost more than the decode itself on a small model)."""
+    would cost more than the decode itself on a small model); a greedy pick checks the
+    likeliest tokens first (_likeliest_first)."""
 
     pre: ctypes.c_void_p  # logit bias and penalties
     post: ctypes.c_void_p  # top-k, top-p, temperature and the draw (or greedy)
