@@ -9,7 +9,7 @@ import pytest
 from mistralai.client import Mistral
 from mistralai.client import errors as mistral_errors
 
-from tests.platform_helpers import sqlite_url, usage_rows
+from tests.platform_helpers import create_key, sqlite_url, usage_rows
 
 MODEL = "mistral-small-latest"
 CANDIDATES = ["Call me at 555-0134, I live at 12 Rose Street, and my card number is 4111 1111 1111 1111.",
@@ -20,18 +20,26 @@ V2_NAME = {"dangerous_and_criminal_content": "dangerous"}
 
 @pytest.fixture(scope="module")
 def screened(server):
-    """An input the moderation model flags for some categories and not for others, with both."""
-    with server.client() as http:
+    """An input the moderation model flags for some categories and not for others, with one of
+    each that it decides alike from a cold prompt (another key's, whose prefix cache is empty)
+    and from a cached one (the key's own, asked twice): a cold prompt's logits can differ in the
+    last bits, and a small model's near-ties with them, so only decisions that hold either way
+    are relied on."""
+    def flags(http, messages) -> dict[str, bool]:
+        r = http.post("/v1/chat/moderations", json={"model": "mistral-moderation-latest", "input": messages})
+        assert r.status_code == 200, r.text
+        categories: dict[str, bool] = r.json()["results"][0]["categories"]
+        return categories
+
+    with server.client() as warm, server.client(create_key(server)["secret"]) as cold:
         for text in CANDIDATES:
             messages = [{"role": "user", "content": text}]
-            r = http.post("/v1/chat/moderations", json={"model": "mistral-moderation-latest", "input": messages})
-            assert r.status_code == 200, r.text
-            categories = r.json()["results"][0]["categories"]
-            flagged = sorted(k for k, v in categories.items() if v)
-            clear = sorted(k for k, v in categories.items() if not v)
+            first, _, cached = flags(cold, messages), flags(warm, messages), flags(warm, messages)
+            flagged = sorted(k for k in first if first[k] and cached[k])
+            clear = sorted(k for k in first if not first[k] and not cached[k])
             if flagged and clear:
                 return messages, flagged[0], clear[0]
-    pytest.fail("the moderation model flagged every candidate for all categories or for none")
+    pytest.fail("no candidate has a category flagged and one clear, cold and cached alike")
 
 
 def guard(version: str, thresholds: dict[str, float], action: str = "block", **more) -> list[dict]:

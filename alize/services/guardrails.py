@@ -118,8 +118,9 @@ class GuardrailService:
                       block_on_error: bool, where: str) -> dict[str, float] | None:
         """The moderation model's scores of the request's conversation (a call of its own);
         None where it failed and the guardrail lets the request through then."""
-        screen = call.meter.open(ENDPOINT, call.key, None, call.request_id) if call.meter and call.key else \
-            Call(None, ENDPOINT)
+        # the caller's prefix cache: the moderation's instructions are computed once per key
+        screen = call.meter.open(ENDPOINT, call.key, call.cache_scope, call.request_id) if call.meter and call.key \
+            else Call(None, ENDPOINT, cache_scope=call.cache_scope)
         try:
             scores = await self.moderations.screen(guard.model_name or DEFAULT_MODEL, screened_text(request), screen)
         except AlizeError as exc:
