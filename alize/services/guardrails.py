@@ -77,11 +77,13 @@ def _check(where: str, version: str, guard: ModerationGuard, hub: ModelHub) -> N
     hub.capable(guard.model_name or DEFAULT_MODEL, "moderation")
 
 
-def thresholds(version: str, guard: ModerationGuard) -> dict[str, float]:
-    """The categories a guard looks at, each with the score over which it blocks."""
+def thresholds(version: str, guard: ModerationGuard) -> list[tuple[str, str, float]]:
+    """The categories a guard looks at: each one's name, the moderation model's category it
+    is read from, and the score over which it blocks."""
     custom = {k: v for k, v in (guard.custom_category_thresholds or {}).items() if v is not None}
-    names = list(custom) if guard.ignore_other_categories else [n for n, s in SCORED[version].items() if s]
-    return {name: custom.get(name, DEFAULT_THRESHOLD) for name in names}
+    names = list(custom) if guard.ignore_other_categories else list(SCORED[version])
+    return [(name, source, custom.get(name, DEFAULT_THRESHOLD)) for name in names
+            if (source := SCORED[version][name]) is not None]
 
 
 def screened_text(request: ChatCompletionRequest) -> list[dict[str, str]]:
@@ -100,41 +102,53 @@ class GuardrailService:
         self.moderations = moderations
 
     async def check(self, request: ChatCompletionRequest, call: Call) -> None:
-        """Lets the request through, or raises the 403 of the first guardrail it crosses."""
+        """Lets the request through, or raises the 403 of the first guardrail it crosses. The
+        conversation is screened once per moderation model, however many guards read it."""
+        screened: dict[str, dict[str, float] | AlizeError] = {}
         for i, config in enumerate(parse_guardrails(request.guardrails, self.hub)):
             for version, guard in _guards(config):
                 if guard.action != "block":
                     continue  # guardrails only block: a check without that action changes nothing
-                scores = await self._scores(guard, request, call, config.block_on_error, f"guardrails[{i}]")
+                model = guard.model_name or DEFAULT_MODEL
+                if model not in screened:
+                    screened[model] = await self._screen(model, request, call)
+                scores = _scores(screened[model], config.block_on_error, f"guardrails[{i}]")
                 if scores is None:
                     continue
-                crossed = [name for name, limit in thresholds(version, guard).items()
-                           if scores[SCORED[version][name] or ""] > limit]
+                crossed = [name for name, source, limit in thresholds(version, guard) if scores[source] > limit]
                 if crossed:
                     raise Forbidden(f"The request was blocked by guardrails[{i}].{version}: its input scores over "
                                     f"the threshold for {', '.join(crossed)}", param="guardrails")
 
-    async def _scores(self, guard: ModerationGuard, request: ChatCompletionRequest, call: Call,
-                      block_on_error: bool, where: str) -> dict[str, float] | None:
-        """The moderation model's scores of the request's conversation (a call of its own);
-        None where it failed and the guardrail lets the request through then."""
+    async def _screen(self, model: str, request: ChatCompletionRequest,
+                      call: Call) -> dict[str, float] | AlizeError:
+        """The moderation model's scores of the request's conversation (a call of its own),
+        or the server-side error it failed with (each guard decides what that does)."""
         # the caller's prefix cache: the moderation's instructions are computed once per key
         screen = call.meter.open(ENDPOINT, call.key, call.cache_scope, call.request_id) if call.meter and call.key \
             else Call(None, ENDPOINT, cache_scope=call.cache_scope)
         try:
-            scores = await self.moderations.screen(guard.model_name or DEFAULT_MODEL, screened_text(request), screen)
+            scores = await self.moderations.screen(model, screened_text(request), screen)
         except AlizeError as exc:
             await screen.finish(exc.status_code)
             if exc.status_code < 500:
                 raise  # the caller's own limits, or its input: told as they are
-            if block_on_error:
-                raise Forbidden(f"The request was blocked: {where}'s moderation failed ({exc.message}) and "
-                                "block_on_error is set", param="guardrails") from exc
-            log.warning("%s: moderation failed (%s); the request goes on (block_on_error is not set)", where,
-                        exc.message)
-            return None
+            return exc
         except BaseException:
             await screen.finish(500)
             raise
         await screen.succeed()
         return scores
+
+
+def _scores(screened: dict[str, float] | AlizeError, block_on_error: bool, where: str) -> dict[str, float] | None:
+    """A guard's scores to read; None where the moderation failed and the guard lets the
+    request through then (a 403 with block_on_error)."""
+    if not isinstance(screened, AlizeError):
+        return screened
+    if block_on_error:
+        raise Forbidden(f"The request was blocked: {where}'s moderation failed ({screened.message}) and "
+                        "block_on_error is set", param="guardrails") from screened
+    log.warning("%s: moderation failed (%s); the request goes on (block_on_error is not set)", where,
+                screened.message)
+    return None
