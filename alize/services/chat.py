@@ -45,12 +45,12 @@ class ChatService:
     async def generation(self, request: ChatCompletionRequest, call: Call, stream: bool) -> Generation:
         """The request checked (its guardrails too), admitted and ready to run on the backend
         that serves its model."""
+        entry = self.hub.registry.get(request.model)  # an unknown model is a 404 before any screening
         if request.guardrails:
             if self.guard is None:
                 raise InvalidRequest("guardrails are not offered here", param="guardrails")
-            self.hub.registry.get(request.model)  # an unknown model is a 404 before any screening
             await self.guard(request, call)
-        if self.hub.registry.get(request.model).is_upstream:
+        if entry.is_upstream:
             return await self.upstream.generation(request, call, stream)
         prep, prefix = self.prepare(request, call)
         return await LocalGeneration([prep], stream, prefix).admit()
