@@ -297,10 +297,8 @@ def call_entry(turn: Turn, call: dict[str, Any]) -> dict[str, Any]:
 def search_call_entry(turn: Turn, query: str) -> dict[str, Any]:
     """The document_library search as a function call waiting for the client's confirmation
     (tool_configuration.requires_confirmation): the next append's tool_confirmations answer it."""
-    now = now_text()
-    return {"object": "entry", "type": "function.call", "id": new_id("fc"), "tool_call_id": new_id("call"),
-            "name": TOOL, "arguments": json.dumps({"query": query}), "confirmation_status": "pending",
-            "agent_id": turn.agent_id, "model": turn.config["model"], "created_at": now, "completed_at": now}
+    call = {"id": new_id("call"), "function": {"name": TOOL, "arguments": json.dumps({"query": query})}}
+    return {**call_entry(turn, call), "confirmation_status": "pending"}
 
 
 def tool_entry(turn: Turn, started: str) -> dict[str, Any]:
