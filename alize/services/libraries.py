@@ -6,7 +6,6 @@ with their embeddings, which the document_library tool searches (services/retrie
 import asyncio
 import base64
 import binascii
-import hashlib
 import secrets
 import uuid
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from alize.errors import Forbidden, InvalidRequest, NotFound
 from alize.services.document_text import kind_of
 from alize.services.files import counted_put
 from alize.store import libraries as store
-from alize.store.accounts import AccountError, KeyInfo, get_workspace
+from alize.store.accounts import AccountError, KeyInfo, get_workspace, hash_secret
 from alize.store.blobs import BlobStore
 from alize.store.db import Database
 from alize.store.libraries import Denied, DocumentRecord, LibraryRecord, Missing
@@ -212,13 +211,13 @@ class LibraryService:
                                  param="document_id")
         token = secrets.token_urlsafe(32)
         expires = datetime.now(UTC) + LINK_LIFETIME
-        _translated(lambda: store.add_link(self.db, key.workspace.id, library_id, document_id, _hashed(token), kind,
+        _translated(lambda: store.add_link(self.db, key.workspace.id, library_id, document_id, hash_secret(token), kind,
                                            expires))
         return f"{base_url.rstrip('/')}/v1/document-links/{token}"
 
     def follow(self, token: str) -> tuple[str, bytes | str]:
         """(media type, content) of a signed link: the document's bytes, or its text."""
-        found = store.follow_link(self.db, _hashed(token), datetime.now(UTC))
+        found = store.follow_link(self.db, hash_secret(token), datetime.now(UTC))
         if found is None:
             raise NotFound("This link is unknown or has expired")
         record, kind, text = found
@@ -233,10 +232,6 @@ def check_libraries(db: Database, workspace_id: str, tools: list[dict[str, Any]]
         if isinstance(tool, dict) and tool.get("type") == "document_library":
             for library_id in tool.get("library_ids") or []:
                 _translated(partial(store.get, db, workspace_id, library_id), param=f"tools[{i}].library_ids")
-
-
-def _hashed(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _sharing(library_id: str, workspace_id: str, role: str) -> dict[str, Any]:
