@@ -14,7 +14,8 @@ from referencing.jsonschema import DRAFT202012
 # The spec and its errata live with the tests (tests/mistral-api/README.md says where from).
 SPEC_DIR = Path(os.environ.get("ALIZE_SPEC_DIR", Path(__file__).resolve().parent / "mistral-api"))
 SPEC_PATH = SPEC_DIR / "openapi-core.yaml"
-PARTS = ("openapi-beta.yaml", "openapi-libraries.yaml")  # more of the same specification: their schemas join the core's
+# more of the same specification: their schemas join the core's
+PARTS = ("openapi-beta.yaml", "openapi-libraries.yaml", "openapi-files.yaml")
 
 
 @cache

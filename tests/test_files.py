@@ -1,6 +1,7 @@
 """The Files API with the official SDK: upload, list, retrieve, download, delete; files
 belong to a workspace and are invisible to every other."""
 
+import asyncio
 import io
 import json
 
@@ -113,3 +114,77 @@ def test_large_files_stream_through_without_being_held_in_memory(server, tmp_pat
         http.delete(f"/v1/files/{info['id']}")
     grown = _peak_rss_mb(pid) - before
     assert grown < 40, f"a 100 MB upload and download raised the server's peak memory by {grown:.0f} MB"
+
+
+def test_signed_url_reads_the_file_without_a_key_until_it_is_deleted(server):
+    client = Mistral(api_key=server.key, server_url=server.url)
+    uploaded = client.files.upload(file={"file_name": "notes d'été.jsonl", "content": LINES}, purpose="batch")
+    signed = client.files.get_signed_url(file_id=uploaded.id, expiry=1)
+    followed = httpx.get(signed.url)  # no key: the token is the authority
+    assert followed.status_code == 200 and followed.content == LINES
+    assert followed.headers["content-disposition"] == \
+        "attachment; filename=\"notes d'_t_.jsonl\"; filename*=UTF-8''notes%20d%27%C3%A9t%C3%A9.jsonl"
+    with server.client() as http:
+        default = http.get(f"/v1/files/{uploaded.id}/url")
+        assert default.status_code == 200 and default.json()["url"] != signed.url
+        assert_valid(default.json(), "GetSignedUrlResponse")
+        for expiry in (0, 169):
+            r = http.get(f"/v1/files/{uploaded.id}/url", params={"expiry": expiry})
+            assert r.status_code == 400 and r.json()["param"] == "expiry", r.text
+    client.files.delete(file_id=uploaded.id)
+    gone = httpx.get(signed.url)
+    assert gone.status_code == 404 and gone.json()["object"] == "error"
+    assert httpx.get(signed.url[:-3] + "abc").status_code == 404
+
+
+def test_another_workspace_cannot_sign_a_link_to_a_file(server):
+    with server.client(server.admin_key) as admin:
+        admin.post("/admin/v1/workspaces", json={"name": "files-links-other"})
+    other = create_key(server, workspace="files-links-other")
+    with server.client() as mine:
+        file_id = mine.post("/v1/files", files={"file": ("mine.jsonl", LINES)}, data={"purpose": "batch"}).json()["id"]
+    with server.client(other["secret"]) as theirs:
+        r = theirs.get(f"/v1/files/{file_id}/url")
+        assert r.status_code == 404 and r.json()["object"] == "error"
+
+
+def test_upload_expiry_is_kept_and_reported(server):
+    client = Mistral(api_key=server.key, server_url=server.url)
+    uploaded = client.files.upload(file={"file_name": "short-lived.jsonl", "content": LINES}, purpose="batch",
+                                   expiry=2)
+    assert uploaded.expires_at is not None and abs(uploaded.expires_at - uploaded.created_at - 7200) <= 1
+    assert client.files.retrieve(file_id=uploaded.id).expires_at == uploaded.expires_at
+    assert client.files.upload(file={"file_name": "kept.jsonl", "content": LINES}, purpose="batch").expires_at is None
+    with server.client() as http:
+        for data, status, param in (({"expiry": "0"}, 400, "expiry"), ({"expiry": "soon"}, 422, None),
+                                    ({"visibility": "user"}, 422, None)):
+            r = http.post("/v1/files", files={"file": ("a.jsonl", LINES)}, data={"purpose": "batch", **data})
+            assert r.status_code == status and r.json()["object"] == "error", r.text
+            assert param is None or r.json()["param"] == param
+
+
+def test_expired_files_are_gone_for_readers_then_swept(db, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from alize.errors import NotFound
+    from alize.services.files import FileService
+    from alize.store.blobs import DirectoryBlobStore
+    from alize.store.tables import StoredFile
+
+    blobs = DirectoryBlobStore(tmp_path / "blobs")
+    files = FileService(db, blobs, max_bytes=1 << 20)
+    doomed = asyncio.run(files.upload("ws", "a.jsonl", "batch", io.BytesIO(LINES), None, expiry_hours=1))
+    kept = asyncio.run(files.upload("ws", "b.jsonl", "batch", io.BytesIO(LINES), None))
+    token = files.signed_url("ws", doomed.id, 1, "http://alize").rsplit("/", 1)[1]
+    assert files.follow(token)[0].id == doomed.id and files.sweep() == 0
+    with db.session() as session, session.begin():  # an hour later
+        session.get(StoredFile, doomed.id).expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    for read in (lambda: files.get("ws", doomed.id), lambda: files.follow(token),
+                 lambda: files.delete("ws", doomed.id), lambda: files.signed_url("ws", doomed.id, 1, "http://a")):
+        with pytest.raises(NotFound):
+            read()
+    assert [f.id for f in files.list("ws", 0, 10, None, None)[0]] == [kept.id]
+    assert files.sweep() == 1 and files.sweep() == 0
+    with db.session() as session:
+        assert session.get(StoredFile, doomed.id) is None
+    assert not list(blobs.root.rglob(f"*{doomed.id}*")) and files.content("ws", kept.id) == LINES

@@ -125,10 +125,12 @@ class Platform:
         self.telemetry.add_source(lambda: budget_metrics(self.dashboard.budgets_left(self.accounts.list_workspaces())))
 
     def start_background(self) -> None:
-        """Starts the batch worker and the meter's leases on the running event loop."""
+        """Starts the batch worker, the meter's leases, the document worker and the expired
+        files' sweep on the running event loop."""
         self._background.append(asyncio.create_task(self.batch_worker.run(), name="batch-worker"))
         self._background.append(asyncio.create_task(self._keep_leases(), name="meter-leases"))
         self._background.append(asyncio.create_task(self.document_worker.run(), name="document-worker"))
+        self._background.append(asyncio.create_task(self.files.run(), name="file-sweeper"))
         for model_id, pool in self.hub.pools.items():  # upstream replicas' health checks
             self._background.append(asyncio.create_task(pool.watch(), name=f"upstream-health-{model_id}"))
 

@@ -1,13 +1,13 @@
 """File records, always looked up within a workspace: another workspace's file does not exist."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 
 from alize.store.accounts import aware
 from alize.store.db import Database
-from alize.store.tables import StoredFile
+from alize.store.tables import FileLink, StoredFile
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,25 @@ class FileInfo:
     num_lines: int | None
     mimetype: str | None
     created_at: datetime
+    expires_at: datetime | None = None  # an upload's `expiry`: gone for readers then, deleted by expired()
 
 
 def _info(row: StoredFile) -> FileInfo:
     return FileInfo(row.id, row.workspace_id, row.filename, row.purpose, row.sample_type, row.source, row.bytes,
-                    row.sha256, row.num_lines, row.mimetype, aware(row.created_at) or row.created_at)
+                    row.sha256, row.num_lines, row.mimetype, aware(row.created_at) or row.created_at,
+                    aware(row.expires_at))
+
+
+def _live(row: StoredFile | None, workspace_id: str | None = None) -> bool:
+    """The file exists for readers (of that workspace): not past its expiry date."""
+    if row is None or (workspace_id is not None and row.workspace_id != workspace_id):
+        return False
+    expires_at = aware(row.expires_at)
+    return expires_at is None or expires_at > datetime.now(UTC)
+
+
+def _unexpired() -> ColumnElement[bool]:
+    return or_(StoredFile.expires_at.is_(None), StoredFile.expires_at > datetime.now(UTC))
 
 
 def add(db: Database, info: FileInfo) -> None:
@@ -38,12 +52,12 @@ def add(db: Database, info: FileInfo) -> None:
 def get(db: Database, workspace_id: str, file_id: str) -> FileInfo | None:
     with db.session() as session:
         row = session.get(StoredFile, file_id)
-    return _info(row) if row is not None and row.workspace_id == workspace_id else None
+    return _info(row) if row is not None and _live(row, workspace_id) else None
 
 
 def list_page(db: Database, workspace_id: str, page: int, page_size: int, purpose: str | None = None,
               search: str | None = None) -> tuple[list[FileInfo], int]:
-    query = select(StoredFile).where(StoredFile.workspace_id == workspace_id)
+    query = select(StoredFile).where(StoredFile.workspace_id == workspace_id, _unexpired())
     if purpose:
         query = query.where(StoredFile.purpose == purpose)
     if search:
@@ -58,7 +72,39 @@ def list_page(db: Database, workspace_id: str, page: int, page_size: int, purpos
 def remove(db: Database, workspace_id: str, file_id: str) -> bool:
     with db.session() as session, session.begin():
         row = session.get(StoredFile, file_id)
-        if row is None or row.workspace_id != workspace_id:
+        if not _live(row, workspace_id):
             return False
+        session.execute(delete(FileLink).where(FileLink.file_id == file_id))
         session.delete(row)
         return True
+
+
+def add_link(db: Database, workspace_id: str, file_id: str, token_sha256: str, expires_at: datetime) -> bool:
+    """Records a signed link to the workspace's file; False when there is no such file."""
+    with db.session() as session, session.begin():
+        if not _live(session.get(StoredFile, file_id), workspace_id):
+            return False
+        session.add(FileLink(token_sha256=token_sha256, file_id=file_id, expires_at=expires_at))
+        return True
+
+
+def follow_link(db: Database, token_sha256: str, now: datetime) -> FileInfo | None:
+    """The file a link leads to; None for a link unknown or expired, or a file gone."""
+    with db.session() as session:
+        link = session.get(FileLink, token_sha256)
+        if link is None or (aware(link.expires_at) or link.expires_at) <= now:
+            return None
+        row = session.get(StoredFile, link.file_id)
+        return _info(row) if _live(row) else None
+
+
+def expired(db: Database, now: datetime) -> list[str]:
+    """Deletes the files whose expiry date has passed, and the links that expired; returns
+    the files' ids (their bytes are the caller's to delete)."""
+    with db.session() as session, session.begin():
+        session.execute(delete(FileLink).where(FileLink.expires_at < now))
+        ids = list(session.scalars(select(StoredFile.id).where(StoredFile.expires_at < now)))
+        if ids:
+            session.execute(delete(FileLink).where(FileLink.file_id.in_(ids)))
+            session.execute(delete(StoredFile).where(StoredFile.id.in_(ids)))
+        return ids

@@ -165,7 +165,8 @@ class StoredFile(Base):
     """An uploaded (or produced) file; its bytes live in the blob store under its id."""
 
     __tablename__ = "files"
-    __table_args__ = (Index("ix_files_workspace_time", "workspace_id", "created_at"),)
+    __table_args__ = (Index("ix_files_workspace_time", "workspace_id", "created_at"),
+                      Index("ix_files_expires_at", "expires_at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(String(36))
@@ -178,6 +179,18 @@ class StoredFile(Base):
     num_lines: Mapped[int | None] = mapped_column(Integer, nullable=True)
     mimetype: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class FileLink(Base):
+    """A signed URL to a file's bytes: anyone with the token may read them until it expires.
+    Only the token's sha256 is kept."""
+
+    __tablename__ = "file_links"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(36), ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class BatchJob(Base):

@@ -1,8 +1,9 @@
 """/v1/files: Mistral's Files API, scoped to the caller's workspace."""
 
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
 
 from alize.api.deps import MAX_PAGE, KeyDep, PlatformDep
@@ -16,14 +17,18 @@ def file_out(info: FileInfo) -> dict[str, object]:
     return {"id": info.id, "object": "file", "bytes": info.bytes, "created_at": int(info.created_at.timestamp()),
             "filename": info.filename, "purpose": info.purpose, "sample_type": info.sample_type,
             "source": info.source, "num_lines": info.num_lines, "mimetype": info.mimetype, "signature": info.sha256,
-            "expires_at": None, "visibility": "workspace"}
+            "expires_at": int(info.expires_at.timestamp()) if info.expires_at else None, "visibility": "workspace"}
 
 
 @router.post("/v1/files")
 async def upload_file(key: KeyDep, platform: PlatformDep, file: Annotated[UploadFile, File()],
-                      purpose: Annotated[str, Form()] = "batch") -> dict[str, object]:
+                      purpose: Annotated[str, Form()] = "batch", expiry: Annotated[int | None, Form()] = None,
+                      visibility: Annotated[Literal["workspace"], Form()] = "workspace") -> dict[str, object]:
+    """`expiry`: hours until the file is deleted. `visibility`: Alizé's files belong to a
+    workspace (its keys); "user" has no owner to mean here and is refused by name."""
     # the part is already spooled to disk by the multipart parser: copied from there a chunk at a time
-    info = await platform.files.upload(key.workspace.id, file.filename or "", purpose, file.file, file.content_type)
+    info = await platform.files.upload(key.workspace.id, file.filename or "", purpose, file.file, file.content_type,
+                                       expiry)
     return file_out(info)
 
 
@@ -45,6 +50,27 @@ def file_content(file_id: str, key: KeyDep, platform: PlatformDep) -> Response:
     info, chunks = platform.files.open_content(key.workspace.id, file_id)
     return StreamingResponse(chunks, media_type="application/octet-stream",
                              headers={"Content-Length": str(info.bytes)})
+
+
+@router.get("/v1/files/{file_id}/url")
+def file_signed_url(file_id: str, key: KeyDep, platform: PlatformDep, request: Request,
+                    expiry: int = 24) -> dict[str, str]:
+    return {"url": platform.files.signed_url(key.workspace.id, file_id, expiry, str(request.base_url))}
+
+
+@router.get("/v1/file-links/{token}")
+def follow_file_link(token: str, platform: PlatformDep) -> Response:
+    """A signed URL: no key, the token is the authority (until it expires)."""
+    info, chunks = platform.files.follow(token)
+    return StreamingResponse(chunks, media_type=info.mimetype or "application/octet-stream",
+                             headers={"Content-Length": str(info.bytes),
+                                      "Content-Disposition": _attachment(info.filename)})
+
+
+def _attachment(filename: str) -> str:
+    """The file's name for a browser's download, safe in a header (RFC 6266)."""
+    ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 @router.delete("/v1/files/{file_id}")
