@@ -48,6 +48,7 @@ def test_the_platform_through_the_typescript_sdk(server):
     assert result["embeddings"] == {"count": 2, "dimensions": 384} and result["moderation"] == {"results": 1}
     files = result["files"]
     assert files["listed"] and files["roundTrip"] and files["jobListed"] and files["name"] == "lines.jsonl"
+    assert files["signedUrl"] and abs(files["expiresIn"] - 3600) <= 1
     assert set(files["cancelled"]) <= {"CANCELLATION_REQUESTED", "CANCELLED"}
     talk = result["conversations"]
     assert talk["version"] == 1 and talk["outputs"] == [["message.output"], ["message.output"]]

@@ -83,12 +83,17 @@ await step("files", async () => {
   const listed = await client.files.list({});
   const got = await client.files.retrieve({ fileId: file.id });
   const body = await new Response(await client.files.download({ fileId: file.id })).text();
+  const signed = await client.files.getSignedUrl({ fileId: file.id, expiry: 1 });
+  const viaLink = await (await fetch(signed.url)).text();  // no key: the token is the authority
+  const brief = await client.files.upload({ purpose: "batch", expiry: 1,
+                                            file: { fileName: "brief.jsonl", content: new TextEncoder().encode(line + "\n") } });
   const job = await client.batch.jobs.create({ inputFiles: [file.id], endpoint: "/v1/chat/completions",
                                               model: "mistral-small-latest" });
   const jobs = await client.batch.jobs.list({});
   const cancelled = await client.batch.jobs.cancel({ jobId: job.id });
   const again = await client.batch.jobs.get({ jobId: job.id });
   return { listed: listed.data.some((f) => f.id === file.id), name: got.filename, roundTrip: body === line + "\n",
+           signedUrl: viaLink === line + "\n", expiresIn: brief.expiresAt - brief.createdAt,
            jobListed: jobs.data.some((j) => j.id === job.id), cancelled: [cancelled.status, again.status] };
 });
 
