@@ -188,3 +188,27 @@ def test_expired_files_are_gone_for_readers_then_swept(db, tmp_path):
     with db.session() as session:
         assert session.get(StoredFile, doomed.id) is None
     assert not list(blobs.root.rglob(f"*{doomed.id}*")) and files.content("ws", kept.id) == LINES
+
+
+def test_listing_filters_by_sample_type_source_and_media_type(server):
+    with server.client(server.admin_key) as admin:
+        admin.post("/admin/v1/workspaces", json={"name": "files-filters"})
+    client = Mistral(api_key=create_key(server, workspace="files-filters")["secret"], server_url=server.url)
+    batch = client.files.upload(file={"file_name": "a.jsonl", "content": LINES, "content_type": "application/jsonl"},
+                                purpose="batch")
+    scan = client.files.upload(file={"file_name": "scan.txt", "content": b"text", "content_type": "text/plain"},
+                               purpose="ocr")
+
+    def listed(**filters) -> set[str]:
+        return {f.id for f in client.files.list(**filters).data}
+
+    assert listed() == {batch.id, scan.id}
+    assert listed(sample_type=["batch_request"]) == {batch.id}
+    assert listed(sample_type=["instruct", "batch_request"]) == {batch.id, scan.id}
+    assert listed(sample_type=["batch_result"]) == set() == listed(source=["mistral"])
+    assert listed(source=["upload"]) == {batch.id, scan.id}
+    assert listed(mimetypes=["text/plain"]) == {scan.id}
+    assert client.files.list(mimetypes=["text/plain", "application/jsonl"], page_size=1).total == 2
+    with server.client() as http:
+        r = http.get("/v1/files", params={"sample_type": "batch_results"})  # a typo is not "every file"
+        assert r.status_code == 422 and r.json()["object"] == "error", r.text

@@ -55,11 +55,24 @@ def get(db: Database, workspace_id: str, file_id: str) -> FileInfo | None:
     return _info(row) if row is not None and _live(row, workspace_id) else None
 
 
+@dataclass(frozen=True)
+class FileFilter:
+    """A listing's filters: a file matches when its value is one of those given (None: any)."""
+    sample_types: list[str] | None = None
+    sources: list[str] | None = None
+    mimetypes: list[str] | None = None
+
+
 def list_page(db: Database, workspace_id: str, page: int, page_size: int, purpose: str | None = None,
-              search: str | None = None) -> tuple[list[FileInfo], int]:
+              search: str | None = None, where: FileFilter | None = None) -> tuple[list[FileInfo], int]:
     query = select(StoredFile).where(StoredFile.workspace_id == workspace_id, _unexpired())
     if purpose:
         query = query.where(StoredFile.purpose == purpose)
+    where = where or FileFilter()
+    for column, values in ((StoredFile.sample_type, where.sample_types), (StoredFile.source, where.sources),
+                           (StoredFile.mimetype, where.mimetypes)):
+        if values is not None:
+            query = query.where(column.in_(values))
     if search:
         query = query.where(StoredFile.filename.contains(search, autoescape=True))
     with db.session() as session:

@@ -8,7 +8,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from alize.api.deps import MAX_PAGE, KeyDep, PlatformDep
 from alize.api.strict_json import StrictJSONRoute
-from alize.store.files import FileInfo
+from alize.store.files import FileFilter, FileInfo
 
 router = APIRouter(route_class=StrictJSONRoute)
 
@@ -32,11 +32,20 @@ async def upload_file(key: KeyDep, platform: PlatformDep, file: Annotated[Upload
     return file_out(info)
 
 
+SampleType = Literal["pretrain", "instruct", "batch_request", "batch_result", "batch_error"]
+Source = Literal["upload", "repository", "mistral"]
+
+
 @router.get("/v1/files")
 def list_files(key: KeyDep, platform: PlatformDep, page: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 0,
                page_size: Annotated[int, Query(ge=1, le=1000)] = 100, include_total: bool = True,
-               purpose: str | None = None, search: str | None = None) -> dict[str, object]:
-    items, total = platform.files.list(key.workspace.id, page, page_size, purpose, search)
+               purpose: str | None = None, search: str | None = None,
+               sample_type: Annotated[list[SampleType] | None, Query()] = None,
+               source: Annotated[list[Source] | None, Query()] = None,
+               mimetypes: Annotated[list[str] | None, Query()] = None) -> dict[str, object]:
+    """Filters: any of the sample types, any of the sources, any of the media types."""
+    items, total = platform.files.list(key.workspace.id, page, page_size, purpose, search,
+                                       FileFilter(sample_type, source, mimetypes))
     return {"object": "list", "data": [file_out(i) for i in items], "total": total if include_total else None}
 
 
