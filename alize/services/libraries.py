@@ -248,10 +248,13 @@ def _token(offset: int) -> str:
     return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
 
 
+MAX_OFFSET = 2**62  # a page token's offset stays a 64-bit SQL OFFSET
+
+
 def _offset(token: str) -> int:
     try:
         kind, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind == "offset" and number.isdigit():
+        if kind == "offset" and number.isascii() and number.isdigit() and int(number) <= MAX_OFFSET:
             return int(number)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

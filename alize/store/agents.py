@@ -47,13 +47,17 @@ def _agent(session: Session, workspace_id: str, agent_id: str, for_update: bool 
     return row
 
 
+MAX_VERSION = 2**31 - 1  # versions are 32-bit integers (INTEGER on PostgreSQL)
+
+
 def _version_of(session: Session, agent: Agent, ref: int | str | None) -> int:
     """The version a reference names: a number, an alias, or None (the current one)."""
     if ref is None:
         return agent.version
-    if isinstance(ref, int) or ref.isdigit():
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
         number = int(ref)
-        if session.get(AgentVersion, (agent.id, number)) is None:
+        # a number past the column's range names no version (and must not reach the database)
+        if not 0 <= number <= MAX_VERSION or session.get(AgentVersion, (agent.id, number)) is None:
             raise Missing(f"Agent {agent.id} has no version {number}")
         return number
     alias = session.get(AgentAlias, (agent.id, ref))

@@ -66,7 +66,7 @@ def _check(response: httpx.Response, text: str) -> None:
     if response.status_code == 429 or response.status_code >= 500:
         retry = response.headers.get("retry-after")
         raise Failed(f"HTTP {response.status_code}: {_message(text)[0]}",
-                     retry_after=float(retry) if retry and retry.replace(".", "", 1).isdigit() else None)
+                     retry_after=float(retry) if retry and retry.isascii() and retry.replace(".", "", 1).isdigit() else None)
     if response.status_code >= 400:
         message, param = _message(text)
         raise UpstreamRefused(response.status_code, message, param)
