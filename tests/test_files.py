@@ -137,6 +137,12 @@ def test_signed_url_reads_the_file_without_a_key_until_it_is_deleted(server):
     assert httpx.get(signed.url[:-3] + "abc").status_code == 404
 
 
+def test_a_signed_links_download_name_has_no_folders(http):
+    file_id = http.post("/v1/files", files={"file": ("..\\../etc/passwd", LINES)}, data={"purpose": "batch"}).json()["id"]
+    followed = httpx.get(http.get(f"/v1/files/{file_id}/url").json()["url"])
+    assert followed.headers["content-disposition"] == "attachment; filename=\"passwd\"; filename*=UTF-8''passwd"
+
+
 def test_another_workspace_cannot_sign_a_link_to_a_file(server):
     with server.client(server.admin_key) as admin:
         admin.post("/admin/v1/workspaces", json={"name": "files-links-other"})

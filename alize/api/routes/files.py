@@ -77,9 +77,10 @@ def follow_file_link(token: str, platform: PlatformDep) -> Response:
 
 
 def _attachment(filename: str) -> str:
-    """The file's name for a browser's download, safe in a header (RFC 6266)."""
-    ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    """The file's name for a browser's download, safe in a header (RFC 6266); no folders."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1] or "file"
+    ascii_name = "".join(c if c.isascii() and c.isprintable() and c != '"' else "_" for c in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 @router.delete("/v1/files/{file_id}")
