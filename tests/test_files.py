@@ -218,3 +218,26 @@ def test_listing_filters_by_sample_type_source_and_media_type(server):
     with server.client() as http:
         r = http.get("/v1/files", params={"sample_type": "batch_results"})  # a typo is not "every file"
         assert r.status_code == 422 and r.json()["object"] == "error", r.text
+
+
+def test_openai_sdk_pages_through_files_with_its_cursor(server):
+    from openai import OpenAI
+
+    with server.client(server.admin_key) as admin:
+        admin.post("/admin/v1/workspaces", json={"name": "files-cursor"})
+    key = create_key(server, workspace="files-cursor")["secret"]
+    client = OpenAI(api_key=key, base_url=f"{server.url}/v1")
+    made = [client.files.create(file=(f"{i}.jsonl", LINES), purpose="batch").id for i in range(5)]
+    newest_first = [f.id for f in client.files.list(limit=2)]  # the SDK follows has_more and after
+    assert newest_first == made[::-1]
+    assert [f.id for f in client.files.list()] == made[::-1]  # one page, has_more false: no endless loop
+    assert [f.id for f in client.files.list(limit=2, order="asc")] == made
+    first = client.files.list(limit=2)
+    assert first.has_more is True and [f.id for f in first.data] == made[:2:-1]
+    with server.client(key) as http:
+        r = http.get("/v1/files", params={"after": made[0], "limit": 10})
+        assert r.json()["data"] == [] and r.json()["has_more"] is False
+        r = http.get("/v1/files", params={"after": "file-unknown"})
+        assert r.status_code == 400 and r.json()["param"] == "after", r.text
+    mistral = Mistral(api_key=key, server_url=server.url)  # Mistral's pages, unchanged beside
+    assert [f.id for f in mistral.files.list(page=1, page_size=2).data] == made[2:0:-1]

@@ -13,7 +13,7 @@ from alize.store import files as file_store
 from alize.store.accounts import hash_secret
 from alize.store.blobs import CHUNK, BlobCorrupted, BlobStore
 from alize.store.db import Database
-from alize.store.files import FileFilter, FileInfo
+from alize.store.files import FileFilter, FileInfo, FilePage
 
 PURPOSES = ("batch", "fine-tune", "ocr")
 MAX_EXPIRY_HOURS = 24 * 366 * 10  # an upload's `expiry`: ten years at most
@@ -70,8 +70,13 @@ class FileService:
         return info
 
     def list(self, workspace_id: str, page: int, page_size: int, purpose: str | None, search: str | None,
-             where: FileFilter | None = None) -> tuple[list[FileInfo], int]:
-        return file_store.list_page(self.db, workspace_id, page, page_size, purpose, search, where)
+             where: FileFilter | None = None, after: str | None = None, ascending: bool = False) -> FilePage:
+        """A page of the workspace's files (`after`: OpenAI's cursor, the id of the last file seen)."""
+        try:
+            return file_store.list_page(self.db, workspace_id, page, page_size, purpose, search, where, after,
+                                        ascending)
+        except file_store.UnknownCursor:
+            raise InvalidRequest(f"after: no file with id {after} is listed here", param="after") from None
 
     def open_content(self, workspace_id: str, file_id: str) -> tuple[FileInfo, Iterator[bytes]]:
         """The file's record and its bytes as chunks, once they are checked against their

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, delete, func, or_, select
 
@@ -63,8 +64,21 @@ class FileFilter:
     mimetypes: list[str] | None = None
 
 
+class FilePage(NamedTuple):
+    items: list[FileInfo]
+    total: int  # every file that matches
+    has_more: bool  # whether more follow this page
+
+
+class UnknownCursor(Exception):
+    """`after` names no file of the workspace's listing."""
+
+
 def list_page(db: Database, workspace_id: str, page: int, page_size: int, purpose: str | None = None,
-              search: str | None = None, where: FileFilter | None = None) -> tuple[list[FileInfo], int]:
+              search: str | None = None, where: FileFilter | None = None, after: str | None = None,
+              ascending: bool = False) -> FilePage:
+    """A page of the workspace's files, newest first (or oldest first): the `page`-th of
+    `page_size`, or with `after` (OpenAI's cursor, a file's id) the `page_size` that follow it."""
     query = select(StoredFile).where(StoredFile.workspace_id == workspace_id, _unexpired())
     if purpose:
         query = query.where(StoredFile.purpose == purpose)
@@ -75,11 +89,25 @@ def list_page(db: Database, workspace_id: str, page: int, page_size: int, purpos
             query = query.where(column.in_(values))
     if search:
         query = query.where(StoredFile.filename.contains(search, autoescape=True))
+    # one total order, and its reverse: (created_at, id) newest first, ties by id
+    order = ((StoredFile.created_at.asc(), StoredFile.id.desc()) if ascending
+             else (StoredFile.created_at.desc(), StoredFile.id.asc()))
     with db.session() as session:
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = session.scalars(query.order_by(StoredFile.created_at.desc(), StoredFile.id)
-                               .offset(page * page_size).limit(page_size))
-        return [_info(r) for r in rows], total
+        if after is not None:
+            mark = session.get(StoredFile, after)
+            if not _live(mark, workspace_id):
+                raise UnknownCursor(after)
+            assert mark is not None
+            later = or_(StoredFile.created_at > mark.created_at,
+                        (StoredFile.created_at == mark.created_at) & (StoredFile.id < mark.id))
+            earlier = or_(StoredFile.created_at < mark.created_at,
+                          (StoredFile.created_at == mark.created_at) & (StoredFile.id > mark.id))
+            query = query.where(later if ascending else earlier)
+        else:
+            query = query.offset(page * page_size)
+        rows = list(session.scalars(query.order_by(*order).limit(page_size + 1)))
+        return FilePage([_info(r) for r in rows[:page_size]], total, len(rows) > page_size)
 
 
 def remove(db: Database, workspace_id: str, file_id: str) -> bool:

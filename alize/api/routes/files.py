@@ -42,11 +42,19 @@ def list_files(key: KeyDep, platform: PlatformDep, page: Annotated[int, Query(ge
                purpose: str | None = None, search: str | None = None,
                sample_type: Annotated[list[SampleType] | None, Query()] = None,
                source: Annotated[list[Source] | None, Query()] = None,
-               mimetypes: Annotated[list[str] | None, Query()] = None) -> dict[str, object]:
-    """Filters: any of the sample types, any of the sources, any of the media types."""
-    items, total = platform.files.list(key.workspace.id, page, page_size, purpose, search,
-                                       FileFilter(sample_type, source, mimetypes))
-    return {"object": "list", "data": [file_out(i) for i in items], "total": total if include_total else None}
+               mimetypes: Annotated[list[str] | None, Query()] = None,
+               limit: Annotated[int | None, Query(ge=1, le=10_000)] = None, after: str | None = None,
+               order: Literal["asc", "desc"] = "desc") -> dict[str, object]:
+    """Mistral's pages (`page`, `page_size`) or OpenAI's cursor (`limit`, `after`, `order`),
+    whichever the client sends, with OpenAI's `has_more` (its SDK pages on until it is false).
+    Filters: any of the sample types, any of the sources, any of the media types."""
+    size = min(limit, 1000) if limit is not None else page_size
+    listing = platform.files.list(key.workspace.id, page if after is None else 0, size, purpose, search,
+                                  FileFilter(sample_type, source, mimetypes), after, order == "asc")
+    data = [file_out(i) for i in listing.items]
+    return {"object": "list", "data": data, "total": listing.total if include_total else None,
+            "has_more": listing.has_more, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None}
 
 
 @router.get("/v1/files/{file_id}")
