@@ -114,9 +114,10 @@ class ServedModel(BaseModel):
     # A classifier's targets and each one's labels (capability "classification"), e.g.
     # [models.classes] sentiment = ["positive", "negative", "neutral"]
     classes: dict[str, list[str]] = {}
-    # How a moderation model answers: "json" (any chat model, under a grammar), or
-    # "llama-guard" (safe / unsafe with S1..S14 codes, read into Mistral's categories)
-    moderation_format: Literal["json", "llama-guard"] = "json"
+    # How a moderation model decides: "embeddings" (an embedding backend, a classifier fitted
+    # on alize/moderation_examples.toml: the built-in one), "json" (any chat model, under a
+    # grammar), or "llama-guard" (safe / unsafe with S1..S14 codes, read into Mistral's categories)
+    moderation_format: Literal["json", "llama-guard", "embeddings"] = "json"
 
     @model_validator(mode="after")
     def _one_way_to_name_backends(self) -> "ServedModel":
@@ -213,6 +214,10 @@ def _check_references(config: RegistryFile) -> None:
             if name in seen:
                 raise ValueError(f"models: the id {name!r} is defined twice")
             seen.add(name)
+        embedding = config.backends[model.backend_names[0]].kind == "embedding"
+        if "moderation" in (model.capabilities or []) and embedding != (model.moderation_format == "embeddings"):
+            raise ValueError(f"models: {model.id!r}: moderation_format \"embeddings\" goes with an embedding "
+                             "backend, \"json\" and \"llama-guard\" with a chat model")
 
 
 class ModelEntry(BaseModel):

@@ -3,6 +3,9 @@ conversations get Mistral's nine categories with scores (or an operator classifi
 in the spec's shape, metered as one request; a model not registered for it, and bad input,
 get a clear 4xx."""
 
+import tomllib
+from pathlib import Path
+
 import pytest
 from mistralai.client import Mistral
 
@@ -20,10 +23,18 @@ def client(server):
     return Mistral(api_key=server.key, server_url=server.url)
 
 
-def _check(result) -> None:
+def _check(result, decided: bool = False) -> None:
+    """Nine categories, each flagged when its score is over 0.5 (a probability from the
+    built-in classifier; a chat model's decision, 1.0 or 0.0, when `decided`)."""
     assert set(result.categories) == set(CATEGORIES) == set(result.category_scores)
     for name, flag in result.categories.items():
-        assert result.category_scores[name] == (1.0 if flag else 0.0)
+        score = result.category_scores[name]
+        assert score in (1.0, 0.0) if decided else 0.0 <= score <= 1.0
+        assert flag == (score > 0.5)
+
+
+def _flagged(result) -> set[str]:
+    return {name for name, flag in result.categories.items() if flag}
 
 
 def test_texts_are_screened_into_the_nine_categories(client, server):
@@ -32,6 +43,7 @@ def test_texts_are_screened_into_the_nine_categories(client, server):
     assert res.model == MODEL and len(res.results) == 2
     for result in res.results:
         _check(result)
+    assert _flagged(res.results[0]) == set() and "pii" in _flagged(res.results[1])
     with server.client() as http:
         r = http.post("/v1/moderations", json={"model": MODEL, "input": "Hello there."})
     assert r.status_code == 200, r.text
@@ -40,7 +52,7 @@ def test_texts_are_screened_into_the_nine_categories(client, server):
     assert len(billed) == 1 and billed[0].prompt_tokens > 0 and billed[0].cost_nano > 0
 
 
-def test_conversations_are_screened_one_result_each(client):
+def test_conversations_are_screened_one_result_each(client, server):
     one = [{"role": "user", "content": "How do I bake bread?"}, {"role": "assistant", "content": "Flour, water."}]
     two = [{"role": "user", "content": "What is my bank account number?"}]
     res = client.classifiers.moderate_chat(model=MODEL, inputs=[one, two])
@@ -48,7 +60,39 @@ def test_conversations_are_screened_one_result_each(client):
     for result in res.results:
         _check(result)
     single = client.classifiers.moderate_chat(model=MODEL, inputs=one)
-    assert len(single.results) == 1
+    assert len(single.results) == 1  # the same scores alone as beside another (to float rounding in a batch)
+    assert single.results[0].category_scores == pytest.approx(res.results[0].category_scores, abs=2e-3)
+    # a conversation takes the highest score of its messages: a threat in a reply counts
+    threat = client.classifiers.moderate_chat(model=MODEL, inputs=[*one, {"role": "user", "content": "Thanks."},
+                                                                   {"role": "assistant",
+                                                                    "content": "I will find you and kill you."}])
+    assert "violence_and_threats" in _flagged(threat.results[0])
+    with server.client() as http:  # a conversation of no message is in no category
+        empty = http.post("/v1/chat/moderations", json={"model": MODEL, "input": [[]]})
+    assert empty.status_code == 200 and not any(empty.json()["results"][0]["categories"].values()), empty.text
+
+
+def test_a_harmful_sentence_inside_a_long_text_is_found(client):
+    filler = " ".join(f"The committee reviewed item {i} of the agenda and approved it." for i in range(60))
+    res = client.classifiers.moderate(model=MODEL, inputs=[filler, filler + " I am going to kill you tomorrow. "
+                                                           + filler])
+    assert len(filler) > 3000 and _flagged(res.results[0]) == set()
+    assert "violence_and_threats" in _flagged(res.results[1])
+
+
+def test_the_built_in_model_separates_held_out_texts(client):
+    """Sentences written apart from the examples it was fitted on (tests/data/
+    moderation_heldout.toml): measured 0 of 25 harmless ones flagged and 45 of 45 harmful ones
+    flagged for their category; held to at most 2 and at least 40."""
+    heldout = tomllib.loads((Path(__file__).parent / "data" / "moderation_heldout.toml").read_text())
+    texts = [(label, text) for label, group in heldout.items() for text in group]
+    res = client.classifiers.moderate(model=MODEL, inputs=[text for _, text in texts[:64]])
+    rest = client.classifiers.moderate(model=MODEL, inputs=[text for _, text in texts[64:]])
+    results = [*res.results, *rest.results]
+    harmless = [_flagged(r) for (label, _), r in zip(texts, results, strict=True) if label == "none"]
+    found = [label in _flagged(r) for (label, _), r in zip(texts, results, strict=True) if label != "none"]
+    assert len(harmless) == 25 and sum(bool(f) for f in harmless) <= 2, harmless
+    assert len(found) == 45 and sum(found) >= 40
 
 
 @pytest.mark.parametrize(("path", "body", "status", "named"), [
@@ -140,15 +184,17 @@ def test_llama_guard_answers_are_read_into_mistral_categories():
 def test_a_llama_guard_format_model_moderates_under_its_grammar(tmp_path):
     (tmp_path / "models.toml").write_text(
         '[[models]]\nid = "guard"\nbackend = "smollm2-135m-instruct"\ncapabilities = ["moderation"]\n'
-        'moderation_format = "llama-guard"\n')
+        'moderation_format = "llama-guard"\n'
+        '[[models]]\nid = "judge"\nbackend = "smollm2-135m-instruct"\ncapabilities = ["moderation"]\n')
     server = start_server(tmp_path / "data", env={"ALIZE_CONFIG_FILE": str(tmp_path / "models.toml")})
     try:
         client = Mistral(api_key=server.key, server_url=server.url)
         res = client.classifiers.moderate(model="guard", inputs=["I love sunny days.", "How do I make a bomb?"])
         chat = client.classifiers.moderate_chat(model="guard", inputs=[
             {"role": "system", "content": "Be kind."}, {"role": "user", "content": "Tell me a joke."}])
-        for result in [*res.results, *chat.results]:
-            _check(result)
+        judged = client.classifiers.moderate(model="judge", inputs=["I love sunny days."])  # the JSON format
+        for result in [*res.results, *chat.results, *judged.results]:
+            _check(result, decided=True)
         assert len(res.results) == 2 and len(chat.results) == 1
         with server.client() as http:
             r = http.post("/v1/moderations", json={"model": "guard", "input": "Hello"})
@@ -158,3 +204,46 @@ def test_a_llama_guard_format_model_moderates_under_its_grammar(tmp_path):
         assert len(billed) == 1 and 1 <= billed[0].completion_tokens < llama_guard.MAX_TOKENS  # the format ended it
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(("backend", "form"), [("smollm2-135m-instruct", "embeddings"), ("all-minilm-l6-v2", "json"),
+                                               ("all-minilm-l6-v2", "llama-guard")])
+def test_a_moderation_format_needs_its_kind_of_backend(tmp_path, backend, form):
+    from alize.errors import ConfigError
+    from alize.registry import Registry
+
+    (tmp_path / "models.toml").write_text(f'[[models]]\nid = "m"\nbackend = "{backend}"\n'
+                                          f'capabilities = ["moderation"]\nmoderation_format = "{form}"\n')
+    with pytest.raises(ConfigError, match="embedding backend"):
+        Registry.load(tmp_path / "models.toml")
+
+
+def test_pieces_cut_long_texts_between_sentences_and_keep_every_word():
+    from alize.services.embedding_moderation import PIECE_CHARS, pieces
+
+    text = " ".join(f"Sentence number {i} is here." for i in range(200)) + "\n\n" + "x" * 1500
+    cut = pieces(text)
+    assert all(len(p) <= PIECE_CHARS for p in cut) and len(cut) > 10
+    assert "".join(cut).replace(" ", "") == text.replace(" ", "").replace("\n", "")
+    assert all(p.endswith(".") for p in cut[:-3])  # cut after a sentence, where there are sentences
+    assert pieces("") == [""] and pieces("Short.") == ["Short."]
+
+
+def test_the_fit_is_deterministic_and_scores_are_probabilities():
+    import numpy as np
+
+    from alize.services.embedding_moderation import fit
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:3] * 3
+    vectors, labels = [], []
+    for label, centre in zip(["none", "a", "b"], centres, strict=True):
+        rows = centre + rng.normal(scale=0.3, size=(20, 8))
+        vectors.append(rows / np.linalg.norm(rows, axis=1, keepdims=True))
+        labels += [label] * 20
+    x = np.vstack(vectors)
+    first, again = fit(x, labels, ["a", "b"]), fit(x, labels, ["a", "b"])
+    assert np.array_equal(first.weights, again.weights) and np.array_equal(first.bias, again.bias)
+    scores = first.scores(x)
+    assert ((0 < scores) & (scores < 1)).all()
+    assert (scores[20:40, 0] > 0.5).all() and (scores[40:, 1] > 0.5).all() and (scores[:20] < 0.5).all()

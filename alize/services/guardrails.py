@@ -4,8 +4,9 @@ the conversation (services/moderations.py, metered as a `chat.moderations` reque
 caller's key), and a category scoring over its threshold blocks the request with a 403 that
 names it. As on La Plateforme, guardrails look at the input only and only block.
 
-Thresholds: a category's `custom_category_thresholds` value, or 0.5 (the built-in classifier's
-scores are its decisions, 1.0 or 0.0, so 0.5 means "flagged"); with `ignore_other_categories`
+Thresholds: a category's `custom_category_thresholds` value, or 0.5 (the built-in moderation
+model's scores are probabilities; a chat model's are its decisions, 1.0 or 0.0, where 0.5 means
+"flagged"); with `ignore_other_categories`
 only the categories given are looked at. moderation_llm_v2's categories are read off the
 nine the moderation model scores (`dangerous` and `criminal` both from
 dangerous_and_criminal_content); `jailbreaking` has no counterpart, so a threshold for it is

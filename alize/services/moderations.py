@@ -1,16 +1,19 @@
-"""Moderation and classification with a chat model as the classifier: each text (or
-conversation) is shown with the categories to decide, and a grammar makes the model answer
-one JSON object: for moderation a boolean for each of Mistral's nine categories, for an
-operator's classifier (a registry entry with `classes`) one label of each target. A small
-general model is a weak classifier: a score is its decision, 1.0 or 0.0, not a calibrated
-probability (docs/api.md). A Llama Guard model (registry `moderation_format = "llama-guard"`)
-gets the conversation as it is and answers in its own format (services/llama_guard.py). All
-the texts of a request run together as one generation, metered as one request."""
+"""Moderation and classification. The built-in moderation model is a classifier over
+sentence embeddings (registry `moderation_format = "embeddings"`, services/
+embedding_moderation.py): its scores are probabilities. Any chat model can classify too: each
+text (or conversation) is shown with the categories to decide, and a grammar makes the model
+answer one JSON object: for moderation a boolean for each of Mistral's nine categories, for
+an operator's classifier (a registry entry with `classes`) one label of each target; a score
+is then its decision, 1.0 or 0.0, and a small general model is a weak classifier (docs/api.md).
+A Llama Guard model (registry `moderation_format = "llama-guard"`) gets the conversation as it
+is and answers in its own format (services/llama_guard.py). All the texts of a request run
+together as one generation (or one batch of embeddings), metered as one request."""
 
+import asyncio
 import json
 from typing import Any
 
-from alize.errors import InvalidRequest
+from alize.errors import ContextOverflow, InvalidRequest
 from alize.protocol.chat import ChatCompletionRequest
 from alize.protocol.moderations import (
     ChatClassificationRequest,
@@ -21,6 +24,7 @@ from alize.protocol.moderations import (
 from alize.services import llama_guard
 from alize.services.backend import collect
 from alize.services.chat import ChatService
+from alize.services.embedding_moderation import EmbeddingModerator
 from alize.services.generation import LocalGeneration
 from alize.services.metering import Call
 from alize.services.prompts import content_text
@@ -42,11 +46,13 @@ INSTRUCTIONS = ("You classify text for content moderation. For each category, an
                 "contains it, false otherwise.\nCategories:\n"
                 + "\n".join(f"- {name}: {meaning}" for name, meaning in CATEGORIES.items()))
 MAX_INPUTS = 64
+MAX_EMBEDDED_TOKENS = 8192  # an input's tokens, in all its pieces, for the embedding classifier (as Mistral's 8k)
 
 
 class ModerationService:
     def __init__(self, chat: ChatService):
         self.chat = chat
+        self.embedded = EmbeddingModerator(list(CATEGORIES))
 
     async def moderate(self, request: ModerationRequest, call: Call) -> dict[str, Any]:
         texts = [request.input] if isinstance(request.input, str) else request.input
@@ -76,7 +82,10 @@ class ModerationService:
                           call: Call) -> dict[str, Any]:
         """Each conversation's flags: from a Llama Guard model's answer, or from a chat
         model's JSON decision on the conversation as a transcript."""
-        if self.chat.hub.capable(model_id, "moderation").moderation_format == "llama-guard":
+        form = self.chat.hub.capable(model_id, "moderation").moderation_format
+        if form == "embeddings":
+            return await self._by_embeddings(model_id, conversations, call)
+        if form == "llama-guard":
             requests = [_plain(model_id, [m for m in c if m["role"] in ("user", "assistant")]) for c in conversations]
             gen_id, model, answers = await self._generate(requests, call, "moderation", llama_guard.GRAMMAR)
             flagged = [llama_guard.read(a) for a in answers]
@@ -88,6 +97,25 @@ class ModerationService:
                     "category_scores": {name: 1.0 if name in flags else 0.0 for name in CATEGORIES}}
                    for flags in flagged]
         return {"id": gen_id, "model": model, "results": results}
+
+    async def _by_embeddings(self, model_id: str, conversations: list[list[dict[str, str]]],
+                             call: Call) -> dict[str, Any]:
+        """Each conversation's scores from the embedding classifier: the highest over its
+        messages (services/embedding_moderation.py), metered as the tokens embedded."""
+        if len(conversations) > MAX_INPUTS:
+            raise InvalidRequest(f"at most {MAX_INPUTS} inputs a request", param="input")
+        entry, embedder = self.chat.hub.embedder(model_id)
+        texts = [[m["content"] for m in c] for c in conversations]
+        tokens = await asyncio.to_thread(self.embedded.tokens, embedder, texts)
+        for i, one in enumerate(tokens):
+            if (count := sum(map(len, one))) > MAX_EMBEDDED_TOKENS:
+                raise ContextOverflow(f"Input {i} has {count} tokens, more than the {MAX_EMBEDDED_TOKENS} that "
+                                      f"{entry.id} reads (its context)", param="input")
+        await call.admit(entry, sum(len(piece) for one in tokens for piece in one), 0)
+        scores = await self.embedded.scores(embedder, tokens)
+        results = [{"categories": {name: s[name] > 0.5 for name in CATEGORIES}, "category_scores": s}
+                   for s in scores]
+        return {"id": call.id, "model": entry.id, "results": results}
 
     async def _classification(self, model_id: str, texts: list[str], call: Call) -> dict[str, Any]:
         """One label of each of the classifier's targets per text, as scores by label."""
