@@ -217,6 +217,8 @@ def test_openai_sdk_pages_through_files_with_its_cursor(server):
     key = create_key(server, workspace="files-cursor")["secret"]
     client = OpenAI(api_key=key, base_url=f"{server.url}/v1")
     made = [client.files.create(file=(f"{i}.jsonl", LINES), purpose="batch").id for i in range(5)]
+    # ready at once: the SDK's wait (which polls until a status says so) returns at its first look
+    assert client.files.wait_for_processing(made[0], poll_interval=0.1, max_wait_seconds=1).status == "processed"
     newest_first = [f.id for f in client.files.list(limit=2)]  # the SDK follows has_more and after
     assert newest_first == made[::-1]
     assert [f.id for f in client.files.list()] == made[::-1]  # one page, has_more false: no endless loop

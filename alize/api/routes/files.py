@@ -14,10 +14,13 @@ router = APIRouter(route_class=StrictJSONRoute)
 
 
 def file_out(info: FileInfo) -> dict[str, object]:
+    """Mistral's file object; with OpenAI's `status` too: a file is ready once its upload
+    returns, and the openai SDK's files.wait_for_processing polls until it says so."""
     return {"id": info.id, "object": "file", "bytes": info.bytes, "created_at": int(info.created_at.timestamp()),
             "filename": info.filename, "purpose": info.purpose, "sample_type": info.sample_type,
             "source": info.source, "num_lines": info.num_lines, "mimetype": info.mimetype, "signature": info.sha256,
-            "expires_at": int(info.expires_at.timestamp()) if info.expires_at else None, "visibility": "workspace"}
+            "expires_at": int(info.expires_at.timestamp()) if info.expires_at else None, "visibility": "workspace",
+            "status": "processed"}
 
 
 @router.post("/v1/files")
