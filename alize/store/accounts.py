@@ -7,9 +7,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from alize.store.db import Database
 from alize.store.tables import ApiKey, Workspace
@@ -87,6 +87,17 @@ def aware(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment
+
+
+def lapsed(expires_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether an expiry date (None: never) has come, as read back from either database."""
+    moment = aware(expires_at)
+    return moment is not None and moment <= (now or datetime.now(UTC))
+
+
+def unexpired(expires_at: InstrumentedAttribute[datetime | None]) -> ColumnElement[bool]:
+    """Rows whose expiry column (None: never) has not come yet, as a condition."""
+    return or_(expires_at.is_(None), expires_at > datetime.now(UTC))
 
 
 def _workspace_info(row: Workspace) -> WorkspaceInfo:

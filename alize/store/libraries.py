@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from alize.store import usage as usage_store
-from alize.store.accounts import aware
+from alize.store.accounts import aware, lapsed, unexpired
 from alize.store.db import Database
 from alize.store.tables import DocumentLink, Library, LibraryChunk, LibraryDocument, LibraryShare
 
@@ -214,13 +214,12 @@ def _document_row(session: Session, workspace_id: str, library_id: str, document
 
 def _expired(row: LibraryDocument) -> bool:
     """Past its expiry date: gone for readers at once, deleted by the next sweep (expired())."""
-    expires_at = aware(row.expires_at)
-    return expires_at is not None and expires_at <= datetime.now(UTC)
+    return lapsed(row.expires_at)
 
 
 def _current() -> Any:
     """Documents not past their expiry date, as a condition."""
-    return or_(LibraryDocument.expires_at.is_(None), LibraryDocument.expires_at > datetime.now(UTC))
+    return unexpired(LibraryDocument.expires_at)
 
 
 def document(db: Database, workspace_id: str, library_id: str, document_id: str) -> DocumentRecord:
@@ -290,7 +289,7 @@ def follow_link(db: Database, token_sha256: str, now: datetime) -> tuple[Documen
     link unknown or expired."""
     with db.session() as session:
         link = session.get(DocumentLink, token_sha256)
-        if link is None or (aware(link.expires_at) or link.expires_at) <= now:
+        if link is None or lapsed(link.expires_at, now):
             return None
         row = session.get(LibraryDocument, link.document_id)
         if row is None:
@@ -303,9 +302,9 @@ def claim(db: Database, holder: str, now: datetime, lease_until: datetime) -> Do
     """Takes the oldest document waiting to be processed for `holder` until `lease_until`:
     one to do, or one whose processor's lease lapsed (or whose retry time came). None when
     there is none."""
-    lapsed = LibraryDocument.status.in_(CLAIMABLE[1:]) & (LibraryDocument.lease_until < now)
+    left = LibraryDocument.status.in_(CLAIMABLE[1:]) & (LibraryDocument.lease_until < now)  # its lease lapsed
     with db.session() as session, session.begin():
-        for row in session.scalars(select(LibraryDocument).where(or_(LibraryDocument.status == "todo", lapsed))
+        for row in session.scalars(select(LibraryDocument).where(or_(LibraryDocument.status == "todo", left))
                                    .order_by(LibraryDocument.created_at).limit(5)):
             taken = session.execute(update(LibraryDocument)
                                     .where(LibraryDocument.id == row.id, LibraryDocument.status == row.status,
