@@ -1,12 +1,12 @@
 """File records, always looked up within a workspace: another workspace's file does not exist."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import delete, func, or_, select
 
-from alize.store.accounts import aware
+from alize.store.accounts import aware, lapsed, unexpired
 from alize.store.db import Database
 from alize.store.tables import FileLink, StoredFile
 
@@ -37,12 +37,7 @@ def _live(row: StoredFile | None, workspace_id: str | None = None) -> bool:
     """The file exists for readers (of that workspace): not past its expiry date."""
     if row is None or (workspace_id is not None and row.workspace_id != workspace_id):
         return False
-    expires_at = aware(row.expires_at)
-    return expires_at is None or expires_at > datetime.now(UTC)
-
-
-def _unexpired() -> ColumnElement[bool]:
-    return or_(StoredFile.expires_at.is_(None), StoredFile.expires_at > datetime.now(UTC))
+    return not lapsed(row.expires_at)
 
 
 def add(db: Database, info: FileInfo) -> None:
@@ -79,7 +74,7 @@ def list_page(db: Database, workspace_id: str, page: int, page_size: int, purpos
               ascending: bool = False) -> FilePage:
     """A page of the workspace's files, newest first (or oldest first): the `page`-th of
     `page_size`, or with `after` (OpenAI's cursor, a file's id) the `page_size` that follow it."""
-    query = select(StoredFile).where(StoredFile.workspace_id == workspace_id, _unexpired())
+    query = select(StoredFile).where(StoredFile.workspace_id == workspace_id, unexpired(StoredFile.expires_at))
     if purpose:
         query = query.where(StoredFile.purpose == purpose)
     where = where or FileFilter()
@@ -115,8 +110,7 @@ def remove(db: Database, workspace_id: str, file_id: str) -> bool:
         row = session.get(StoredFile, file_id)
         if not _live(row, workspace_id):
             return False
-        session.execute(delete(FileLink).where(FileLink.file_id == file_id))
-        session.delete(row)
+        session.delete(row)  # its links go with it (ON DELETE CASCADE)
         return True
 
 
@@ -133,10 +127,10 @@ def follow_link(db: Database, token_sha256: str, now: datetime) -> FileInfo | No
     """The file a link leads to; None for a link unknown or expired, or a file gone."""
     with db.session() as session:
         link = session.get(FileLink, token_sha256)
-        if link is None or (aware(link.expires_at) or link.expires_at) <= now:
+        if link is None or lapsed(link.expires_at, now):
             return None
         row = session.get(StoredFile, link.file_id)
-        return _info(row) if _live(row) else None
+        return _info(row) if row is not None and _live(row) else None
 
 
 def expired(db: Database, now: datetime) -> list[str]:
@@ -145,7 +139,6 @@ def expired(db: Database, now: datetime) -> list[str]:
     with db.session() as session, session.begin():
         session.execute(delete(FileLink).where(FileLink.expires_at < now))
         ids = list(session.scalars(select(StoredFile.id).where(StoredFile.expires_at < now)))
-        if ids:
-            session.execute(delete(FileLink).where(FileLink.file_id.in_(ids)))
+        if ids:  # their links go with them (ON DELETE CASCADE)
             session.execute(delete(StoredFile).where(StoredFile.id.in_(ids)))
         return ids

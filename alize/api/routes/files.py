@@ -52,7 +52,7 @@ def list_files(key: KeyDep, platform: PlatformDep, page: Annotated[int, Query(ge
     whichever the client sends, with OpenAI's `has_more` (its SDK pages on until it is false).
     Filters: any of the sample types, any of the sources, any of the media types."""
     size = min(limit, 1000) if limit is not None else page_size
-    listing = platform.files.list(key.workspace.id, page if after is None else 0, size, purpose, search,
+    listing = platform.files.list(key.workspace.id, page, size, purpose, search,
                                   FileFilter(sample_type, source, mimetypes), after, order == "asc")
     data = [file_out(i) for i in listing.items]
     return {"object": "list", "data": data, "total": listing.total if include_total else None,
