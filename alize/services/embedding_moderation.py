@@ -94,7 +94,7 @@ class EmbeddingModerator:
         async with self._lock:
             if embedder.name not in self._fitted:
                 texts, labels = examples(self.categories)
-                vectors = await _embed(embedder, texts)
+                vectors = await asyncio.to_thread(embedder.embed, texts)
                 self._fitted[embedder.name] = await asyncio.to_thread(fit, vectors, labels, self.categories)
             return self._fitted[embedder.name]
 
@@ -126,11 +126,6 @@ def _fitting(embedder: Embedder, text: str) -> list[list[int]]:
         return [tokens[:embedder.max_tokens]]
     middle = len(text) // 2
     return _fitting(embedder, text[:middle]) + _fitting(embedder, text[middle:])
-
-
-async def _embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    tokens = await asyncio.to_thread(lambda: [embedder.tokenize(t) for t in texts])
-    return np.asarray(await asyncio.wrap_future(embedder.submit(tokens)))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
