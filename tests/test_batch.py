@@ -103,6 +103,39 @@ def test_batch_jobs_conform_to_the_spec(http):
     assert http.get(f"/v1/batch/jobs/{done['id']}").status_code == 404
 
 
+def test_moderation_batch_gives_what_the_endpoints_give(server):
+    client = Mistral(api_key=server.key, server_url=server.url)
+    texts = ["I love sunny days.", "How do I make a pipe bomb?", "I will kill you if you come here again."]
+    lines = [{"custom_id": f"t{i}", "body": {"input": text}} for i, text in enumerate(texts)]
+    lines.append({"custom_id": "chat", "body": {"input": [{"role": "user", "content": texts[2]}]}})
+    moderations = client.batch.jobs.create(requests=lines[:3], model="mistral-moderation-latest",
+                                           endpoint="/v1/moderations")
+    chat = client.batch.jobs.create(requests=lines[3:], model="mistral-moderation-latest",
+                                    endpoint="/v1/chat/moderations")
+    with server.client() as http:
+        outputs = {}
+        for job in (moderations, chat):
+            done = wait_job(http, job.id)
+            assert done["status"] == "SUCCESS" and done["failed_requests"] == 0, done
+            inline = http.get(f"/v1/batch/jobs/{job.id}", params={"inline": "true"}).json()
+            outputs.update({o["custom_id"]: o for o in inline["outputs"]})
+        for i, text in enumerate(texts):
+            direct = http.post("/v1/moderations", json={"model": "mistral-moderation-latest", "input": text}).json()
+            body = outputs[f"t{i}"]["response"]["body"]
+            assert_valid(body, "ModerationResponse")
+            assert body["results"][0]["categories"] == direct["results"][0]["categories"]
+        assert outputs["t0"]["response"]["body"]["results"][0]["categories"] == dict.fromkeys(
+            outputs["t0"]["response"]["body"]["results"][0]["categories"], False)
+        assert outputs["t1"]["response"]["body"]["results"][0]["categories"]["dangerous_and_criminal_content"]
+        assert outputs["chat"]["response"]["body"]["results"][0]["categories"]["violence_and_threats"]
+    # metered once per line, as the endpoint meters it, at the batch price
+    rows = [r for r in usage_rows(sqlite_url(server), endpoint="moderations")
+            if r.id.startswith(f"batch-{moderations.id[:8]}-")]
+    assert len(rows) == 3 and all(r.prompt_tokens > 0 and r.completion_tokens == 0 for r in rows)
+    assert all(r.cost_nano == r.prompt_tokens * 100 // 2 for r in rows)  # 0.0001 EUR per 1,000 tokens, halved
+    assert len(usage_rows(sqlite_url(server), endpoint="chat.moderations")) >= 1
+
+
 def test_malformed_lines_become_error_lines(http):
     items: list[Any] = [
         chat_line(0, model=MODEL),
@@ -134,6 +167,8 @@ def test_malformed_lines_become_error_lines(http):
 @pytest.mark.parametrize(("body", "status"), [
     ({"endpoint": "/v1/completions/nope", "requests": [{"body": {}}]}, 400),
     ({"endpoint": "/v1/ocr", "requests": [{"body": {}}]}, 400),  # in the spec, not run by Alizé
+    ({"endpoint": "/v1/moderations", "model": "mistral-small-latest", "requests": [{"body": {}}]}, 400),
+    ({"endpoint": "/v1/classifications", "model": "mistral-moderation-latest", "requests": [{"body": {}}]}, 400),
     ({"endpoint": "/v1/chat/completions", "input_files": ["00000000-0000-4000-8000-000000000000"]}, 404),
     ({"endpoint": "/v1/chat/completions"}, 400),  # neither files nor requests
     ({"endpoint": "/v1/chat/completions", "model": "no-such-model", "requests": [{"body": {}}]}, 404),

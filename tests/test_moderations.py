@@ -3,6 +3,7 @@ conversations get Mistral's nine categories with scores (or an operator classifi
 in the spec's shape, metered as one request; a model not registered for it, and bad input,
 get a clear 4xx."""
 
+import time
 import tomllib
 from pathlib import Path
 
@@ -165,6 +166,24 @@ def test_an_operators_classifier_labels_texts_and_conversations(classifier_serve
                         request_id=r.headers["x-request-id"])
     assert len(billed) == 1 and billed[0].prompt_tokens > 0 and billed[0].model == "ticket-router"
     assert usage_rows(sqlite_url(classifier_server), endpoint="chat.classifications")
+
+
+def test_classification_batch_jobs_run_on_the_operators_classifier(classifier_server):
+    with classifier_server.client() as http:
+        lines = [{"custom_id": "text", "body": {"input": "My invoice is wrong, I was charged twice!"}}]
+        chat_lines = [{"custom_id": "chat", "body": {"input": {"messages": [{"role": "user", "content": "Refund?"}]}}}]
+        jobs = [http.post("/v1/batch/jobs", json={"endpoint": endpoint, "model": "ticket-router", "requests": given})
+                for endpoint, given in (("/v1/classifications", lines), ("/v1/chat/classifications", chat_lines))]
+        for job in jobs:
+            assert job.status_code == 200, job.text
+            deadline = time.monotonic() + 120
+            while (done := http.get(f"/v1/batch/jobs/{job.json()['id']}", params={"inline": "true"}).json())[
+                    "status"] in ("QUEUED", "RUNNING") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert done["status"] == "SUCCESS", done
+            body = done["outputs"][0]["response"]["body"]
+            assert_valid(body, "ClassificationResponse")
+            assert set(body["results"][0]) == {"department", "urgency"}
 
 
 def test_a_classifier_without_classes_is_refused_at_start(tmp_path):

@@ -17,6 +17,11 @@ from alize.store.accounts import KeyInfo, utcnow
 from alize.store.batches import FINAL, JobFilter, JobInfo
 from alize.store.db import Database
 
+# the capability a job's model needs, by endpoint (otherwise chat)
+CAPABILITIES = {"/v1/fim/completions": "completion_fim", "/v1/moderations": "moderation",
+                "/v1/chat/moderations": "moderation", "/v1/classifications": "classification",
+                "/v1/chat/classifications": "classification"}
+
 
 class BatchService:
     def __init__(self, db: Database, hub: ModelHub, files: FileService, on_change: Any = None):
@@ -28,7 +33,8 @@ class BatchService:
     async def create(self, key: KeyInfo, request: BatchJobIn) -> JobInfo:
         self._check_endpoint(request.endpoint)
         if request.agent_id is not None:
-            raise Unsupported("Alizé has no agents: leave agent_id out and set model", param="agent_id")
+            raise Unsupported("Batch jobs do not run agents here (agent_id names an agent of Mistral's deprecated "
+                              "agents API): leave agent_id out and set model", param="agent_id")
         if request.model is not None:
             self._check_model(key, request.model, request.endpoint)
         has_files, has_requests = bool(request.input_files), bool(request.requests)
@@ -60,11 +66,12 @@ class BatchService:
         raise InvalidRequest(f"Unknown endpoint {endpoint!r}; batch jobs run on {supported}", param="endpoint")
 
     def _check_model(self, key: KeyInfo, model: str, endpoint: str) -> None:
-        capability = "completion_fim" if endpoint == "/v1/fim/completions" else "completion_chat"
-        if self.hub.registry.get(model).is_upstream:  # what an upstream model does, its engine knows
-            entry = self.hub.registry.get(model) if endpoint == "/v1/embeddings" else self.hub.capable(model, capability)
-        elif endpoint == "/v1/embeddings":
-            entry, _ = self.hub.embedder(model)
+        capability = CAPABILITIES.get(endpoint, "completion_chat")
+        upstream = self.hub.registry.get(model).is_upstream  # what an upstream model does, its engine knows
+        if endpoint == "/v1/embeddings":
+            entry = self.hub.registry.get(model) if upstream else self.hub.embedder(model)[0]
+        elif upstream or capability in ("moderation", "classification"):
+            entry = self.hub.capable(model, capability)
         else:
             entry, _ = self.hub.chat_model(model, capability)
         if not may_use(entry, key.models):

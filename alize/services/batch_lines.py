@@ -14,13 +14,20 @@ from alize.protocol import strict_json
 from alize.protocol.chat import ChatCompletionRequest
 from alize.protocol.embeddings import EmbeddingRequest
 from alize.protocol.fim import FIMCompletionRequest
+from alize.protocol.moderations import (
+    ChatClassificationRequest,
+    ChatModerationRequest,
+    ClassificationRequest,
+    ModerationRequest,
+)
 from alize.services.chat import ChatService
 from alize.services.embeddings import EmbeddingService
 from alize.services.fim import FIMService
 from alize.services.metering import Call
+from alize.services.moderations import ModerationService
 
 # Runs one line's body as a request of the job's endpoint, for the line's metered call.
-LineRunner = Callable[[dict[str, Any], Call], Awaitable[BaseModel]]
+LineRunner = Callable[[dict[str, Any], Call], Awaitable[BaseModel | dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,8 @@ def _validated(schema: type[BaseModel], body: dict[str, Any]) -> Any:
         raise UnprocessableRequest.from_errors(exc.errors()) from exc
 
 
-def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService) -> dict[str, LineRunner]:
+def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService,
+            moderations: ModerationService) -> dict[str, LineRunner]:
     """Each endpoint's runner: the same services as the API's, whichever backend serves the model."""
     async def run_chat(body: dict[str, Any], call: Call) -> BaseModel:
         return await chat.complete(_validated(ChatCompletionRequest, body), call)
@@ -101,7 +109,21 @@ def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService) ->
     async def run_embeddings(body: dict[str, Any], call: Call) -> BaseModel:
         return await embeddings.create(_validated(EmbeddingRequest, body), call)
 
-    return {"/v1/chat/completions": run_chat, "/v1/fim/completions": run_fim, "/v1/embeddings": run_embeddings}
+    async def run_moderation(body: dict[str, Any], call: Call) -> dict[str, Any]:
+        return await moderations.moderate(_validated(ModerationRequest, body), call)
+
+    async def run_chat_moderation(body: dict[str, Any], call: Call) -> dict[str, Any]:
+        return await moderations.moderate_chat(_validated(ChatModerationRequest, body), call)
+
+    async def run_classification(body: dict[str, Any], call: Call) -> dict[str, Any]:
+        return await moderations.classify(_validated(ClassificationRequest, body), call)
+
+    async def run_chat_classification(body: dict[str, Any], call: Call) -> dict[str, Any]:
+        return await moderations.classify_chat(_validated(ChatClassificationRequest, body), call)
+
+    return {"/v1/chat/completions": run_chat, "/v1/fim/completions": run_fim, "/v1/embeddings": run_embeddings,
+            "/v1/moderations": run_moderation, "/v1/chat/moderations": run_chat_moderation,
+            "/v1/classifications": run_classification, "/v1/chat/classifications": run_chat_classification}
 
 
 def output_line(job_id: str, line: Line, status: int, body: dict[str, Any], error: AlizeError | None) -> str:

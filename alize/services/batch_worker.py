@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from pydantic import BaseModel
+
 from alize.engine.params import BACKGROUND
 from alize.errors import AlizeError, EngineFailure, Overloaded, TooManyRequests, Unauthorized
 from alize.services.auth import check_usable
@@ -190,7 +192,8 @@ class BatchWorker:
             run.generating.add(task)
             try:
                 response = await task
-                return call, 200, response.model_dump(mode="json"), None
+                body = response.model_dump(mode="json") if isinstance(response, BaseModel) else response
+                return call, 200, body, None
             except asyncio.CancelledError:
                 await call.abandon()
                 if run.stopping:

@@ -96,7 +96,8 @@ class Platform:
                       telemetry=telemetry if settings.metrics else None, tracing=Tracing.from_environment())
         agents = AgentService(db, hub)
         files = FileService(db, DirectoryBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
-        worker = BatchWorker(db, files, meter, batch_lines.runners(chat, fim, embeddings),
+        moderations = ModerationService(chat)
+        worker = BatchWorker(db, files, meter, batch_lines.runners(chat, fim, embeddings, moderations),
                              owner=settings.resolved_worker_id, concurrency=settings.batch_concurrency,
                              price_factor=1 - settings.batch_discount,
                              cache_scope=lambda key_id: cache_scope(settings, key_id))
@@ -106,7 +107,6 @@ class Platform:
         document_worker = DocumentWorker(db, documents, hub, meter, settings.library_embedding_model,
                                          settings.resolved_worker_id, pgvector)
         retriever = Retriever(db, hub, settings.library_embedding_model, pgvector)
-        moderations = ModerationService(chat)
         chat.guard = GuardrailService(hub, moderations).check
         return cls(settings, db, hub, AuthService(db), chat, fim, CompletionService(hub, upstream_text), embeddings,
                    counters, meter, AccountService(db), ReportService(db), files,
