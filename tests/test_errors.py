@@ -116,6 +116,15 @@ def test_unsupported_features_fail_closed(http):
     r = http.post("/v1/chat/completions", json={"model": MODEL, "messages": [
         {"role": "user", "content": [{"type": "image_url", "image_url": "http://x/y.png"}]}]})
     assert_error(r, 400)
+    # a chunk's type may be left out (the spec defaults it): its field names it, image or text
+    r = http.post("/v1/chat/completions", json={"model": MODEL, "messages": [
+        {"role": "user", "content": [{"image_url": "http://x/y.png"}]}]})
+    assert "'image_url'" in assert_error(r, 400)["message"]
+    r = http.post("/v1/chat/completions", json={"model": MODEL, "max_tokens": 1, "messages": [
+        {"role": "user", "content": [{"text": "Hi"}, {"type": "text", "text": " there"}]}]})
+    assert r.status_code == 200, r.text
+    assert "needs a 'type'" in assert_error(http.post("/v1/chat/completions", json={
+        "model": MODEL, "messages": [{"role": "user", "content": [{}]}]}), 400)["message"]
     r = http.post("/v1/chat/completions", json={"model": MODEL, "messages": USER, "response_format": {
         "type": "json_schema", "json_schema": {"name": "n", "strict": True,
                                                "schema": {"type": "number", "multipleOf": 2}}}})

@@ -47,6 +47,15 @@ def prompts_of(request: Any) -> list[str]:
 Message = dict[str, Any]
 
 
+# A chunk's "type" may be left out (each chunk schema defaults it): the field it requires tells which.
+KIND_BY_FIELD = {"text": "text", "thinking": "thinking", "image_url": "image_url", "document_url": "document_url",
+                 "reference_ids": "reference", "file_id": "file", "input_audio": "input_audio"}
+
+
+def _untyped_kind(chunk: dict[str, Any]) -> str | None:
+    return next((kind for field, kind in KIND_BY_FIELD.items() if field in chunk), None)
+
+
 def content_text(content: str | list[dict[str, Any]] | None, where: str, in_thinking: bool = False,
                  param: str = "messages") -> str:
     """The text of a message's content; non-text chunks need a capability we lack."""
@@ -56,7 +65,7 @@ def content_text(content: str | list[dict[str, Any]] | None, where: str, in_thin
     for chunk in content:
         if not isinstance(chunk, dict):
             raise InvalidRequest(f"{where}: each content chunk must be an object with a 'type'", param=param)
-        kind = chunk.get("type", "text" if "text" in chunk else None)  # "type" defaults to text
+        kind = chunk.get("type", _untyped_kind(chunk))
         if kind == "text" and isinstance(chunk.get("text"), str):
             parts.append(chunk["text"])
         elif kind == "thinking" and not in_thinking and isinstance(chunk.get("thinking"), list):
@@ -66,6 +75,9 @@ def content_text(content: str | list[dict[str, Any]] | None, where: str, in_thin
                                  param=param)
         elif kind == "text":
             raise InvalidRequest(f"{where}: a text chunk needs a string 'text'", param=param)
+        elif kind is None:
+            raise InvalidRequest(f"{where}: a content chunk needs a 'type' (or the field of its type, such as "
+                                 "'text')", param=param)
         else:
             raise Unsupported(f"{where}: content chunks of type {kind!r} are not supported by "
                               "this model (text only)", param=param)
