@@ -244,3 +244,64 @@ def test_kept_parameter_cases_are_4xx(server, own_ids, method, path, kwargs, sta
     with server.client(str(own_ids["key"])) as http:
         r = http.request(method, path.replace("{agent_id}", str(own_ids["agent_id"])), **kwargs)
     assert r.status_code == status and r.json()["object"] == "error", r.text
+
+
+# The other operations that generate or classify, their bodies drawn from the spec as above: the
+# ids they name are the fuzz workspace's own, the model one that serves the operation, and every
+# generation kept to MAX_TOKENS.
+OTHER_BODIES = {
+    "/v1/moderations": "ModerationResponse",
+    "/v1/chat/moderations": "ModerationResponse",
+    "/v1/classifications": "ClassificationResponse",
+    "/v1/chat/classifications": "ClassificationResponse",
+    "/v1/agents/completions": "ChatCompletionResponse",
+    "/v1/conversations": "ConversationResponse",
+    "/v1/conversations/{conversation_id}": "ConversationResponse",
+    "/v1/conversations/{conversation_id}/restart": "ConversationResponse",
+    "/v1/batch/jobs": "BatchJob",
+}
+
+
+def _own_body(path: str, body: dict, ids: dict[str, object]) -> dict:
+    body = dict(body)
+    if "moderations" in path or "classifications" in path:
+        body["model"] = "mistral-moderation-latest"
+    elif path == "/v1/batch/jobs":
+        body.update(input_files=[ids["file_id"]], model="mistral-small-latest")
+    elif path == "/v1/agents/completions":
+        body = _bounded_generation({**body, "agent_id": ids["agent_id"]})
+        if isinstance(body.get("messages"), list):
+            body["messages"] = _repair_messages(body["messages"])
+    else:  # conversations: a new one runs the agent or a chat model; every answer kept short
+        if path == "/v1/conversations" and "agent_id" in body:
+            body["agent_id"] = ids["agent_id"]
+            body.pop("agent_version", None)
+        if path == "/v1/conversations" and ("model" in body or "agent_id" not in body):
+            body["model"] = CHAT_MODELS[len(json.dumps(body)) % len(CHAT_MODELS)]
+        args = body.get("completion_args")
+        body["completion_args"] = _bounded_generation(args if isinstance(args, dict) else {})
+    return body
+
+
+@pytest.mark.parametrize("path", list(OTHER_BODIES))
+def test_spec_bodies_of_other_operations_never_break_the_server(server, own_ids, path):
+    strategy = _schema()[path]["POST"].as_strategy()
+    client = server.client(str(own_ids["key"]))
+    statuses: list[int] = []
+
+    @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(case=strategy)
+    def run(case):
+        body = _own_body(path, case.body if isinstance(case.body, dict) else {}, own_ids)
+        url = path.replace("{conversation_id}", str(own_ids["conversation_id"]))
+        r = client.post(url, json=body)
+        statuses.append(r.status_code)
+        assert r.status_code < 500, f"{url} {json.dumps(body)[:400]}: {r.text[:400]}"
+        if r.status_code >= 400:
+            assert r.json()["object"] == "error", r.text
+        elif "text/event-stream" not in r.headers.get("content-type", ""):
+            assert_valid(r.json(), OTHER_BODIES[path])
+
+    run()
+    client.close()
+    assert statuses, path
