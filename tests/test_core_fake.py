@@ -2,11 +2,13 @@
 loop, streaming and the wire chunks in milliseconds, with no model."""
 
 import asyncio
+import time
 
 import pytest
 
 from alize.engine.client import AsyncEngine
 from alize.engine.core import EngineCore
+from alize.engine.drafting import StepCost
 from alize.engine.params import FinishReason, GenerationRequest, SamplingParams
 from alize.engine.scheduler import Scheduler
 from tests.fake_runner import WORDS, FakeRunner
@@ -90,6 +92,22 @@ def test_shutdown_ends_running_and_waiting_sequences():
         core.stop()
     assert sorted(f.finish_reason for f in finals) == [FinishReason.SHUTDOWN] * 2
     assert client.num_inflight == 0
+
+
+class SlowToPriceRunner(FakeRunner):
+    def step_cost(self) -> StepCost:
+        time.sleep(0.3)  # the real runner times steps here: seconds on a loaded machine
+        return StepCost.linear(0.5)
+
+
+def test_the_engine_is_ready_only_once_it_has_priced_drafts():
+    # The first request must not queue behind the timing (a short queue timeout answered it 503).
+    core = EngineCore(SlowToPriceRunner(lambda prompt: [0]), Scheduler(1, 64), "fake")
+    core.start()
+    try:
+        assert core.scheduler.step_cost == StepCost.linear(0.5)
+    finally:
+        core.stop()
 
 
 # -- the chat service over a ChatModel on the fake runner: wire chunks in milliseconds ------

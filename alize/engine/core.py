@@ -39,6 +39,7 @@ class EngineCore:
         self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=f"alize-{name}", daemon=True)
         self._is_stopping = False
+        self._ready = threading.Event()  # set once the thread has measured what a draft costs
         self.stats = EngineStats()
 
     @property
@@ -48,7 +49,12 @@ class EngineCore:
 
     # -- called from any thread ---------------------------------------------
     def start(self) -> None:
+        """Starts the engine thread and returns once it can take requests: its first act,
+        timing steps to price drafts, must not hold the first requests in the queue (under
+        load it took seconds: a short queue timeout answered them 503) or time itself while
+        the server loads the next model beside it."""
         self._thread.start()
+        self._ready.wait()
 
     def stop(self) -> None:
         self._inbox.put(("stop", None))
@@ -76,6 +82,8 @@ class EngineCore:
         except AlizeError as exc:
             log.error("could not measure what a draft costs (%s): no drafts", exc.message)
             self.scheduler.step_cost = StepCost.linear(float("inf"))
+        finally:
+            self._ready.set()
         while not self._is_stopping:
             self._drain_inbox(block=not self.scheduler.has_work)
             if self.scheduler.has_work:
