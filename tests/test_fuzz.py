@@ -187,7 +187,7 @@ def own_ids(server) -> dict[str, object]:
                                                 "model": "mistral-small-latest"}).json()["id"]
     return {"key": key, "agent_id": agent, "conversation_id": conversation["conversation_id"], "library_id": library,
             "document_id": document, "file_id": file_id, "job_id": job, "model_id": "mistral-small-latest",
-            "version": 0}
+            "version": 0, "entry_id": conversation["outputs"][0]["id"]}
 
 
 def _parameter_operations() -> list[tuple[str, str]]:
@@ -278,6 +278,8 @@ def _own_body(path: str, body: dict, ids: dict[str, object]) -> dict:
             body.pop("agent_version", None)
         if path == "/v1/conversations" and ("model" in body or "agent_id" not in body):
             body["model"] = CHAT_MODELS[len(json.dumps(body)) % len(CHAT_MODELS)]
+        if path.endswith("/restart") and len(json.dumps(body)) % 4:  # mostly from a real entry
+            body["from_entry_id"] = ids["entry_id"]
         args = body.get("completion_args")
         body["completion_args"] = _bounded_generation(args if isinstance(args, dict) else {})
     return body
