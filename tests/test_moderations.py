@@ -81,19 +81,25 @@ def test_a_harmful_sentence_inside_a_long_text_is_found(client):
     assert "violence_and_threats" in _flagged(res.results[1])
 
 
-def test_the_built_in_model_separates_held_out_texts(client):
-    """Sentences written apart from the examples it was fitted on (tests/data/
-    moderation_heldout.toml): measured 0 of 25 harmless ones flagged and 45 of 45 harmful ones
-    flagged for their category; held to at most 2 and at least 40."""
-    heldout = tomllib.loads((Path(__file__).parent / "data" / "moderation_heldout.toml").read_text())
+@pytest.mark.parametrize(("name", "harmless", "most_flagged", "harmful", "least_found"), [
+    # measured 0 of 25 harmless flagged, 45 of 45 harmful found
+    ("moderation_heldout.toml", 25, 2, 45, 40),
+    # French, read through an English model's word pieces: measured 1 of 30 and 19 of 35 (8 of 35
+    # before the examples had French sentences)
+    ("moderation_heldout_fr.toml", 30, 3, 35, 15),
+])
+def test_the_built_in_model_separates_held_out_texts(client, name, harmless, most_flagged, harmful, least_found):
+    """Sentences written apart from the examples it was fitted on (tests/data/): at most
+    `most_flagged` harmless ones flagged, at least `least_found` harmful ones flagged for their
+    category."""
+    heldout = tomllib.loads((Path(__file__).parent / "data" / name).read_text())
     texts = [(label, text) for label, group in heldout.items() for text in group]
-    res = client.classifiers.moderate(model=MODEL, inputs=[text for _, text in texts[:64]])
-    rest = client.classifiers.moderate(model=MODEL, inputs=[text for _, text in texts[64:]])
-    results = [*res.results, *rest.results]
-    harmless = [_flagged(r) for (label, _), r in zip(texts, results, strict=True) if label == "none"]
+    results = [r for at in range(0, len(texts), 64)
+               for r in client.classifiers.moderate(model=MODEL, inputs=[t for _, t in texts[at:at + 64]]).results]
+    flagged = [_flagged(r) for (label, _), r in zip(texts, results, strict=True) if label == "none"]
     found = [label in _flagged(r) for (label, _), r in zip(texts, results, strict=True) if label != "none"]
-    assert len(harmless) == 25 and sum(bool(f) for f in harmless) <= 2, harmless
-    assert len(found) == 45 and sum(found) >= 40
+    assert len(flagged) == harmless and sum(bool(f) for f in flagged) <= most_flagged, flagged
+    assert len(found) == harmful and sum(found) >= least_found, sum(found)
 
 
 @pytest.mark.parametrize(("path", "body", "status", "named"), [
