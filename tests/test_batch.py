@@ -129,11 +129,10 @@ def test_moderation_batch_gives_what_the_endpoints_give(server):
         assert outputs["t1"]["response"]["body"]["results"][0]["categories"]["dangerous_and_criminal_content"]
         assert outputs["chat"]["response"]["body"]["results"][0]["categories"]["violence_and_threats"]
     # metered once per line, as the endpoint meters it, at the batch price
-    rows = [r for r in usage_rows(sqlite_url(server), endpoint="moderations")
-            if r.id.startswith(f"batch-{moderations.id[:8]}-")]
-    assert len(rows) == 3 and all(r.prompt_tokens > 0 and r.completion_tokens == 0 for r in rows)
-    assert all(r.cost_nano == r.prompt_tokens * 100 // 2 for r in rows)  # 0.0001 EUR per 1,000 tokens, halved
-    assert len(usage_rows(sqlite_url(server), endpoint="chat.moderations")) >= 1
+    for job, endpoint, count in ((moderations, "moderations", 3), (chat, "chat.moderations", 1)):
+        rows = [r for r in usage_rows(sqlite_url(server), endpoint=endpoint) if r.id.startswith(f"batch-{job.id[:8]}-")]
+        assert len(rows) == count and all(r.prompt_tokens > 0 and r.completion_tokens == 0 for r in rows)
+        assert all(r.cost_nano == r.prompt_tokens * 100 // 2 for r in rows)  # 0.0001 EUR per 1,000 tokens, halved
 
 
 def test_malformed_lines_become_error_lines(http):
