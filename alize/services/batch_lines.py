@@ -28,6 +28,8 @@ from alize.services.moderations import ModerationService
 
 # Runs one line's body as a request of the job's endpoint, for the line's metered call.
 LineRunner = Callable[[dict[str, Any], Call], Awaitable[BaseModel | dict[str, Any]]]
+# An endpoint's use case, called with its validated request.
+Service = Callable[[Any, Call], Awaitable[BaseModel | dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -100,30 +102,22 @@ def _validated(schema: type[BaseModel], body: dict[str, Any]) -> Any:
 def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService,
             moderations: ModerationService) -> dict[str, LineRunner]:
     """Each endpoint's runner: the same services as the API's, whichever backend serves the model."""
-    async def run_chat(body: dict[str, Any], call: Call) -> BaseModel:
-        return await chat.complete(_validated(ChatCompletionRequest, body), call)
+    calls: dict[str, tuple[type[BaseModel], Service]] = {
+        "/v1/chat/completions": (ChatCompletionRequest, chat.complete),
+        "/v1/fim/completions": (FIMCompletionRequest, fim.complete),
+        "/v1/embeddings": (EmbeddingRequest, embeddings.create),
+        "/v1/moderations": (ModerationRequest, moderations.moderate),
+        "/v1/chat/moderations": (ChatModerationRequest, moderations.moderate_chat),
+        "/v1/classifications": (ClassificationRequest, moderations.classify),
+        "/v1/chat/classifications": (ChatClassificationRequest, moderations.classify_chat),
+    }
 
-    async def run_fim(body: dict[str, Any], call: Call) -> BaseModel:
-        return await fim.complete(_validated(FIMCompletionRequest, body), call)
+    def runner(schema: type[BaseModel], call_service: Service) -> LineRunner:
+        async def run(body: dict[str, Any], call: Call) -> BaseModel | dict[str, Any]:
+            return await call_service(_validated(schema, body), call)
+        return run
 
-    async def run_embeddings(body: dict[str, Any], call: Call) -> BaseModel:
-        return await embeddings.create(_validated(EmbeddingRequest, body), call)
-
-    async def run_moderation(body: dict[str, Any], call: Call) -> dict[str, Any]:
-        return await moderations.moderate(_validated(ModerationRequest, body), call)
-
-    async def run_chat_moderation(body: dict[str, Any], call: Call) -> dict[str, Any]:
-        return await moderations.moderate_chat(_validated(ChatModerationRequest, body), call)
-
-    async def run_classification(body: dict[str, Any], call: Call) -> dict[str, Any]:
-        return await moderations.classify(_validated(ClassificationRequest, body), call)
-
-    async def run_chat_classification(body: dict[str, Any], call: Call) -> dict[str, Any]:
-        return await moderations.classify_chat(_validated(ChatClassificationRequest, body), call)
-
-    return {"/v1/chat/completions": run_chat, "/v1/fim/completions": run_fim, "/v1/embeddings": run_embeddings,
-            "/v1/moderations": run_moderation, "/v1/chat/moderations": run_chat_moderation,
-            "/v1/classifications": run_classification, "/v1/chat/classifications": run_chat_classification}
+    return {endpoint: runner(schema, service) for endpoint, (schema, service) in calls.items()}
 
 
 def output_line(job_id: str, line: Line, status: int, body: dict[str, Any], error: AlizeError | None) -> str:
