@@ -102,7 +102,7 @@ def _library(session: Session, workspace_id: str, library_id: str, need: tuple[s
 
 def _record(session: Session, row: Library, role: str) -> LibraryRecord:
     count, size = session.execute(select(func.count(), func.coalesce(func.sum(LibraryDocument.size), 0))
-                                  .where(LibraryDocument.library_id == row.id, _current())).one()
+                                  .where(LibraryDocument.library_id == row.id, unexpired(LibraryDocument.expires_at))).one()
     shared = session.scalar(select(func.count()).select_from(LibraryShare).where(LibraryShare.library_id == row.id))
     return LibraryRecord(row.id, row.workspace_id, row.name, row.description, row.chunk_size,
                          aware(row.created_at) or row.created_at, aware(row.updated_at) or row.updated_at, role,
@@ -207,19 +207,10 @@ def _document_row(session: Session, workspace_id: str, library_id: str, document
                   need: tuple[str, ...] = ()) -> LibraryDocument:
     _library(session, workspace_id, library_id, need)
     row = session.get(LibraryDocument, document_id)
-    if row is None or row.library_id != library_id or _expired(row):
+    # past its expiry date: gone for readers at once, deleted by the next sweep (expired())
+    if row is None or row.library_id != library_id or lapsed(row.expires_at):
         raise Missing(f"No document with id {document_id} in library {library_id}")
     return row
-
-
-def _expired(row: LibraryDocument) -> bool:
-    """Past its expiry date: gone for readers at once, deleted by the next sweep (expired())."""
-    return lapsed(row.expires_at)
-
-
-def _current() -> Any:
-    """Documents not past their expiry date, as a condition."""
-    return unexpired(LibraryDocument.expires_at)
 
 
 def document(db: Database, workspace_id: str, library_id: str, document_id: str) -> DocumentRecord:
@@ -239,7 +230,7 @@ SORTS = {"created_at": LibraryDocument.created_at, "name": LibraryDocument.name,
 
 def documents(db: Database, workspace_id: str, library_id: str, search: str | None, page: int, page_size: int,
               sort_by: str, descending: bool) -> tuple[list[DocumentRecord], int]:
-    where = [LibraryDocument.library_id == library_id, _current()]
+    where = [LibraryDocument.library_id == library_id, unexpired(LibraryDocument.expires_at)]
     if search:
         where.append(func.lower(LibraryDocument.name).contains(search.lower(), autoescape=True))
     column = SORTS[sort_by]
@@ -405,5 +396,5 @@ def chunks_of(db: Database, visible_ids: list[str]) -> list[ChunkHit]:
         rows = session.execute(select(LibraryChunk.document_id, LibraryDocument.name, LibraryChunk.position,
                                       LibraryChunk.text, LibraryChunk.vector)
                                .join(LibraryDocument, LibraryDocument.id == LibraryChunk.document_id)
-                               .where(LibraryChunk.library_id.in_(visible_ids), _current()))
+                               .where(LibraryChunk.library_id.in_(visible_ids), unexpired(LibraryDocument.expires_at)))
         return [ChunkHit(*r) for r in rows]
