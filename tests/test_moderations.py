@@ -3,7 +3,6 @@ conversations get Mistral's nine categories with scores (or an operator classifi
 in the spec's shape, metered as one request; a model not registered for it, and bad input,
 get a clear 4xx."""
 
-import time
 import tomllib
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from alize.services.moderations import CATEGORIES
 from tests.platform_helpers import sqlite_url, usage_rows
 from tests.server import start_server
 from tests.spec import assert_valid
+from tests.test_batch import wait_job
 
 MODEL = "mistral-moderation-latest"
 
@@ -182,10 +182,8 @@ def test_classification_batch_jobs_run_on_the_operators_classifier(classifier_se
                 for endpoint, given in (("/v1/classifications", lines), ("/v1/chat/classifications", chat_lines))]
         for job in jobs:
             assert job.status_code == 200, job.text
-            deadline = time.monotonic() + 120
-            while (done := http.get(f"/v1/batch/jobs/{job.json()['id']}", params={"inline": "true"}).json())[
-                    "status"] in ("QUEUED", "RUNNING") and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_job(http, job.json()["id"], timeout=120)
+            done = http.get(f"/v1/batch/jobs/{job.json()['id']}", params={"inline": "true"}).json()
             assert done["status"] == "SUCCESS", done
             body = done["outputs"][0]["response"]["body"]
             assert_valid(body, "ClassificationResponse")
