@@ -3,6 +3,7 @@ workspace, each update a new version, usable by id in /v1/agents/completions (an
 conversations). What an agent asks of the server is checked when it is saved: a chat model
 that exists, tools this server can run, handoffs to agents of the same workspace."""
 
+import asyncio
 import base64
 import json
 import secrets
@@ -14,9 +15,10 @@ from alize.protocol.agents import AgentFields, AgentsCompletionRequest, Completi
 from alize.protocol.chat import ChatCompletionRequest
 from alize.services.guardrails import parse_guardrails
 from alize.services.libraries import check_libraries
+from alize.services.metering import Call
 from alize.services.models import ModelHub
 from alize.services.retrieval import TOOL as RETRIEVAL_TOOL
-from alize.services.retrieval import library_ids, needs_confirmation
+from alize.services.retrieval import Retriever, grounded, last_user_text, library_ids, needs_confirmation
 from alize.services.tools import functions_of
 from alize.store import agents as agent_store
 from alize.store.accounts import KeyInfo
@@ -194,19 +196,41 @@ class AgentService:
         return {"object": "list", "data": data, "next_page_token": _cursor(data[-1]) if more and data else None}
 
     # -- /v1/agents/completions -------------------------------------------------
-    def chat_request(self, workspace_id: str,
-                     request: AgentsCompletionRequest) -> tuple[ChatCompletionRequest, list[str]]:
-        """The chat completion the agent makes of the request (its model, its instructions as
-        the first system message, its function tools before the request's, its completion
-        arguments where the request leaves them unset) and the libraries it searches."""
-        agent = self.record(workspace_id, request.agent_id).config
-        if needs_confirmation(agent.get("tools")):
+    def completing(self, workspace_id: str, agent_id: str, version: int | None = None) -> AgentRecord:
+        """The agent, at a version (None: the current one), if it can make chat completions
+        outside a conversation; else a 404 or a 400."""
+        record = self.record(workspace_id, agent_id, version)
+        if needs_confirmation(record.config.get("tools")):
             raise InvalidRequest("the agent's document_library tool waits for the client's confirmation before it "
                                  "searches (tool_configuration.requires_confirmation), which only a conversation can "
                                  "ask for: use /v1/conversations", param="agent_id")
+        return record
+
+    def chat_request(self, workspace_id: str, request: AgentsCompletionRequest,
+                     version: int | None = None) -> tuple[ChatCompletionRequest, list[str]]:
+        """The chat completion the agent (at `version`; None: its current one) makes of the
+        request (its model, its instructions as the first system message, its function tools
+        before the request's, its completion arguments where the request leaves them unset)
+        and the libraries it searches."""
+        agent = self.completing(workspace_id, request.agent_id, version).config
         given = request.model_dump(exclude_unset=True, exclude={"agent_id", "model"})
         return (ChatCompletionRequest.model_validate(chat_body(agent, given.pop("messages"), given)),
                 library_ids(agent.get("tools")))
+
+
+async def agent_chat_request(agents: AgentService, retriever: Retriever, call: Call,
+                             request: AgentsCompletionRequest, version: int | None = None) -> ChatCompletionRequest:
+    """What an agent completion runs, for /v1/agents/completions and batch jobs alike: the
+    chat completion the agent makes of the request, with what its document libraries hold
+    on the last user message as context before that message."""
+    assert call.key is not None
+    chat_request, libraries = await asyncio.to_thread(agents.chat_request, call.key.workspace.id, request, version)
+    given = chat_request.model_dump(mode="json", exclude_unset=True)
+    query = last_user_text(given["messages"]) if libraries else None
+    if not query:
+        return chat_request
+    found = await retriever.search(call, libraries, query)
+    return ChatCompletionRequest.model_validate({**given, "messages": grounded(given["messages"], found)})
 
 
 def chat_body(config: dict[str, Any], messages: list[dict[str, Any]], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,6 @@
 """/v1/agents: Mistral's Agents API (beta), scoped to the caller's workspace, and
 /v1/agents/completions, a chat completion made by an agent."""
 
-import asyncio
 import json
 from typing import Annotated, Any
 
@@ -13,8 +12,7 @@ from alize.api.routes.chat import chat_answer
 from alize.api.strict_json import StrictJSONRoute
 from alize.errors import InvalidRequest
 from alize.protocol.agents import AgentFields, AgentsCompletionRequest, CreateAgentRequest
-from alize.protocol.chat import ChatCompletionRequest
-from alize.services.retrieval import grounded, last_user_text
+from alize.services.agents import agent_chat_request
 
 router = APIRouter(route_class=StrictJSONRoute)
 
@@ -49,13 +47,7 @@ def _filters(name: str | None, search: str | None, id: str | None, metadata: str
 @router.post("/v1/agents/completions")
 async def agents_completion(body: AgentsCompletionRequest, call: CallDep, platform: PlatformDep,
                             request: Request) -> Response:
-    assert call.key is not None
-    chat_request, libraries = await asyncio.to_thread(platform.agents.chat_request, call.key.workspace.id, body)
-    given = chat_request.model_dump(mode="json", exclude_unset=True)
-    query = last_user_text(given["messages"]) if libraries else None
-    if query:  # the agent's document_library tool: what it finds goes before the model as context
-        found = await platform.retriever.search(call, libraries, query)
-        chat_request = ChatCompletionRequest.model_validate({**given, "messages": grounded(given["messages"], found)})
+    chat_request = await agent_chat_request(platform.agents, platform.retriever, call, body)
     return await chat_answer(chat_request, call, platform, request)  # stream and stream_options carried over
 
 
