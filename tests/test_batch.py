@@ -135,6 +135,51 @@ def test_moderation_batch_gives_what_the_endpoints_give(server):
         assert all(r.cost_nano == r.prompt_tokens * 100 // 2 for r in rows)  # 0.0001 EUR per 1,000 tokens, halved
 
 
+def test_a_job_run_by_an_agent_answers_as_the_agent_did_when_the_job_was_created(server):
+    client = Mistral(api_key=server.key, server_url=server.url)
+    first = "You are a pirate. Answer in one short sentence."
+    agent = client.beta.agents.create(model=MODEL, name="batch-pirate", instructions=first,
+                                      completion_args={"temperature": 0, "max_tokens": 4})
+    question = [{"role": "user", "content": "Who are you?"}]
+    lines = [{"custom_id": "a", "body": {"messages": question}},
+             {"custom_id": "b", "body": {"messages": question, "max_tokens": 2}},  # the line's own wins
+             {"custom_id": "c", "body": {"model": MODEL, "messages": question}}]  # the agent's model answers
+    with server.client() as http:
+        ahead = http.post("/v1/batch/jobs", json={"requests": [chat_line(i, max_tokens=16) for i in range(6)],
+                                                  "model": MODEL, "endpoint": "/v1/chat/completions"}).json()
+        job = client.batch.jobs.create(endpoint="/v1/chat/completions", agent_id=agent.id, requests=lines)
+        assert job.agent_id == agent.id and job.model is None
+        client.beta.agents.update(agent_id=agent.id, instructions=first + " Then tell a long story about the sea.")
+        assert http.get(f"/v1/batch/jobs/{job.id}").json()["status"] == "QUEUED"  # updated while it waits
+        done = wait_job(http, job.id)
+        assert done["status"] == "SUCCESS" and (done["succeeded_requests"], done["failed_requests"]) == (2, 1), done
+        assert_valid(done, "BatchJob")
+        outputs = {o["custom_id"]: o for o in http.get(f"/v1/batch/jobs/{job.id}", params={"inline": "true"}
+                                                       ).json()["outputs"]}
+        # the prompt the agent's first version makes, and its second version's, asked directly
+        as_made = [http.post("/v1/chat/completions", json={
+            "model": MODEL, "max_tokens": 1, "messages": [{"role": "system", "content": text}, *question]}
+        ).json()["usage"]["prompt_tokens"] for text in (first, first + " Then tell a long story about the sea.")]
+        listed = client.batch.jobs.list(agent_id=agent.id)
+        assert wait_job(http, ahead["id"])["status"] == "SUCCESS"
+    assert as_made[0] < as_made[1]
+    for custom_id, most in (("a", 4), ("b", 2)):
+        body = outputs[custom_id]["response"]["body"]
+        assert_valid(body, "ChatCompletionResponse")
+        assert body["model"] == MODEL and body["usage"]["prompt_tokens"] == as_made[0]
+        assert 0 < body["usage"]["completion_tokens"] <= most
+    error = outputs["c"]
+    assert error["response"]["status_code"] == 400 and "leave model out" in error["error"]["message"]
+    assert [j.id for j in listed.data] == [job.id] and listed.total == 1
+    # metered as agent completions, once per line (the refused one for nothing), at the batch price
+    rows = [r for r in usage_rows(sqlite_url(server), endpoint="agents.completions")
+            if r.id.startswith(f"batch-{job.id[:8]}-")]
+    assert sorted((r.prompt_tokens, r.completion_tokens) for r in rows) == sorted([(0, 0), *(
+        (outputs[c]["response"]["body"]["usage"]["prompt_tokens"],
+         outputs[c]["response"]["body"]["usage"]["completion_tokens"]) for c in "ab")])
+    assert all(r.cost_nano == (r.prompt_tokens * 150 + r.completion_tokens * 200) // 2 for r in rows)
+
+
 def test_malformed_lines_become_error_lines(http):
     items: list[Any] = [
         chat_line(0, model=MODEL),
@@ -174,7 +219,9 @@ def test_malformed_lines_become_error_lines(http):
     ({"endpoint": "/v1/chat/completions", "model": "mistral-embed", "requests": [{"body": {}}]}, 400),
     ({"endpoint": "/v1/chat/completions", "requests": [{"body": {}}], "timeout_hours": 0}, 422),
     ({"endpoint": "/v1/chat/completions", "requests": [{"body": {}}], "metadata": {"k" * 33: "v"}}, 422),
-    ({"endpoint": "/v1/chat/completions", "requests": [{"body": {}}], "agent_id": "ag_1"}, 400),
+    ({"endpoint": "/v1/chat/completions", "requests": [{"body": {}}], "agent_id": "ag_1"}, 404),
+    ({"endpoint": "/v1/chat/completions", "requests": [{"body": {}}], "agent_id": "ag_1", "model": MODEL}, 400),
+    ({"endpoint": "/v1/embeddings", "requests": [{"body": {}}], "agent_id": "ag_1"}, 400),
     ({"endpoint": "/v1/chat/completions", "requests": [{"custom_id": 1, "body": {}}]}, 422),
     ({"endpoint": "/v1/chat/completions", "input_files": ["not-a-uuid"]}, 422),
 ])

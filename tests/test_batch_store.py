@@ -62,7 +62,7 @@ def new_job(db: Database, key, lines: int, created_ago: timedelta = timedelta(0)
 
 def make_worker(db: Database, tmp_path, owner: str, runner: ScriptedRunner) -> BatchWorker:
     files = FileService(db, DirectoryBlobStore(tmp_path / "files"), 10**6)
-    return BatchWorker(db, files, Meter(db, Limiter(MemoryCounters(), db)), {CHAT: runner}, owner=owner,
+    return BatchWorker(db, files, Meter(db, Limiter(MemoryCounters(), db)), lambda job: runner, owner=owner,
                        concurrency=2, price_factor=Decimal("0.5"), cache_scope=lambda key_id: key_id)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from alize.errors import Forbidden, InvalidRequest, NotFound, Unsupported
 from alize.protocol.batch import BATCH_ENDPOINTS, SPEC_ENDPOINTS, BatchJobIn
+from alize.services.agents import AgentService
 from alize.services.batch_lines import non_blank
 from alize.services.files import FileService
 from alize.services.models import ModelHub, may_use
@@ -21,21 +22,24 @@ from alize.store.db import Database
 CAPABILITIES = {"/v1/fim/completions": "completion_fim", "/v1/moderations": "moderation",
                 "/v1/chat/moderations": "moderation", "/v1/classifications": "classification",
                 "/v1/chat/classifications": "classification"}
+AGENT_ENDPOINT = "/v1/chat/completions"  # the only one an agent's job runs on
 
 
 class BatchService:
-    def __init__(self, db: Database, hub: ModelHub, files: FileService, on_change: Any = None):
+    def __init__(self, db: Database, hub: ModelHub, files: FileService, agents: AgentService,
+                 on_change: Any = None):
         self.db = db
         self.hub = hub
         self.files = files
+        self.agents = agents
         self.on_change = on_change  # called when a job is created or cancelled (wakes the worker)
 
     async def create(self, key: KeyInfo, request: BatchJobIn) -> JobInfo:
         self._check_endpoint(request.endpoint)
+        agent_version = None
         if request.agent_id is not None:
-            raise Unsupported("Batch jobs do not run agents here (agent_id names an agent of Mistral's deprecated "
-                              "agents API): leave agent_id out and set model", param="agent_id")
-        if request.model is not None:
+            agent_version = await asyncio.to_thread(self._check_agent, key, request)
+        elif request.model is not None:
             self._check_model(key, request.model, request.endpoint)
         has_files, has_requests = bool(request.input_files), bool(request.requests)
         if has_files == has_requests:
@@ -50,7 +54,7 @@ class BatchService:
             total = await asyncio.to_thread(self._count_lines, key.workspace.id, file_ids)
         job = JobInfo(str(uuid.uuid4()), key.workspace.id, key.id, request.endpoint, request.model,
                       request.metadata, file_ids, request.timeout_hours, utcnow(), total_requests=total,
-                      inline_requests=inline)
+                      inline_requests=inline, agent_id=request.agent_id, agent_version=agent_version)
         await asyncio.to_thread(batches.add, self.db, job)
         self._changed()
         return job
@@ -64,6 +68,19 @@ class BatchService:
             raise Unsupported(f"Alizé does not run batch jobs on {endpoint}; it runs them on {supported}",
                               param="endpoint")
         raise InvalidRequest(f"Unknown endpoint {endpoint!r}; batch jobs run on {supported}", param="endpoint")
+
+    def _check_agent(self, key: KeyInfo, request: BatchJobIn) -> int:
+        """The version of the job's agent that will answer every line (its current one)."""
+        assert request.agent_id is not None
+        if request.endpoint != AGENT_ENDPOINT:
+            raise InvalidRequest(f"An agent answers chat completions: a job with agent_id runs on {AGENT_ENDPOINT}",
+                                 param="agent_id")
+        if request.model is not None:
+            raise InvalidRequest("Give the job a model or an agent_id, not both: the agent's model answers",
+                                 param="model")
+        agent = self.agents.completing(key.workspace.id, request.agent_id)
+        self._check_model(key, agent.config["model"], AGENT_ENDPOINT)
+        return agent.version
 
     def _check_model(self, key: KeyInfo, model: str, endpoint: str) -> None:
         capability = CAPABILITIES.get(endpoint, "completion_chat")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from alize.errors import AlizeError, InvalidRequest, UnprocessableRequest
 from alize.protocol import strict_json
+from alize.protocol.agents import AgentsCompletionRequest
 from alize.protocol.chat import ChatCompletionRequest
 from alize.protocol.embeddings import EmbeddingRequest
 from alize.protocol.fim import FIMCompletionRequest
@@ -25,11 +26,16 @@ from alize.services.embeddings import EmbeddingService
 from alize.services.fim import FIMService
 from alize.services.metering import Call
 from alize.services.moderations import ModerationService
+from alize.store.batches import JobInfo
 
 # Runs one line's body as a request of the job's endpoint, for the line's metered call.
 LineRunner = Callable[[dict[str, Any], Call], Awaitable[BaseModel | dict[str, Any]]]
+# The runner of a job's lines: its endpoint's, or that of the agent (at its version) that runs it.
+JobRunners = Callable[[JobInfo], LineRunner]
 # An endpoint's use case, called with its validated request.
 Service = Callable[[Any, Call], Awaitable[BaseModel | dict[str, Any]]]
+# The chat completion an agent (at a version) makes of a request.
+AgentRequest = Callable[[Call, AgentsCompletionRequest, int | None], Awaitable[ChatCompletionRequest]]
 
 
 @dataclass(frozen=True)
@@ -50,15 +56,30 @@ def non_blank(data: bytes) -> Iterator[bytes]:
     return (raw for raw in data.splitlines() if raw.strip())
 
 
-def read_lines(inputs: Iterable[bytes], job_model: str | None) -> Iterator[Line]:
+def read_lines(inputs: Iterable[bytes], job_model: str | None, job_agent: str | None = None) -> Iterator[Line]:
     """The job's lines, numbered across its input files in order."""
     seen: set[str] = set()
     raws = (raw for data in inputs for raw in non_blank(data))
     for index, raw in enumerate(raws):
-        yield _parse(index, raw, job_model, seen)
+        line = _parse(index, raw, job_model, seen, job_agent)
+        yield _for_agent(line, job_agent) if job_agent is not None and line.body is not None else line
 
 
-def _parse(index: int, raw: bytes, job_model: str | None, seen: set[str]) -> Line:
+def _for_agent(line: Line, agent_id: str) -> Line:
+    """A line of a job run by an agent: the agent's model answers it (the line names none)."""
+    assert line.body is not None
+    where = f"line {line.index + 1}"
+    if line.body.get("model") is not None:
+        return Line(line.index, line.custom_id, error=InvalidRequest(
+            f"{where} asks for model {line.body['model']!r} but the job runs agent {agent_id}, whose model answers: "
+            "leave model out", param="model"))
+    if line.body.get("agent_id", agent_id) != agent_id:
+        return Line(line.index, line.custom_id, error=InvalidRequest(
+            f"{where} asks for agent {line.body['agent_id']!r} but the job runs agent {agent_id}", param="agent_id"))
+    return line
+
+
+def _parse(index: int, raw: bytes, job_model: str | None, seen: set[str], job_agent: str | None) -> Line:
     where = f"line {index + 1}"
     try:
         item = strict_json.loads(raw)
@@ -86,7 +107,7 @@ def _parse(index: int, raw: bytes, job_model: str | None, seen: set[str]) -> Lin
     elif job_model is not None and model != job_model:
         return Line(index, custom_id, error=InvalidRequest(
             f"{where} asks for model {model!r} but the job runs {job_model!r}", param="model"))
-    elif model is None:
+    elif model is None and job_agent is None:
         return Line(index, custom_id, error=InvalidRequest(
             f"{where} names no model: set body.model, or the job's model", param="model"))
     return Line(index, custom_id, body)
@@ -99,9 +120,11 @@ def _validated(schema: type[BaseModel], body: dict[str, Any]) -> Any:
         raise UnprocessableRequest.from_errors(exc.errors()) from exc
 
 
-def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService,
-            moderations: ModerationService) -> dict[str, LineRunner]:
-    """Each endpoint's runner: the same services as the API's, whichever backend serves the model."""
+def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService, moderations: ModerationService,
+            agent_request: AgentRequest) -> JobRunners:
+    """Each job's runner: the same use cases as the API's, whichever backend serves the model;
+    a job run by an agent answers each line as /v1/agents/completions would, at the agent's
+    version when the job was created."""
     calls: dict[str, tuple[type[BaseModel], Service]] = {
         "/v1/chat/completions": (ChatCompletionRequest, chat.complete),
         "/v1/fim/completions": (FIMCompletionRequest, fim.complete),
@@ -117,7 +140,18 @@ def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService,
             return await call_service(_validated(schema, body), call)
         return run
 
-    return {endpoint: runner(schema, service) for endpoint, (schema, service) in calls.items()}
+    by_endpoint = {endpoint: runner(schema, service) for endpoint, (schema, service) in calls.items()}
+
+    def for_job(job: JobInfo) -> LineRunner:
+        if job.agent_id is None:
+            return by_endpoint[job.endpoint]
+
+        async def run(body: dict[str, Any], call: Call) -> BaseModel:
+            request = _validated(AgentsCompletionRequest, {**body, "agent_id": job.agent_id})
+            return await chat.complete(await agent_request(call, request, job.agent_version), call)
+        return run
+
+    return for_job
 
 
 def output_line(job_id: str, line: Line, status: int, body: dict[str, Any], error: AlizeError | None) -> str:

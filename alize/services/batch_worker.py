@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from alize.engine.params import BACKGROUND
 from alize.errors import AlizeError, EngineFailure, Overloaded, TooManyRequests, Unauthorized
 from alize.services.auth import check_usable
-from alize.services.batch_lines import Line, LineRunner, line_id, output_line, read_lines
+from alize.services.batch_lines import JobRunners, Line, line_id, output_line, read_lines
 from alize.services.files import FileService
 from alize.services.metering import ENDPOINT_NAMES, Call, Meter
 from alize.store import batches
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0  # how often a running job's lease is renewed and its status read
 LEASE_S = 30.0  # how long a dead worker's job stays held before another takes it over
 MAX_RETRY_WAIT_S = 60  # a line refused for longer (a monthly quota) fails instead of waiting
+AGENT_COMPLETIONS = "/v1/agents/completions"  # how the lines of a job run by an agent are metered
 RESULT_NAMESPACE = uuid.UUID("6d1f6a4e-1c2b-4f39-9a63-2f1b7c0e5a11")  # result file ids, from the job id
 
 
@@ -48,7 +49,7 @@ class _Run:
 
 
 class BatchWorker:
-    def __init__(self, db: Database, files: FileService, meter: Meter, runners: dict[str, LineRunner], *,
+    def __init__(self, db: Database, files: FileService, meter: Meter, runners: JobRunners, *,
                  owner: str, concurrency: int, price_factor: Decimal, cache_scope: Callable[[str], str | None]):
         self.db = db
         self.files = files
@@ -117,7 +118,7 @@ class BatchWorker:
         inputs = [self.files.content(job.workspace_id, file_id) for file_id in job.input_files]
         if job.inline_requests:
             inputs.append(job.inline_requests.encode())
-        return list(read_lines(inputs, job.model))
+        return list(read_lines(inputs, job.model, job.agent_id))
 
     @staticmethod
     def _deadline(job: JobInfo) -> datetime:
@@ -173,7 +174,8 @@ class BatchWorker:
             self.meter.telemetry.batch_lines.labels("succeeded" if status < 400 else "failed").inc()
 
     def _call(self, run: _Run, line: Line) -> Call:
-        return Call(self.meter, ENDPOINT_NAMES[run.job.endpoint], id=line_id(run.job.id, line.index), key=run.key,
+        endpoint = AGENT_COMPLETIONS if run.job.agent_id else run.job.endpoint  # what its lines are
+        return Call(self.meter, ENDPOINT_NAMES[endpoint], id=line_id(run.job.id, line.index), key=run.key,
                     cache_scope=self.cache_scope(run.key.id), priority=BACKGROUND,
                     price_factor=self.price_factor, held=True)
 
@@ -181,7 +183,7 @@ class BatchWorker:
                       call: Call) -> tuple[Call, int, dict[str, object], AlizeError | None] | None:
         """Runs the line, waiting out rate limits and a busy engine; None if it was cut short."""
         assert line.body is not None
-        runner = self.runners[run.job.endpoint]
+        runner = self.runners(run.job)
         while True:
             try:  # the key as it is now: revoked, expired or with new limits since the last line
                 run.key = call.key = check_usable(await asyncio.to_thread(get_key, self.db, run.job.key_id))

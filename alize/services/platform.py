@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from alize.config import Settings
 from alize.registry import Registry
 from alize.services import batch_lines
 from alize.services.accounts import AccountService
 from alize.services.admin import AdminView
-from alize.services.agents import AgentService
+from alize.services.agents import AgentService, agent_chat_request
 from alize.services.auth import AuthService
 from alize.services.batch import BatchService
 from alize.services.batch_worker import BatchWorker
@@ -97,20 +98,21 @@ class Platform:
         agents = AgentService(db, hub)
         files = FileService(db, DirectoryBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
         moderations = ModerationService(chat)
-        worker = BatchWorker(db, files, meter, batch_lines.runners(chat, fim, embeddings, moderations),
+        pgvector = vectors.enable(db)
+        retriever = Retriever(db, hub, settings.library_embedding_model, pgvector)
+        lines = batch_lines.runners(chat, fim, embeddings, moderations, partial(agent_chat_request, agents, retriever))
+        worker = BatchWorker(db, files, meter, lines,
                              owner=settings.resolved_worker_id, concurrency=settings.batch_concurrency,
                              price_factor=1 - settings.batch_discount,
                              cache_scope=lambda key_id: cache_scope(settings, key_id))
         documents = DirectoryBlobStore(settings.data_dir / "documents")
-        pgvector = vectors.enable(db)
         log.info("document libraries search with %s", "pgvector" if pgvector else "numpy (portable)")
         document_worker = DocumentWorker(db, documents, hub, meter, settings.library_embedding_model,
                                          settings.resolved_worker_id, pgvector)
-        retriever = Retriever(db, hub, settings.library_embedding_model, pgvector)
         chat.guard = GuardrailService(hub, moderations).check
         return cls(settings, db, hub, AuthService(db), chat, fim, CompletionService(hub, upstream_text), embeddings,
                    counters, meter, AccountService(db), ReportService(db), files,
-                   BatchService(db, hub, files, on_change=worker.wake), worker,
+                   BatchService(db, hub, files, agents, on_change=worker.wake), worker,
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
                    Dashboard(db, registry.comparison), telemetry, agents,

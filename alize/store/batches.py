@@ -41,6 +41,8 @@ class JobInfo:
     error_file: str | None = None
     failure: str | None = None  # why the whole job failed (FAILED)
     inline_requests: str | None = field(default=None, repr=False)
+    agent_id: str | None = None  # the agent that answers each line (then model is None)
+    agent_version: int | None = None  # the agent's version when the job was created
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class LineResult:
 @dataclass(frozen=True)
 class JobFilter:
     model: str | None = None
+    agent_id: str | None = None
     key_id: str | None = None  # created_by_me
     statuses: tuple[str, ...] = ()
     created_after: datetime | None = None
@@ -68,13 +71,14 @@ def _info(row: BatchJob, with_requests: bool = True) -> JobInfo:
                    row.timeout_hours, aware(row.created_at) or row.created_at, row.status, row.total_requests,
                    row.succeeded_requests, row.failed_requests, aware(row.started_at), aware(row.completed_at),
                    row.output_file, row.error_file,
-                   row.failure, row.inline_requests if with_requests else None)
+                   row.failure, row.inline_requests if with_requests else None, row.agent_id, row.agent_version)
 
 
 def add(db: Database, job: JobInfo) -> None:
     with db.session() as session, session.begin():
         session.add(BatchJob(
             id=job.id, workspace_id=job.workspace_id, key_id=job.key_id, endpoint=job.endpoint, model=job.model,
+            agent_id=job.agent_id, agent_version=job.agent_version,
             metadata_json=json.dumps(job.metadata) if job.metadata is not None else None,
             input_files=json.dumps(job.input_files), inline_requests=job.inline_requests,
             timeout_hours=job.timeout_hours, status=job.status, total_requests=job.total_requests,
@@ -95,6 +99,8 @@ def list_page(db: Database, workspace_id: str, page: int, page_size: int,
     query = select(BatchJob).where(BatchJob.workspace_id == workspace_id)
     if filters.model:
         query = query.where(BatchJob.model == filters.model)
+    if filters.agent_id:
+        query = query.where(BatchJob.agent_id == filters.agent_id)
     if filters.key_id:
         query = query.where(BatchJob.key_id == filters.key_id)
     if filters.statuses:

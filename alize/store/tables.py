@@ -206,6 +206,8 @@ class BatchJob(Base):
     key_id: Mapped[str] = mapped_column(String(36))  # who created it: its limits and bill apply
     endpoint: Mapped[str] = mapped_column(String(100))
     model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # an agent runs each line
+    agent_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its version at creation
     metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     input_files: Mapped[str] = mapped_column(Text)  # JSON list of file ids
     inline_requests: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSONL, for `requests`

@@ -28,7 +28,7 @@ def job_out(job: JobInfo, errors: list[tuple[str, int]], outputs: list[dict[str,
     messages += [{"message": message, "count": count} for message, count in errors]
     return {
         "id": job.id, "object": "batch", "input_files": job.input_files, "metadata": job.metadata,
-        "endpoint": job.endpoint, "model": job.model, "agent_id": None, "output_file": job.output_file,
+        "endpoint": job.endpoint, "model": job.model, "agent_id": job.agent_id, "output_file": job.output_file,
         "error_file": job.error_file, "errors": messages, "outputs": outputs, "status": job.status,
         "created_at": _ts(job.created_at), "total_requests": job.total_requests,
         "completed_requests": job.succeeded_requests + job.failed_requests,
@@ -64,10 +64,9 @@ def list_jobs(request: Request, key: KeyDep, platform: PlatformDep, page: Annota
               agent_id: str | None = None, metadata: str | None = None, created_after: datetime | None = None,
               created_by_me: bool = False, status: Annotated[list[Status] | None, Query()] = None,
               order_by: Annotated[str, Query(pattern="^-?created$")] = "-created") -> dict[str, Any]:
-    if agent_id is not None:
-        return {"object": "list", "data": [], "total": 0}  # no job of Alizé runs on an agent
-    filters = JobFilter(model=model, key_id=key.id if created_by_me else None, statuses=tuple(status or ()),
-                        created_after=created_after, metadata=_metadata_filter(request, metadata),
+    filters = JobFilter(model=model, agent_id=agent_id, key_id=key.id if created_by_me else None,
+                        statuses=tuple(status or ()), created_after=created_after,
+                        metadata=_metadata_filter(request, metadata),
                         newest_first=order_by == "-created")
     jobs, total = platform.batches.list_page(key, page, page_size, filters)
     errors = platform.batches.errors([j.id for j in jobs])
