@@ -180,6 +180,51 @@ def test_a_job_run_by_an_agent_answers_as_the_agent_did_when_the_job_was_created
     assert all(r.cost_nano == (r.prompt_tokens * 150 + r.completion_tokens * 200) // 2 for r in rows)
 
 
+def test_conversation_batches_start_conversations_as_the_endpoint_does(server):
+    client = Mistral(api_key=server.key, server_url=server.url)
+    agent = client.beta.agents.create(model=MODEL, name="batch-greeter", instructions="Greet in one word.",
+                                      completion_args={"temperature": 0, "max_tokens": 3})
+    args = {"temperature": 0, "max_tokens": 3}
+    lines = [{"custom_id": "kept", "body": {"model": MODEL, "inputs": "Say hello.", "completion_args": args,
+                                            "name": "batch-kept"}},
+             {"custom_id": "unkept", "body": {"model": MODEL, "inputs": [{"role": "user", "content": "Say bye."}],
+                                              "completion_args": args, "store": False}},
+             {"custom_id": "agent", "body": {"agent_id": agent.id, "inputs": "Hi"}},
+             {"custom_id": "neither", "body": {"inputs": "Hi"}}]
+    job = client.batch.jobs.create(endpoint="/v1/conversations", requests=lines)
+    by_agent = client.batch.jobs.create(endpoint="/v1/conversations", agent_id=agent.id,
+                                        requests=[{"custom_id": "a", "body": {"inputs": "Hello"}}])
+    client.beta.agents.update(agent_id=agent.id, instructions="Greet in two words.")  # version 1
+    with server.client() as http:
+        assert http.get(f"/v1/batch/jobs/{by_agent.id}").json()["status"] == "QUEUED"  # behind the first job
+        outputs = {}
+        for created, (succeeded, failed) in ((job, (3, 1)), (by_agent, (1, 0))):
+            done = wait_job(http, created.id)
+            assert done["status"] == "SUCCESS", done
+            assert (done["succeeded_requests"], done["failed_requests"]) == (succeeded, failed), done
+            outputs.update({o["custom_id"]: o for o in http.get(f"/v1/batch/jobs/{created.id}",
+                                                                params={"inline": "true"}).json()["outputs"]})
+        for custom_id in ("kept", "unkept", "agent", "a"):
+            body = outputs[custom_id]["response"]["body"]
+            assert_valid(body, "ConversationResponse")
+            assert [o["type"] for o in body["outputs"]] == ["message.output"]
+            assert 0 < body["usage"]["completion_tokens"] <= 3
+        assert outputs["neither"]["response"]["status_code"] == 400
+        kept = http.get(f"/v1/conversations/{outputs['kept']['response']['body']['conversation_id']}").json()
+        assert kept["name"] == "batch-kept" and kept["model"] == MODEL
+        unkept = http.get(f"/v1/conversations/{outputs['unkept']['response']['body']['conversation_id']}")
+        assert unkept.status_code == 404  # store: false, as over HTTP
+        # a line's own agent runs as over HTTP (its current version); the job's, at its version when created
+        for custom_id, version in (("agent", None), ("a", 0)):
+            started = http.get(f"/v1/conversations/{outputs[custom_id]['response']['body']['conversation_id']}")
+            assert (started.json()["agent_id"], started.json()["agent_version"]) == (agent.id, version), started.text
+    # metered as conversations, one record per line, at the batch price
+    rows = [r for r in usage_rows(sqlite_url(server), endpoint="conversations")
+            if r.id.startswith((f"batch-{job.id[:8]}-", f"batch-{by_agent.id[:8]}-"))]
+    assert len(rows) == 5 and sum(r.completion_tokens > 0 for r in rows) == 4
+    assert all(r.cost_nano == (r.prompt_tokens * 150 + r.completion_tokens * 200) // 2 for r in rows)
+
+
 def test_malformed_lines_become_error_lines(http):
     items: list[Any] = [
         chat_line(0, model=MODEL),
@@ -222,6 +267,7 @@ def test_malformed_lines_become_error_lines(http):
     ({"endpoint": "/v1/chat/completions", "requests": [{"body": {}}], "agent_id": "ag_1"}, 404),
     ({"endpoint": "/v1/chat/completions", "requests": [{"body": {}}], "agent_id": "ag_1", "model": MODEL}, 400),
     ({"endpoint": "/v1/embeddings", "requests": [{"body": {}}], "agent_id": "ag_1"}, 400),
+    ({"endpoint": "/v1/conversations", "requests": [{"body": {}}], "agent_id": "ag_1"}, 404),
     ({"endpoint": "/v1/chat/completions", "requests": [{"custom_id": 1, "body": {}}]}, 422),
     ({"endpoint": "/v1/chat/completions", "input_files": ["not-a-uuid"]}, 422),
 ])

@@ -9,8 +9,8 @@ from alize.protocol.common import Request
 
 # The endpoints Alizé runs batch lines on, and the others the spec names (answered 400).
 BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/fim/completions", "/v1/embeddings", "/v1/moderations",
-                   "/v1/chat/moderations", "/v1/classifications", "/v1/chat/classifications")
-SPEC_ENDPOINTS = BATCH_ENDPOINTS + ("/v1/ocr", "/v1/conversations", "/v1/audio/transcriptions")
+                   "/v1/chat/moderations", "/v1/classifications", "/v1/chat/classifications", "/v1/conversations")
+SPEC_ENDPOINTS = BATCH_ENDPOINTS + ("/v1/ocr", "/v1/audio/transcriptions")
 STATUSES = ("QUEUED", "RUNNING", "SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLATION_REQUESTED", "CANCELLED")
 MAX_INLINE_REQUESTS = 10_000
 

@@ -22,7 +22,7 @@ from alize.store.db import Database
 CAPABILITIES = {"/v1/fim/completions": "completion_fim", "/v1/moderations": "moderation",
                 "/v1/chat/moderations": "moderation", "/v1/classifications": "classification",
                 "/v1/chat/classifications": "classification"}
-AGENT_ENDPOINT = "/v1/chat/completions"  # the only one an agent's job runs on
+AGENT_ENDPOINTS = ("/v1/chat/completions", "/v1/conversations")  # those an agent's job runs on
 
 
 class BatchService:
@@ -72,14 +72,17 @@ class BatchService:
     def _check_agent(self, key: KeyInfo, request: BatchJobIn) -> int:
         """The version of the job's agent that will answer every line (its current one)."""
         assert request.agent_id is not None
-        if request.endpoint != AGENT_ENDPOINT:
-            raise InvalidRequest(f"An agent answers chat completions: a job with agent_id runs on {AGENT_ENDPOINT}",
-                                 param="agent_id")
+        if request.endpoint not in AGENT_ENDPOINTS:
+            raise InvalidRequest(f"An agent answers chat completions and conversations: a job with agent_id runs on "
+                                 f"{' or '.join(AGENT_ENDPOINTS)}", param="agent_id")
         if request.model is not None:
             raise InvalidRequest("Give the job a model or an agent_id, not both: the agent's model answers",
                                  param="model")
-        agent = self.agents.completing(key.workspace.id, request.agent_id)
-        self._check_model(key, agent.config["model"], AGENT_ENDPOINT)
+        if request.endpoint == "/v1/conversations":  # where a search may wait for the client's confirmation
+            agent = self.agents.record(key.workspace.id, request.agent_id)
+        else:
+            agent = self.agents.completing(key.workspace.id, request.agent_id)
+        self._check_model(key, agent.config["model"], request.endpoint)
         return agent.version
 
     def _check_model(self, key: KeyInfo, model: str, endpoint: str) -> None:

@@ -13,6 +13,7 @@ from alize.errors import AlizeError, InvalidRequest, UnprocessableRequest
 from alize.protocol import strict_json
 from alize.protocol.agents import AgentsCompletionRequest
 from alize.protocol.chat import ChatCompletionRequest
+from alize.protocol.conversations import ConversationRequest
 from alize.protocol.embeddings import EmbeddingRequest
 from alize.protocol.fim import FIMCompletionRequest
 from alize.protocol.moderations import (
@@ -22,6 +23,7 @@ from alize.protocol.moderations import (
     ModerationRequest,
 )
 from alize.services.chat import ChatService
+from alize.services.conversations import ConversationService
 from alize.services.embeddings import EmbeddingService
 from alize.services.fim import FIMService
 from alize.services.metering import Call
@@ -76,6 +78,10 @@ def _for_agent(line: Line, agent_id: str) -> Line:
     if line.body.get("agent_id", agent_id) != agent_id:
         return Line(line.index, line.custom_id, error=InvalidRequest(
             f"{where} asks for agent {line.body['agent_id']!r} but the job runs agent {agent_id}", param="agent_id"))
+    if line.body.get("agent_version") is not None:
+        return Line(line.index, line.custom_id, error=InvalidRequest(
+            f"{where} asks for a version of agent {agent_id}, but the job runs the version it had when the job was "
+            "created: leave agent_version out", param="agent_version"))
     return line
 
 
@@ -107,7 +113,7 @@ def _parse(index: int, raw: bytes, job_model: str | None, seen: set[str], job_ag
     elif job_model is not None and model != job_model:
         return Line(index, custom_id, error=InvalidRequest(
             f"{where} asks for model {model!r} but the job runs {job_model!r}", param="model"))
-    elif model is None and job_agent is None:
+    elif model is None and job_agent is None and body.get("agent_id") is None:  # a conversation's own agent
         return Line(index, custom_id, error=InvalidRequest(
             f"{where} names no model: set body.model, or the job's model", param="model"))
     return Line(index, custom_id, body)
@@ -121,7 +127,7 @@ def _validated(schema: type[BaseModel], body: dict[str, Any]) -> Any:
 
 
 def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService, moderations: ModerationService,
-            agent_request: AgentRequest) -> JobRunners:
+            conversations: ConversationService, agent_request: AgentRequest) -> JobRunners:
     """Each job's runner: the same use cases as the API's, whichever backend serves the model;
     a job run by an agent answers each line as /v1/agents/completions would, at the agent's
     version when the job was created."""
@@ -133,6 +139,7 @@ def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService, mo
         "/v1/chat/moderations": (ChatModerationRequest, moderations.moderate_chat),
         "/v1/classifications": (ClassificationRequest, moderations.classify),
         "/v1/chat/classifications": (ChatClassificationRequest, moderations.classify_chat),
+        "/v1/conversations": (ConversationRequest, conversations.answer),
     }
 
     def runner(schema: type[BaseModel], call_service: Service) -> LineRunner:
@@ -145,6 +152,10 @@ def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService, mo
     def for_job(job: JobInfo) -> LineRunner:
         if job.agent_id is None:
             return by_endpoint[job.endpoint]
+        if job.endpoint == "/v1/conversations":  # a conversation takes its agent and version itself
+            pinned = {"agent_id": job.agent_id, "agent_version": job.agent_version}
+            start = by_endpoint[job.endpoint]
+            return lambda body, call: start({**body, **pinned}, call)
 
         async def run(body: dict[str, Any], call: Call) -> BaseModel:
             request = _validated(AgentsCompletionRequest, {**body, "agent_id": job.agent_id})

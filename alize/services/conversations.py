@@ -5,6 +5,7 @@ it. A function call comes back as `function.call` entries for the client to run;
 `function.result` entries continue the conversation (the SDK's RunContext does both).
 Running a turn is services/turns.py's job."""
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from alize.protocol.conversations import (
 from alize.services.agents import AgentService, check_guardrails
 from alize.services.chat import ChatService
 from alize.services.handoffs import handoffs_of
+from alize.services.metering import Call
 from alize.services.retrieval import Retriever
 from alize.services.turns import Turn, TurnRunner, new_id, now_text
 from alize.store import conversations as store
@@ -57,6 +59,12 @@ class ConversationService:
         return self._prepared(Turn(key.workspace.id, new_id("conv"), settings, {}, [], self._inputs(request.inputs),
                                    request.store is not False, True, args, _execution(request)),
                               request.tool_confirmations)
+
+    async def answer(self, request: ConversationRequest, call: Call) -> dict[str, Any]:
+        """A conversation started and answered whole, as a batch job's line runs it."""
+        assert call.key is not None
+        turn = await asyncio.to_thread(self.start, call.key, request)
+        return await self.runner.respond(turn, await self.runner.begin(turn, call, False), call)
 
     def append(self, key: KeyInfo, conversation_id: str, request: AppendConversationRequest) -> Turn:
         record = self._record(key.workspace.id, conversation_id)

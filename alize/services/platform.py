@@ -100,7 +100,9 @@ class Platform:
         moderations = ModerationService(chat)
         pgvector = vectors.enable(db)
         retriever = Retriever(db, hub, settings.library_embedding_model, pgvector)
-        lines = batch_lines.runners(chat, fim, embeddings, moderations, partial(agent_chat_request, agents, retriever))
+        conversations = ConversationService(db, agents, chat, retriever)
+        lines = batch_lines.runners(chat, fim, embeddings, moderations, conversations,
+                                    partial(agent_chat_request, agents, retriever))
         worker = BatchWorker(db, files, meter, lines,
                              owner=settings.resolved_worker_id, concurrency=settings.batch_concurrency,
                              price_factor=1 - settings.batch_discount,
@@ -116,7 +118,7 @@ class Platform:
                    SessionService(db, timedelta(minutes=settings.console_idle_minutes),
                                   timedelta(hours=settings.console_session_hours)),
                    Dashboard(db, registry.comparison), telemetry, agents,
-                   ConversationService(db, agents, chat, retriever), moderations,
+                   conversations, moderations,
                    LibraryService(db, documents, settings.max_document_bytes, on_upload=document_worker.wake),
                    document_worker, retriever)
 
