@@ -68,6 +68,8 @@ def _follow(client: httpx.Client, job: dict[str, Any], poll_s: float) -> dict[st
 def submit(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL: one {custom_id, body} a line.")],
     model: Annotated[str | None, typer.Option("--model", help="The model for lines that name none.")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="An agent (its id) to answer every line, "
+                                                                "instead of a model.")] = None,
     endpoint: Annotated[str, typer.Option("--endpoint")] = "/v1/chat/completions",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job until it ends.")] = True,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to save the results.")] = None,
@@ -75,13 +77,16 @@ def submit(
     url: Url = DEFAULT_URL, api_key: ApiKey = None,
 ) -> None:
     """Upload FILE, start a job on it, and (unless --no-wait) follow it and save its results."""
-    if model is None:
+    if model is not None and agent is not None:
+        console.print("[red]error:[/red] give --model or --agent, not both (the agent's model answers)")
+        raise typer.Exit(2)
+    if model is None and agent is None:
         _refuse_lines_without_a_model(file)
     with _client(url, api_key) as client, file.open("rb") as data:
         uploaded = _call(client, "POST", "/v1/files", files={"file": (file.name, data, "application/jsonl")},
                          data={"purpose": "batch"}).json()
         job = _call(client, "POST", "/v1/batch/jobs", json={"input_files": [uploaded["id"]], "endpoint": endpoint,
-                                                             "model": model}).json()
+                                                             "model": model, "agent_id": agent}).json()
         print(job["id"])
         if not wait:
             return
@@ -103,7 +108,8 @@ def _save(client: httpx.Client, job: dict[str, Any], which: str, path: Path, wha
 
 
 def _refuse_lines_without_a_model(file: Path) -> None:
-    """With no --model, every line must name its model: say which do not, before uploading."""
+    """With no --model or --agent, every line must name its model (or, starting a
+    conversation, its agent): say which do not, before uploading."""
     missing, total = [], 0
     with file.open("rb") as lines:
         for number, raw in enumerate((raw for raw in lines if raw.strip()), start=1):
@@ -112,12 +118,12 @@ def _refuse_lines_without_a_model(file: Path) -> None:
                 body = json.loads(raw).get("body")
             except (ValueError, AttributeError):
                 continue  # the server reports malformed lines, each in the error file
-            if isinstance(body, dict) and not body.get("model"):
+            if isinstance(body, dict) and not body.get("model") and not body.get("agent_id"):
                 missing.append(number)
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         console.print(f"[red]error:[/red] {len(missing)} of {total} lines name no model (line {shown}): "
-                      "give --model, or set body.model on each line", highlight=False, soft_wrap=True)
+                      "give --model or --agent, or set body.model on each line", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
 

@@ -361,6 +361,13 @@ def test_cli_submit_status_download_cancel(server, tmp_path):
     assert "SUCCESS" in cancelled.stdout  # a finished job stays as it is
     queued = alize("batch", "submit", str(source), "--model", MODEL, "--no-wait", env=env).stdout.strip()
     assert len(queued) == 36
+    # an agent answers the lines, which name no model
+    agent = Mistral(api_key=server.key, server_url=server.url).beta.agents.create(
+        model=MODEL, name="cli-agent", instructions="Answer in one word.")
+    by_agent = alize("batch", "submit", str(source), "--agent", agent.id, "-o", str(results), env=env)
+    assert "SUCCESS" in by_agent.stderr and "3/3" in by_agent.stderr, by_agent.stderr
+    job = Mistral(api_key=server.key, server_url=server.url).batch.jobs.get(job_id=by_agent.stdout.strip())
+    assert job.agent_id == agent.id and len(results.read_text().splitlines()) == 3
 
 
 def test_cli_submit_refuses_lines_without_a_model_and_reports_failed_jobs(server, tmp_path):
@@ -372,6 +379,9 @@ def test_cli_submit_refuses_lines_without_a_model_and_reports_failed_jobs(server
     with pytest.raises(subprocess.CalledProcessError) as refused:
         alize("batch", "submit", str(source), env=env)
     assert refused.value.returncode == 2 and "3 of 3 lines name no model" in refused.value.stderr
+    with pytest.raises(subprocess.CalledProcessError) as both:
+        alize("batch", "submit", str(source), "--model", MODEL, "--agent", "ag_1", env=env)
+    assert both.value.returncode == 2 and "not both" in both.value.stderr
     # every line fails (an unknown model): a non-zero exit, the causes grouped, and the error file saved
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(jsonl([chat_line(i, model="gpt-9") for i in range(3)] + [b"not json"]))
