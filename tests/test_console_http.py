@@ -153,3 +153,8 @@ def test_batch_jobs_are_cancelled_only_within_the_admins_view(server):
         cancelled = org.post(f"/console/batches/{workspace_id}/{job['id']}/cancel", data={"csrf": csrf})
         assert cancelled.status_code == 200 and "cancel" in cancelled.text.lower()
         assert api.get(f"/v1/batch/jobs/{job['id']}").json()["status"] in ("CANCELLATION_REQUESTED", "CANCELLED")
+        # a job run by an agent shows the agent and the version that answers it
+        agent = api.post("/v1/agents", json={"model": "mistral-tiny", "name": "console-agent"}).json()
+        api.post("/v1/batch/jobs", json={"agent_id": agent["id"], "endpoint": "/v1/chat/completions",
+                                         "requests": lines[:1]}).raise_for_status()
+        assert f"agent <code>{agent['id']}</code> v0" in org.get("/console/batches/rows").text
