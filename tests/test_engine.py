@@ -172,6 +172,45 @@ def test_a_positions_logits_are_the_same_alone_with_a_draft_or_beside_others(kv_
     assert np.array_equal(beside, together)
 
 
+def test_the_repacked_q8_0_product_gives_the_plain_kernels_logits(monkeypatch):
+    # The built-in model's Q8_0 weights are repacked for AVX-512 VNNI where the CPU has it
+    # (scripts/llama-cpp-q8-0-repack.patch). Loaded without llama.cpp's repacking they run on
+    # its plain kernels: the same weights and integer products, summed in another order, so
+    # the logits agree to rounding, which this 135M model amplifies to a few tenths (about as
+    # much as attention summed in another order does).
+    import llama_cpp as lc
+
+    from alize.engine.params import BatchItem
+    from alize.engine.runner import LlamaRunner
+
+    default = lc.llama_model_default_params
+    logits = {}
+    for repacked in (True, False):
+        def params(repacked: bool = repacked) -> lc.llama_model_params:
+            chosen = default()
+            chosen.use_extra_bufts = repacked
+            return chosen
+
+        monkeypatch.setattr(lc, "llama_model_default_params", params)
+        runner = LlamaRunner(builtin_chat_file(), EngineConfig(1024, 1, 512, threads=2))
+        greedy = runner.create_sampler(SamplingParams(max_tokens=1, temperature=0))
+        try:
+            text = runner.tokenize("The lighthouse keeper climbed the stairs every evening, and " * 6, True)
+            runner.run([BatchItem(0, text[:-8], 0, False)], [])
+            rows = []
+            for i, token in enumerate(text[-8:]):
+                runner.run([BatchItem(0, [token], len(text) - 8 + i, True)], [greedy])
+                rows.append(runner._logits(0).copy())
+            logits[repacked] = np.stack(rows)
+        finally:
+            runner.free_sampler(greedy)
+            runner.close()
+    repacked, plain = logits[True], logits[False]
+    assert min(np.corrcoef(repacked[i], plain[i])[0, 1] for i in range(8)) > 0.998
+    assert (repacked.argmax(axis=1) == plain.argmax(axis=1)).sum() >= 7
+    assert np.abs(repacked - plain).max() < 2.0
+
+
 def test_the_step_cost_is_measured_where_a_step_has_room():
     from alize.engine.drafting import MAX_DRAFT
     from alize.engine.runner import STEP_COST_TOKENS, LlamaRunner
