@@ -145,8 +145,8 @@ def test_a_job_run_by_an_agent_answers_as_the_agent_did_when_the_job_was_created
              {"custom_id": "b", "body": {"messages": question, "max_tokens": 2}},  # the line's own wins
              {"custom_id": "c", "body": {"model": MODEL, "messages": question}}]  # the agent's model answers
     with server.client() as http:
-        ahead = http.post("/v1/batch/jobs", json={"requests": [chat_line(i, max_tokens=16) for i in range(6)],
-                                                  "model": MODEL, "endpoint": "/v1/chat/completions"}).json()
+        ahead = http.post("/v1/batch/jobs", json={"model": MODEL, "endpoint": "/v1/chat/completions", "requests": [
+            chat_line(i, max_tokens=32, logit_bias=EOS_BAN) for i in range(6)]}).json()  # the worker's, meanwhile
         job = client.batch.jobs.create(endpoint="/v1/chat/completions", agent_id=agent.id, requests=lines)
         assert job.agent_id == agent.id and job.model is None
         client.beta.agents.update(agent_id=agent.id, instructions=first + " Then tell a long story about the sea.")
@@ -191,12 +191,14 @@ def test_conversation_batches_start_conversations_as_the_endpoint_does(server):
                                               "completion_args": args, "store": False}},
              {"custom_id": "agent", "body": {"agent_id": agent.id, "inputs": "Hi"}},
              {"custom_id": "neither", "body": {"inputs": "Hi"}}]
-    job = client.batch.jobs.create(endpoint="/v1/conversations", requests=lines)
-    by_agent = client.batch.jobs.create(endpoint="/v1/conversations", agent_id=agent.id,
-                                        requests=[{"custom_id": "a", "body": {"inputs": "Hello"}}])
-    client.beta.agents.update(agent_id=agent.id, instructions="Greet in two words.")  # version 1
     with server.client() as http:
-        assert http.get(f"/v1/batch/jobs/{by_agent.id}").json()["status"] == "QUEUED"  # behind the first job
+        ahead = http.post("/v1/batch/jobs", json={"model": MODEL, "endpoint": "/v1/chat/completions", "requests": [
+            chat_line(i, max_tokens=32, logit_bias=EOS_BAN) for i in range(6)]}).json()  # the worker's, meanwhile
+        job = client.batch.jobs.create(endpoint="/v1/conversations", requests=lines)
+        by_agent = client.batch.jobs.create(endpoint="/v1/conversations", agent_id=agent.id,
+                                            requests=[{"custom_id": "a", "body": {"inputs": "Hello"}}])
+        client.beta.agents.update(agent_id=agent.id, instructions="Greet in two words.")  # version 1
+        assert http.get(f"/v1/batch/jobs/{by_agent.id}").json()["status"] == "QUEUED"  # updated while it waits
         outputs = {}
         for created, (succeeded, failed) in ((job, (3, 1)), (by_agent, (1, 0))):
             done = wait_job(http, created.id)
@@ -218,6 +220,7 @@ def test_conversation_batches_start_conversations_as_the_endpoint_does(server):
         for custom_id, version in (("agent", None), ("a", 0)):
             started = http.get(f"/v1/conversations/{outputs[custom_id]['response']['body']['conversation_id']}")
             assert (started.json()["agent_id"], started.json()["agent_version"]) == (agent.id, version), started.text
+        assert wait_job(http, ahead["id"])["status"] == "SUCCESS"
     # metered as conversations, one record per line, at the batch price
     rows = [r for r in usage_rows(sqlite_url(server), endpoint="conversations")
             if r.id.startswith((f"batch-{job.id[:8]}-", f"batch-{by_agent.id[:8]}-"))]
@@ -396,7 +399,8 @@ def test_cli_submit_refuses_lines_without_a_model_and_reports_failed_jobs(server
 
 
 def test_a_job_whose_input_file_is_deleted_fails_with_the_reason(http):
-    ahead = http.post("/v1/batch/jobs", json={"requests": [chat_line(i, max_tokens=16) for i in range(6)],
+    ahead = http.post("/v1/batch/jobs", json={"requests": [chat_line(i, max_tokens=32, logit_bias=EOS_BAN)
+                                                           for i in range(6)],
                                               "model": MODEL, "endpoint": "/v1/chat/completions"}).json()
     file_id = upload(http, jsonl([chat_line(0)]))
     job = http.post("/v1/batch/jobs", json={"input_files": [file_id], "model": MODEL,
