@@ -10,7 +10,7 @@ from typing import Any
 from alize.errors import Forbidden, InvalidRequest, NotFound, Unsupported
 from alize.protocol.batch import BATCH_ENDPOINTS, SPEC_ENDPOINTS, BatchJobIn
 from alize.services.agents import AgentService
-from alize.services.batch_lines import non_blank
+from alize.services.batch_lines import AGENT_ENDPOINTS, CONVERSATIONS, non_blank
 from alize.services.files import FileService
 from alize.services.models import ModelHub, may_use
 from alize.store import batches
@@ -22,7 +22,6 @@ from alize.store.db import Database
 CAPABILITIES = {"/v1/fim/completions": "completion_fim", "/v1/moderations": "moderation",
                 "/v1/chat/moderations": "moderation", "/v1/classifications": "classification",
                 "/v1/chat/classifications": "classification"}
-AGENT_ENDPOINTS = ("/v1/chat/completions", "/v1/conversations")  # those an agent's job runs on
 
 
 class BatchService:
@@ -78,7 +77,7 @@ class BatchService:
         if request.model is not None:
             raise InvalidRequest("Give the job a model or an agent_id, not both: the agent's model answers",
                                  param="model")
-        if request.endpoint == "/v1/conversations":  # where a search may wait for the client's confirmation
+        if request.endpoint == CONVERSATIONS:  # where a search may wait for the client's confirmation
             agent = self.agents.record(key.workspace.id, request.agent_id)
         else:
             agent = self.agents.completing(key.workspace.id, request.agent_id)

@@ -30,6 +30,9 @@ from alize.services.metering import Call
 from alize.services.moderations import ModerationService
 from alize.store.batches import JobInfo
 
+CHAT, CONVERSATIONS = "/v1/chat/completions", "/v1/conversations"
+AGENT_ENDPOINTS = (CHAT, CONVERSATIONS)  # those a job run by an agent may name
+
 # Runs one line's body as a request of the job's endpoint, for the line's metered call.
 LineRunner = Callable[[dict[str, Any], Call], Awaitable[BaseModel | dict[str, Any]]]
 # The runner of a job's lines: its endpoint's, or that of the agent (at its version) that runs it.
@@ -58,34 +61,15 @@ def non_blank(data: bytes) -> Iterator[bytes]:
     return (raw for raw in data.splitlines() if raw.strip())
 
 
-def read_lines(inputs: Iterable[bytes], job_model: str | None, job_agent: str | None = None) -> Iterator[Line]:
+def read_lines(inputs: Iterable[bytes], job_model: str | None, job_agent: str | None) -> Iterator[Line]:
     """The job's lines, numbered across its input files in order."""
     seen: set[str] = set()
     raws = (raw for data in inputs for raw in non_blank(data))
     for index, raw in enumerate(raws):
-        line = _parse(index, raw, job_model, seen, job_agent)
-        yield _for_agent(line, job_agent) if job_agent is not None and line.body is not None else line
+        yield _parse(index, raw, job_model, job_agent, seen)
 
 
-def _for_agent(line: Line, agent_id: str) -> Line:
-    """A line of a job run by an agent: the agent's model answers it (the line names none)."""
-    assert line.body is not None
-    where = f"line {line.index + 1}"
-    if line.body.get("model") is not None:
-        return Line(line.index, line.custom_id, error=InvalidRequest(
-            f"{where} asks for model {line.body['model']!r} but the job runs agent {agent_id}, whose model answers: "
-            "leave model out", param="model"))
-    if line.body.get("agent_id", agent_id) != agent_id:
-        return Line(line.index, line.custom_id, error=InvalidRequest(
-            f"{where} asks for agent {line.body['agent_id']!r} but the job runs agent {agent_id}", param="agent_id"))
-    if line.body.get("agent_version") is not None:
-        return Line(line.index, line.custom_id, error=InvalidRequest(
-            f"{where} asks for a version of agent {agent_id}, but the job runs the version it had when the job was "
-            "created: leave agent_version out", param="agent_version"))
-    return line
-
-
-def _parse(index: int, raw: bytes, job_model: str | None, seen: set[str], job_agent: str | None) -> Line:
+def _parse(index: int, raw: bytes, job_model: str | None, job_agent: str | None, seen: set[str]) -> Line:
     where = f"line {index + 1}"
     try:
         item = strict_json.loads(raw)
@@ -107,16 +91,33 @@ def _parse(index: int, raw: bytes, job_model: str | None, seen: set[str], job_ag
             f"{where}: custom_id {custom_id!r} is used by an earlier line", param="custom_id"))
     seen.add(custom_id)
     body = {k: v for k, v in item["body"].items() if k != "stream"}  # a batch line is never streamed
+    problem = _who_answers(body, job_model, job_agent, where)
+    return Line(index, custom_id, error=problem) if problem else Line(index, custom_id, body)
+
+
+def _who_answers(body: dict[str, Any], job_model: str | None, job_agent: str | None,
+                 where: str) -> InvalidRequest | None:
+    """Why the line cannot say which model or agent answers it, if it cannot: the job's agent
+    (the line names no model or other version), the job's model (filled in where the line
+    names none), or the line's own model or, starting a conversation, its own agent."""
     model = body.get("model")
-    if job_model is not None and model is None:
+    if job_agent is not None:
+        if model is not None:
+            return InvalidRequest(f"{where} asks for model {model!r} but the job runs agent {job_agent}, whose model "
+                                  "answers: leave model out", param="model")
+        if body.get("agent_id", job_agent) != job_agent:
+            return InvalidRequest(f"{where} asks for agent {body['agent_id']!r} but the job runs agent {job_agent}",
+                                  param="agent_id")
+        if body.get("agent_version") is not None:
+            return InvalidRequest(f"{where} asks for a version of agent {job_agent}, but the job runs the version it "
+                                  "had when the job was created: leave agent_version out", param="agent_version")
+    elif job_model is not None and model is None:
         body["model"] = job_model
     elif job_model is not None and model != job_model:
-        return Line(index, custom_id, error=InvalidRequest(
-            f"{where} asks for model {model!r} but the job runs {job_model!r}", param="model"))
-    elif model is None and job_agent is None and body.get("agent_id") is None:  # a conversation's own agent
-        return Line(index, custom_id, error=InvalidRequest(
-            f"{where} names no model: set body.model, or the job's model", param="model"))
-    return Line(index, custom_id, body)
+        return InvalidRequest(f"{where} asks for model {model!r} but the job runs {job_model!r}", param="model")
+    elif model is None and body.get("agent_id") is None:
+        return InvalidRequest(f"{where} names no model: set body.model, or the job's model", param="model")
+    return None
 
 
 def _validated(schema: type[BaseModel], body: dict[str, Any]) -> Any:
@@ -132,14 +133,14 @@ def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService, mo
     a job run by an agent answers each line as /v1/agents/completions would, at the agent's
     version when the job was created."""
     calls: dict[str, tuple[type[BaseModel], Service]] = {
-        "/v1/chat/completions": (ChatCompletionRequest, chat.complete),
+        CHAT: (ChatCompletionRequest, chat.complete),
         "/v1/fim/completions": (FIMCompletionRequest, fim.complete),
         "/v1/embeddings": (EmbeddingRequest, embeddings.create),
         "/v1/moderations": (ModerationRequest, moderations.moderate),
         "/v1/chat/moderations": (ChatModerationRequest, moderations.moderate_chat),
         "/v1/classifications": (ClassificationRequest, moderations.classify),
         "/v1/chat/classifications": (ChatClassificationRequest, moderations.classify_chat),
-        "/v1/conversations": (ConversationRequest, conversations.answer),
+        CONVERSATIONS: (ConversationRequest, conversations.answer),
     }
 
     def runner(schema: type[BaseModel], call_service: Service) -> LineRunner:
@@ -152,7 +153,7 @@ def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService, mo
     def for_job(job: JobInfo) -> LineRunner:
         if job.agent_id is None:
             return by_endpoint[job.endpoint]
-        if job.endpoint == "/v1/conversations":  # a conversation takes its agent and version itself
+        if job.endpoint == CONVERSATIONS:  # a conversation takes its agent and version itself
             pinned = {"agent_id": job.agent_id, "agent_version": job.agent_version}
             start = by_endpoint[job.endpoint]
             return lambda body, call: start({**body, **pinned}, call)
@@ -163,6 +164,12 @@ def runners(chat: ChatService, fim: FIMService, embeddings: EmbeddingService, mo
         return run
 
     return for_job
+
+
+def metered_endpoint(job: JobInfo) -> str:
+    """What a job's lines are metered as: their endpoint's, or agent completions for the
+    chat lines an agent answers."""
+    return "/v1/agents/completions" if job.agent_id is not None and job.endpoint == CHAT else job.endpoint
 
 
 def output_line(job_id: str, line: Line, status: int, body: dict[str, Any], error: AlizeError | None) -> str:

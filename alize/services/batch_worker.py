@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from alize.engine.params import BACKGROUND
 from alize.errors import AlizeError, EngineFailure, Overloaded, TooManyRequests, Unauthorized
 from alize.services.auth import check_usable
-from alize.services.batch_lines import JobRunners, Line, line_id, output_line, read_lines
+from alize.services.batch_lines import JobRunners, Line, line_id, metered_endpoint, output_line, read_lines
 from alize.services.files import FileService
 from alize.services.metering import Call, Meter, endpoint_of
 from alize.store import batches
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0  # how often a running job's lease is renewed and its status read
 LEASE_S = 30.0  # how long a dead worker's job stays held before another takes it over
 MAX_RETRY_WAIT_S = 60  # a line refused for longer (a monthly quota) fails instead of waiting
-CHAT = "/v1/chat/completions"
-AGENT_COMPLETIONS = "/v1/agents/completions"  # how the lines of a chat job run by an agent are metered
 RESULT_NAMESPACE = uuid.UUID("6d1f6a4e-1c2b-4f39-9a63-2f1b7c0e5a11")  # result file ids, from the job id
 
 
@@ -175,7 +173,7 @@ class BatchWorker:
             self.meter.telemetry.batch_lines.labels("succeeded" if status < 400 else "failed").inc()
 
     def _call(self, run: _Run, line: Line) -> Call:
-        name = endpoint_of(AGENT_COMPLETIONS if run.job.agent_id and run.job.endpoint == CHAT else run.job.endpoint)
+        name = endpoint_of(metered_endpoint(run.job))
         assert name is not None  # every batch endpoint is metered
         return Call(self.meter, name, id=line_id(run.job.id, line.index), key=run.key,
                     cache_scope=self.cache_scope(run.key.id), priority=BACKGROUND,
